@@ -1,0 +1,1 @@
+"""Audits: Fairlearn metrics, verdicts and the promotion gate (not built yet)."""

@@ -1,0 +1,29 @@
+"""The `cadence` command line: one sub-command per stage, reading the workspace by default."""
+
+from __future__ import annotations
+
+import typer
+
+from flows.data_cli import data_app
+from flows.settings import Settings
+from flows.world_cli import world_app, world_demo
+
+app = typer.Typer(
+    help="Cadence: repurchase prediction and predictive order merging.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(world_app, name="world")
+app.add_typer(data_app, name="data")
+
+
+@app.callback()
+def _main(ctx: typer.Context) -> None:
+    """Read the settings once, when the command starts."""
+    ctx.obj = Settings()
+
+
+@app.command()
+def demo(ctx: typer.Context) -> None:
+    """Run the main job on the embedded default: generate the world, validate it, summarise it."""
+    world_demo(ctx.obj)

@@ -1,0 +1,1 @@
+"""Models: repurchase and routing models, evaluation, registry and gates (not built yet)."""

@@ -1,0 +1,1 @@
+"""Serving: the merge-offer service, consent and exit rules (not built yet)."""

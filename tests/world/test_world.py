@@ -1,0 +1,146 @@
+"""The simulated world: determinism, schemas and the behaviour it promises to plant."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ingest._tables import SCHEMAS
+from tests.world.conftest import SMALL, run_world
+from world import WorldConfig, billed_weight
+
+START = pd.Timestamp(SMALL.start, tz="UTC")
+END = START + pd.Timedelta(days=SMALL.days)
+
+
+def test_same_seed_same_tables_other_seed_other_tables():
+    cfg = WorldConfig(users=300, days=40, seed=5)
+    a, b = run_world(cfg), run_world(cfg)
+    c = run_world(dataclasses.replace(cfg, seed=6))
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name].equals(b[name]), name
+    assert not a["orders"].equals(c["orders"])
+
+
+def test_raw_tables_have_the_contract_schemas(small_world):
+    for name, schema in SCHEMAS.items():
+        assert small_world[name].schema == schema, name
+
+
+def test_events_lie_inside_the_period_and_after_signup(frames):
+    orders = frames["orders"]
+    assert orders.ordered_at.min() >= START
+    assert orders.ordered_at.max() < END
+    signup = frames["users"].set_index("user_id").signup_at
+    assert (orders.ordered_at.to_numpy() > signup.loc[orders.user_id].to_numpy()).all()
+    for table, col in [("sessions", "started_at"), ("returns", "requested_at"),
+                       ("service_contacts", "ts"), ("cart_events", "ts")]:
+        ts = frames[table][col]
+        assert ts.max() < END, table
+    delivered = frames["shipments"].delivered_at.dropna()
+    assert delivered.max() < END
+
+
+def test_formula_buyers_repurchase_every_30_days(frames):
+    items = frames["order_items"].merge(frames["products"][["sku", "category"]], on="sku")
+    items = items.merge(frames["orders"][["order_id", "user_id", "ordered_at"]], on="order_id")
+    for category, mean in [("infant_formula", 30.0), ("diapers", 20.0), ("pet_food", 45.0)]:
+        buys = items[items.category == category].sort_values(["user_id", "ordered_at"])
+        days = buys.ordered_at.dt.floor("D")
+        gaps = days.groupby(buys.user_id).diff().dropna().dt.days
+        assert len(gaps) > 200, category
+        assert abs(gaps.mean() - mean) <= 0.05 * mean, (category, gaps.mean())
+
+
+def test_formula_buyers_also_buy_diapers(frames):
+    items = frames["order_items"].merge(frames["products"][["sku", "category"]], on="sku")
+    items = items.merge(frames["orders"][["order_id", "user_id"]], on="order_id")
+    by_cat = items.groupby("category").user_id.apply(set)
+    formula, diapers = by_cat["infant_formula"], by_cat["diapers"]
+    buyers = set(items.user_id)
+    share_with = len(formula & diapers) / len(formula)
+    share_without = len(diapers - formula) / len(buyers - formula)
+    assert share_with > 5 * share_without
+
+
+def test_billed_weight_is_max_of_actual_and_volumetric(frames):
+    s = frames["shipments"]
+    expected = billed_weight(s.actual_weight_kg.to_numpy(), s.volume_cm3.to_numpy())
+    np.testing.assert_array_equal(s.billed_weight_kg.to_numpy(), expected)
+    assert (s.volume_cm3 / 6000 > s.actual_weight_kg).any()  # bulky parcels exist
+
+
+def test_no_line_ships_from_a_node_without_stock(frames):
+    items = frames["order_items"].dropna(subset=["shipment_id"])
+    items = items.merge(frames["shipments"][["shipment_id", "node_id"]], on="shipment_id")
+    items = items.merge(frames["orders"][["order_id", "ordered_at"]], on="order_id")
+    items["date"] = items.ordered_at.dt.date
+    demand = items.groupby(["date", "node_id", "sku"]).quantity.sum().rename("demand")
+    inv = frames["inventory"].set_index(["date", "node_id", "sku"])
+    joined = inv.join(demand, how="right")
+    assert joined.on_hand.notna().all()  # every shipped line's node carries that SKU
+    assert (joined.demand <= joined.on_hand).all()
+    assert (joined.demand == joined.shipped).all()
+    assert (frames["inventory"].on_hand == 0).any()  # stock-outs happen
+
+
+def test_delivery_worse_far_away_and_in_remote_zones(frames):
+    s = frames["shipments"].dropna(subset=["delivered_at"])
+    days = (s.delivered_at - s.shipped_at).dt.total_seconds() / 86400
+    by_zone = days.groupby(s.zone).mean()
+    assert by_zone["same_city"] < by_zone["same_province"] < by_zone["cross_region"]
+    assert by_zone["cross_region"] < by_zone["remote"]
+    assert np.corrcoef(s.distance_km, days)[0, 1] > 0.5
+    late = s.late.astype(float).groupby(s.zone).mean()
+    assert late["remote"] > late["same_city"]
+
+
+def test_coupon_response_differs_between_users(frames):
+    c = frames["coupons"].merge(frames["truth_latent"][["user_id", "coupon_response"]],
+                                on="user_id")
+    quartile = pd.qcut(c.coupon_response, 4, labels=False)
+    rate = c.redeemed_at.notna().groupby(quartile).mean()
+    assert rate.loc[3] > 1.3 * rate.loc[0]
+    # Price-sensitive places respond more: the lower tiers carry higher responsiveness.
+    users = frames["users"].merge(frames["truth_latent"], on="user_id")
+    by_tier = users.coupon_response.groupby(users.city_tier).median()
+    assert by_tier.loc[5] > 1.5 * by_tier.loc[1]
+
+
+def test_sensitive_attributes_reach_behaviour_only_through_place_and_life_stage(frames):
+    users = frames["users"]
+    # Age band differs by city tier, and gender by region: the proxies an audit must find.
+    young = users.age_band.isin(["18-24", "25-34"]).groupby(users.city_tier).mean()
+    assert young.loc[1] > young.loc[5] + 0.1
+    female = (users.gender == "female").groupby(users.region).mean()
+    assert female.max() - female.min() > 0.04
+
+
+@pytest.mark.parametrize("horizon", SMALL.horizons_days)
+def test_oracle_agrees_with_observed_outcomes(frames, horizon):
+    truth = frames["truth_oracle"]
+    p = truth[f"p_{horizon}d"]
+    assert p.between(0, 1).all()
+    assert (p[~truth.alive] == 0).all()
+    inside = truth[truth.snapshot_at + pd.Timedelta(days=horizon) <= END].copy()
+    orders = frames["orders"][["user_id", "ordered_at"]]
+    m = inside[["user_id", "snapshot_at"]].merge(orders, on="user_id")
+    hit = (m.ordered_at >= m.snapshot_at) & (m.ordered_at < m.snapshot_at + pd.Timedelta(days=horizon))
+    bought = m[hit].groupby(["user_id", "snapshot_at"]).size().rename("n")
+    inside = inside.join(bought, on=["user_id", "snapshot_at"])
+    inside["y"] = inside.n.notna()
+    prob = inside[f"p_{horizon}d"]
+    # Overall and within each decile of the oracle, observed frequency matches the oracle.
+    se = np.sqrt((prob * (1 - prob)).sum()) / len(inside)
+    assert abs(inside.y.mean() - prob.mean()) < 4 * se + 1e-3
+    inside["bin"] = pd.qcut(prob, 10, duplicates="drop")
+    g = inside.groupby("bin", observed=True).agg(p=(prob.name, "mean"), y=("y", "mean"),
+                                                n=("y", "size"))
+    tol = 4 * np.sqrt(g.p * (1 - g.p) / g.n) + 0.01
+    assert ((g.y - g.p).abs() <= tol).all(), g
+    # And it separates: the oracle is worth scoring against.
+    assert g.y.iloc[-1] - g.y.iloc[0] > 0.5

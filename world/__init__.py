@@ -1,0 +1,23 @@
+"""The simulated shop: the embedded default data source, and the judge of later stages.
+
+`simulate(WorldConfig(...))` runs a shop day by day and yields Arrow batches of the raw tables
+(see `ingest._tables`) and of the ground truth (`truth_*`: latent traits, replenishment cycles,
+storms, and the oracle's true repurchase probabilities on a snapshot grid). Nothing here writes
+files. The true logistics functions (`shipping_cost`, `delivery_days`, `damage_prob`) replay
+routing decisions counterfactually; no model may read the truth at training time.
+"""
+
+from world._logistics import billed_weight, damage_prob, delivery_days, shipping_cost, zone_of
+from world._simulate import WorldConfig, simulate
+from world._summary import summarise
+
+__all__ = [
+    "WorldConfig",
+    "billed_weight",
+    "damage_prob",
+    "delivery_days",
+    "shipping_cost",
+    "simulate",
+    "summarise",
+    "zone_of",
+]

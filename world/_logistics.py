@@ -1,0 +1,136 @@
+"""The world's true logistics: zones, tariff, pick and transit times, damage, and legacy routing.
+
+`shipping_cost`, `delivery_days` and `damage_prob` are the truth that later stages use to replay
+routing decisions counterfactually; `route_legacy` is how the shop routed its history.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from world import _params as P
+from world._geo import Geography, Nodes, haversine_km
+
+
+def zone_of(geo: Geography, node_city: np.ndarray, dest_city: np.ndarray) -> np.ndarray:
+    """0 same city, 1 same province, 2 cross-region, 3 remote destination."""
+    same_city = node_city == dest_city
+    same_prov = geo.city_province[node_city] == geo.city_province[dest_city]
+    remote = geo.province_remote[geo.city_province[dest_city]]
+    return np.where(same_city, 0, np.where(same_prov, 1, np.where(remote, 3, 2)))
+
+
+def billed_weight(actual_kg: np.ndarray, volume_cm3: np.ndarray) -> np.ndarray:
+    return np.maximum(actual_kg, volume_cm3 / P.VOLUMETRIC_DIVISOR)
+
+
+def shipping_cost(
+    zone: np.ndarray, carrier: np.ndarray, billed_kg: np.ndarray, node_kind: np.ndarray
+) -> np.ndarray:
+    """First-weight plus continued-weight tariff by zone and carrier, plus the picking cost."""
+    extra_kg = np.ceil(np.maximum(billed_kg - 1.0, 0.0) - 1e-9)
+    tariff = (P.TARIFF_FIRST_KG[zone] + P.TARIFF_NEXT_KG[zone] * extra_kg) * P.CARRIER_PRICE[carrier]
+    return np.round(tariff + P.PICK_COST[node_kind], 2)
+
+
+def pick_hours(node_kind: np.ndarray, load: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """Hours from order to hand-over: a node past its knee falls behind by up to days."""
+    backlog = 24.0 * np.maximum(load - P.LOAD_KNEE, 0.0) / 0.3
+    return P.PICK_HOURS[node_kind] * noise + backlog
+
+
+def delivery_days(
+    zone: np.ndarray, carrier: np.ndarray, distance_km: np.ndarray, storm: np.ndarray,
+    noise: np.ndarray,
+) -> np.ndarray:
+    """Days in transit: zone base and distance, slowed by the carrier and by regional storms."""
+    base = (P.ZONE_TRANSIT_DAYS[zone] + distance_km / 900.0) * P.CARRIER_SPEED[carrier]
+    return base * noise + 1.5 * storm
+
+
+def damage_prob(
+    zone: np.ndarray, carrier: np.ndarray, fragile: np.ndarray, storm: np.ndarray
+) -> np.ndarray:
+    return (
+        P.BASE_DAMAGE * P.CARRIER_DAMAGE[carrier] * P.ZONE_DAMAGE[zone]
+        * np.where(fragile, 3.0, 1.0) * np.where(storm, 2.0, 1.0)
+    )
+
+
+def legacy_carrier(rng: np.random.Generator, zone: np.ndarray) -> np.ndarray:
+    u = rng.random(zone.size)
+    near = zone <= 1
+    far = np.where(u < 0.6, 1, np.where(u < 0.85, 2, 0))
+    return np.where(near & (u < 0.7), 3, np.where(near, 1, far))
+
+
+def route_legacy(
+    rng: np.random.Generator,
+    geo: Geography,
+    nodes: Nodes,
+    stock: np.ndarray,
+    order_city: np.ndarray,
+    order_lat: np.ndarray,
+    order_lon: np.ndarray,
+    item_order: np.ndarray,
+    item_sku: np.ndarray,
+    item_qty: np.ndarray,
+) -> np.ndarray:
+    """The shop's historical rule: nearest node holding the whole order, with some randomness.
+
+    Items must be sorted by order. Returns the node per item (-1: no node had stock, so the line
+    is cancelled). Never assigns more units than a node holds.
+    """
+    n_orders = order_city.size
+    dist = haversine_km(order_lat[:, None], order_lon[:, None], nodes.lat, nodes.lon)
+    store = nodes.kind == 2
+    # Stores serve only their own city, and the legacy rule tried them only now and then.
+    try_store = rng.random(n_orders) < 0.3
+    allowed = ~store | ((nodes.city == order_city[:, None]) & try_store[:, None])
+    avail = (stock[:, item_sku].T >= item_qty[:, None]) & allowed[item_order]
+    starts = np.flatnonzero(np.r_[True, item_order[1:] != item_order[:-1]])
+    whole = np.zeros((n_orders, nodes.kind.size), dtype=bool)
+    whole[item_order[starts]] = np.logical_and.reduceat(avail, starts, axis=0)
+    d = np.where(whole, dist, np.inf)
+    top = np.argsort(d, axis=1, kind="stable")[:, :3]
+    pick = np.where(rng.random(n_orders) < 0.8, 0, rng.integers(0, 3, n_orders))
+    rows = np.arange(n_orders)
+    chosen = top[rows, pick]
+    chosen = np.where(np.isfinite(d[rows, chosen]), chosen, top[:, 0])
+    served = np.isfinite(d[rows, chosen])
+    item_node = np.where(served[item_order], chosen[item_order], -1)
+
+    # Orders no single node could serve are split: each line from its nearest node with stock.
+    # Lines that lose a race for the last units try the next node, until none is left.
+    for _ in range(nodes.kind.size):
+        todo = np.flatnonzero(item_node < 0)
+        dd = np.where(avail[todo], dist[item_order[todo]], np.inf)
+        best = np.argmin(dd, axis=1) if todo.size else np.zeros(0, dtype=np.int64)
+        item_node[todo] = np.where(np.isfinite(dd[np.arange(todo.size), best]), best, -1)
+        over = _over_allocated(stock, item_node, item_sku, item_qty)
+        if not over.size:
+            break
+        avail[over, item_node[over]] = False
+        item_node[over] = -1
+        if not avail[over].any():
+            break
+    over = _over_allocated(stock, item_node, item_sku, item_qty)
+    item_node[over] = -1
+    return item_node
+
+
+def _over_allocated(stock, item_node, item_sku, item_qty) -> np.ndarray:
+    """Lines whose cumulative quantity at their node exceeds its stock (later lines lose)."""
+    ok = np.flatnonzero(item_node >= 0)
+    if not ok.size:
+        return ok
+    key = item_node[ok].astype(np.int64) * stock.shape[1] + item_sku[ok]
+    order = np.argsort(key, kind="stable")
+    k, q = key[order], item_qty[order].astype(np.int64)
+    cum = np.cumsum(q)
+    first = np.r_[True, k[1:] != k[:-1]]
+    group_start = np.maximum.accumulate(np.where(first, np.arange(k.size), 0))
+    before = np.r_[0, cum][group_start]
+    within = cum - before
+    have = stock[item_node[ok][order], item_sku[ok][order]]
+    return np.sort(ok[order][within > have])

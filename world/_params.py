@@ -1,0 +1,88 @@
+"""The simulated shop's fixed constants: categories, carriers, tariff, calendar.
+
+These describe the world, not a decision the pipeline makes, so they live in code beside the
+simulator rather than in ``conf/``. Every number here is read by the simulator and, where it
+shapes purchases, by the oracle too, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ingest._tables import CATEGORIES
+
+N_CAT = len(CATEGORIES)
+CAT_INDEX = {c: i for i, c in enumerate(CATEGORIES)}
+SKUS_PER_CATEGORY = 20
+
+# Per category: median price, weight kg, volume cm3, share of fragile SKUs.
+PRICE = np.array([35, 25, 30, 15, 28, 12, 6, 120, 30, 12, 90, 20], dtype=float)
+WEIGHT = np.array([0.9, 3.5, 6.0, 0.5, 0.3, 2.0, 0.4, 0.8, 0.5, 0.6, 5.0, 0.8])
+VOLUME = np.array([2500, 21000, 9000, 1500, 600, 3500, 2000, 3000, 4000, 1200, 40000, 6000.0])
+FRAGILE_SHARE = np.array([0.05, 0, 0, 0.3, 0.35, 0.1, 0.05, 0.7, 0, 0, 0.5, 0.1])
+
+# Replenishment cycles (days): mean and spread of the gap between two purchases of a category.
+CYCLE_CATS = ("infant_formula", "diapers", "pet_food", "coffee", "skincare", "household")
+CYCLE_IDX = np.array([CAT_INDEX[c] for c in CYCLE_CATS])
+CYCLE_MEAN = np.array([30.0, 20.0, 45.0, 25.0, 60.0, 40.0])
+CYCLE_STD = np.array([3.0, 2.5, 5.0, 4.0, 8.0, 6.0])
+# Spread of a shopper's own mean cycle around the category's (log scale).
+CYCLE_USER_JITTER = 0.08
+# Daily probability that a shopper's need for the category ends (the child outgrows formula).
+NEED_END_HAZARD = np.array([1 / 540, 1 / 720, 1 / 1000, 1 / 1000, 1 / 1000, 1 / 1000])
+
+# Impulse purchases: daily purchase probability while dormant / interested, per unit engagement,
+# and the hidden interest state's daily switch probabilities.
+IMPULSE_DORMANT = 0.003
+IMPULSE_INTERESTED = 0.09
+INTEREST_ON = 0.02
+INTEREST_OFF = 0.35
+PROB_CAP = 0.9
+
+# Churn: daily hazard, raised by each late or damaged delivery the shopper has had (capped).
+CHURN_MEDIAN = 1 / 700
+CHURN_SPREAD = 0.6
+CHURN_PER_BAD = 0.6
+CHURN_BAD_CAP = 4
+
+# Coupon campaigns: every CAMPAIGN_EVERY days from CAMPAIGN_FIRST; a coupon lasts COUPON_DAYS
+# (shorter than the cadence, so nobody holds two); lapsed shoppers are targeted more.
+CAMPAIGN_FIRST = 3
+CAMPAIGN_EVERY = 14
+COUPON_DAYS = 10
+COUPON_DISCOUNT = 0.10
+# How strongly a coupon in hand raises impulse buying, per unit of a shopper's responsiveness.
+COUPON_LIFT = 2.5
+LAPSED_DAYS = 45
+ISSUE_LAPSED = 0.30
+ISSUE_ACTIVE = 0.06
+assert COUPON_DAYS < CAMPAIGN_EVERY
+
+# Weekly rhythm (Monday first) and shopping festivals (month, day, length in days, multiplier).
+WEEKDAY = np.array([0.9, 0.9, 0.95, 1.0, 1.05, 1.2, 1.15])
+FESTIVALS = ((6, 18, 3, 2.0), (11, 11, 11, 2.2), (11, 28, 4, 1.5), (12, 12, 2, 1.5))
+
+# Logistics. Zones in ingest._tables.ZONES order: same_city, same_province, cross_region, remote.
+VOLUMETRIC_DIVISOR = 6000.0
+TARIFF_FIRST_KG = np.array([5.0, 7.0, 10.0, 16.0])
+TARIFF_NEXT_KG = np.array([1.0, 2.0, 4.0, 8.0])
+PROMISE_DAYS = np.array([1, 2, 3, 5])
+ZONE_TRANSIT_DAYS = np.array([0.35, 0.9, 1.8, 3.0])
+ZONE_DAMAGE = np.array([0.8, 1.0, 1.3, 1.6])
+CARRIERS = ("swift", "national", "budget", "metro")
+CARRIER_PRICE = np.array([1.4, 1.0, 0.8, 0.7])
+CARRIER_SPEED = np.array([0.75, 1.0, 1.35, 0.8])
+CARRIER_DAMAGE = np.array([0.6, 1.0, 1.8, 0.8])
+BASE_DAMAGE = 0.01
+# Picking cost by node kind (regional, forward, store): stores pick by hand.
+PICK_COST = np.array([0.8, 1.0, 2.0])
+# Hours from order to hand-over by node kind, before load delays.
+PICK_HOURS = np.array([8.0, 4.0, 2.0])
+# Above this share of its daily capacity a node starts to fall behind.
+LOAD_KNEE = 0.85
+
+# Returns: share of delivered items returned, by category; damaged goods mostly come back.
+RETURN_RATE = np.array(
+    [0.01, 0.01, 0.01, 0.01, 0.03, 0.01, 0.005, 0.05, 0.12, 0.02, 0.04, 0.03]
+)
+RETURN_IF_DAMAGED = 0.6

@@ -1,0 +1,637 @@
+"""The day-by-day simulation of the shop, vectorised across shoppers.
+
+Each simulated day runs the same steps in the same order for every shopper (the oracle in
+`_oracle.py` mirrors steps 1-5 exactly):
+
+1. late or damaged deliveries that arrived yesterday count against the shop;
+2. coupons expire; on campaign days new ones are issued;
+3. some shoppers churn, silently and for good;
+4. replenishment needs may end; due replenishments become orders;
+5. impulse orders, from a hidden interest state that browsing and carts reveal;
+6. orders are routed by the legacy rule, shipped, delivered, sometimes returned;
+7. sessions, searches, cart events, address changes and service contacts are emitted;
+8. the interest state moves on.
+
+`simulate` yields ``(table, pyarrow.Table)`` batches, raw tables and `truth_*` tables; it writes
+nothing itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from ingest import _tables as T
+from world import _behaviour as B
+from world import _params as P
+from world._emit import Batches, Lookup, Nullable, to_table
+from world._geo import make_geography, make_nodes
+from world._logistics import (
+    billed_weight,
+    damage_prob,
+    delivery_days,
+    legacy_carrier,
+    pick_hours,
+    route_legacy,
+    shipping_cost,
+    zone_of,
+)
+from world._oracle import OracleInputs, oracle_probabilities
+from world._population import make_catalogue, make_population, pick_sku
+from world._static import static_tables, truth_latent
+
+DAY_S = 86400
+US = 1_000_000
+FLUSH_EVERY = 28
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    users: int = 20_000
+    days: int = 365
+    seed: int = 7
+    start: dt.date = dt.date(2025, 1, 1)
+    truth_every_days: int = 7
+    horizons_days: tuple[int, ...] = (7, 30)
+
+    def __post_init__(self) -> None:
+        if self.users < 1:
+            raise ValueError(f"users must be at least 1, got {self.users}")
+        if self.days < 1:
+            raise ValueError(f"days must be at least 1, got {self.days}")
+        if self.truth_every_days < 1:
+            raise ValueError(f"truth every_days must be at least 1, got {self.truth_every_days}")
+        if not self.horizons_days or min(self.horizons_days) < 1:
+            raise ValueError(f"horizons must be positive days, got {self.horizons_days}")
+
+    @property
+    def start_us(self) -> int:
+        return int(dt.datetime(*self.start.timetuple()[:3], tzinfo=dt.UTC).timestamp()) * US
+
+    @property
+    def end_us(self) -> int:
+        return self.start_us + self.days * DAY_S * US
+
+
+@dataclass
+class _State:
+    """Everything the simulator knows about each shopper at the start of a day."""
+
+    alive: np.ndarray
+    interested: np.ndarray
+    interest_cat: np.ndarray
+    coupon: np.ndarray
+    coupon_until: np.ndarray  # first day the current coupon no longer works
+    coupon_row: np.ndarray
+    last_order_day: np.ndarray  # float, -inf before the first order
+    n_bad: np.ndarray
+    need: np.ndarray  # (users, cycle cats)
+    last_renewal: np.ndarray  # (users, cycle cats), day of the last replenishment
+    next_due: np.ndarray  # (users, cycle cats)
+    cart_sku: np.ndarray  # item waiting in the cart, -1 for none
+    lat: np.ndarray
+    lon: np.ndarray
+    bad_on: dict[int, list[np.ndarray]] = field(default_factory=lambda: defaultdict(list))
+
+
+def simulate(
+    cfg: WorldConfig, on_day: Callable[[int], None] | None = None
+) -> Iterator[tuple[str, pa.Table]]:
+    rng = np.random.default_rng(cfg.seed)
+    geo = make_geography(rng)
+    cat = make_catalogue(rng)
+    pop = make_population(rng, geo, cat, cfg.users, cfg.days)
+    n = cfg.users
+    expected_orders = _expected_daily_orders(pop, cat)
+    nodes = make_nodes(geo, rng, expected_orders.sum())
+    horizon = max(cfg.horizons_days)
+    mult = B.calendar(cfg.start, cfg.days + horizon)
+    storm = _weather(rng, cfg.days + horizon)
+
+    ids = _Ids(n, cat, nodes)
+    yield from static_tables(cfg, geo, cat, pop, nodes, ids)
+    yield "truth_weather", _weather_table(cfg, storm)
+
+    # Stock: regional warehouses carry everything, forward warehouses and stores the best sellers.
+    rank = np.tile(np.arange(P.SKUS_PER_CATEGORY), P.N_CAT)
+    carried = np.ones((nodes.kind.size, rank.size), dtype=bool)
+    carried[nodes.kind == 1] = rank < 10
+    carried[nodes.kind == 2] = rank < 4
+    share = nodes.capacity / nodes.capacity[nodes.kind == 0].sum()
+    sku_demand = expected_orders[cat.category] * cat.popularity * 1.3
+    target = np.where(carried, np.ceil(5 * share[:, None] * sku_demand[None, :]) + 3, 0)
+    target = target.astype(np.int64)
+    stock = target.copy()
+    restock_weekday = np.arange(nodes.kind.size) % 7
+
+    st = _initial_state(rng, pop, cfg)
+    out = Batches(ids, geo, nodes.kind.size, cat.category.size, cfg.start)
+    coupons = _CouponLog()
+    counters = defaultdict(int)
+    for day in range(cfg.days):
+        day_us = cfg.start_us + day * DAY_S * US
+        active = pop.active_day <= day
+
+        # 1. Bad experiences delivered yesterday.
+        for users in st.bad_on.pop(day, []):
+            np.add.at(st.n_bad, users, 1)
+
+        # 2. Coupons: expiry, then campaigns.
+        st.coupon &= st.coupon_until > day
+        if B.is_campaign_day(day):
+            since = day - st.last_order_day
+            issue = active & ~st.coupon & (rng.random(n) < B.issue_prob(since))
+            who = np.flatnonzero(issue)
+            st.coupon[who] = True
+            st.coupon_until[who] = day + P.COUPON_DAYS
+            st.coupon_row[who] = coupons.issue(who, day_us)
+
+        # 3. Churn.
+        churn = st.alive & active & (rng.random(n) < B.churn_prob(pop.churn_base, st.n_bad))
+        st.alive &= ~churn
+        buyer = st.alive & active
+
+        # 4. Replenishment: the need may end; what falls due today is ordered.
+        st.need &= rng.random(st.need.shape) >= P.NEED_END_HAZARD
+        due = st.need & (st.next_due == day) & buyer[:, None]
+        du, dc = np.nonzero(due)
+        st.last_renewal[du, dc] = day
+        st.next_due[du, dc] = day + B.sample_gap(
+            rng, pop.cycle_mean[du, dc], P.CYCLE_STD[dc]
+        )
+
+        # 5. Impulse orders.
+        p_imp = B.impulse_prob(pop.engagement, st.interested, st.coupon, pop.coupon_response,
+                               mult[day])
+        impulse = buyer & (rng.random(n) < p_imp)
+
+        # 6. Orders, routing, shipments.
+        ordering = impulse.copy()
+        ordering[du] = True
+        order_users = np.flatnonzero(ordering)
+        if order_users.size:
+            _place_orders(rng, cfg, day, day_us, order_users, du, dc, impulse, st, pop, cat, geo,
+                          nodes, stock, storm, mult, out, coupons, counters)
+        # 7. What shoppers leave behind while browsing.
+        _browse(rng, day, day_us, active, st, pop, cat, mult, out, counters)
+
+        # 8. Interest moves on; an impulse purchase satisfies it.
+        on = rng.random(n) < B.interest_on_prob(pop.engagement, st.coupon, pop.coupon_response)
+        off = rng.random(n) < P.INTEREST_OFF
+        newly = ~st.interested & on
+        st.interest_cat[newly] = _taste_pick(rng, pop.taste[newly])
+        st.interested = np.where(st.interested, ~off, on) & ~impulse
+
+        # Inventory: record the day, then restock the nodes whose delivery day it is tomorrow.
+        _inventory_day(rng, out, day, carried, stock, target, restock_weekday, counters)
+
+        if (day + 1) % cfg.truth_every_days == 0:
+            yield "truth_oracle", _oracle_table(cfg, day + 1, st, pop, mult, ids)
+        if (day + 1) % FLUSH_EVERY == 0 or day + 1 == cfg.days:
+            yield from out.flush()
+        if on_day is not None:
+            on_day(day)
+
+    yield "coupons", coupons.table(ids)
+    yield "truth_latent", truth_latent(pop, st.alive, ids)
+    yield "truth_cycles", _cycles_table(pop, st, ids)
+
+
+# --- set-up ---------------------------------------------------------------------------------
+
+
+class _Ids:
+    """String ids, built once and looked up by index when batches are written."""
+
+    def __init__(self, n, cat, nodes) -> None:
+        width = max(7, len(str(n)))
+        self.user = pa.array(np.char.add("u", np.char.zfill(np.arange(1, n + 1).astype(str), width)))
+        self.sku = pa.array([f"SKU-{i:04d}" for i in range(cat.category.size)])
+        self.node = pa.array(nodes.node_id.tolist())
+
+
+def _expected_daily_orders(pop, cat) -> np.ndarray:
+    """Rough daily orders per category, to size stock and node capacity to the population."""
+    cycles = (pop.needs / pop.cycle_mean).sum(axis=0)
+    exp = np.zeros(P.N_CAT)
+    exp[P.CYCLE_IDX] = cycles
+    taste = np.diff(np.c_[np.zeros(len(pop.taste)), pop.taste], axis=1)
+    imp_rate = 0.0077 * pop.engagement
+    exp += (taste * imp_rate[:, None]).sum(axis=0) * 1.3
+    return exp * 0.8  # churn and late sign-ups thin the crowd over the year
+
+
+def _weather(rng: np.random.Generator, n_days: int) -> np.ndarray:
+    """Storm days per region: a two-state chain that starts 2% and ends 30% of days."""
+    from world._geo import REGIONS
+
+    storm = np.zeros((n_days, len(REGIONS)), dtype=bool)
+    state = np.zeros(len(REGIONS), dtype=bool)
+    for d in range(n_days):
+        u = rng.random(len(REGIONS))
+        state = np.where(state, u >= 0.3, u < 0.02)
+        storm[d] = state
+    return storm
+
+
+def _weather_table(cfg, storm) -> pa.Table:
+    from world._geo import REGIONS
+
+    days, regions = np.nonzero(storm[: cfg.days])
+    dates = np.datetime64(cfg.start, "D") + days
+    return pa.table({"date": pa.array(dates), "region": pa.array(np.array(REGIONS)[regions])})
+
+
+def _initial_state(rng, pop, cfg) -> _State:
+    n = pop.city.size
+    k = len(P.CYCLE_CATS)
+    # Each need is a renewal process already running when the shopper arrives: the last
+    # purchase was up to one cycle ago, and the next is drawn given none has happened since.
+    act = pop.active_day[:, None]
+    back = np.floor(rng.random((n, k)) * pop.cycle_mean).astype(np.int64) + 1
+    last = act - back
+    gap = B.sample_gap(rng, pop.cycle_mean, np.broadcast_to(P.CYCLE_STD, (n, k)),
+                       at_least=(act - last).astype(float))
+    return _State(
+        alive=np.ones(n, dtype=bool),
+        interested=np.zeros(n, dtype=bool),
+        interest_cat=np.zeros(n, dtype=np.int64),
+        coupon=np.zeros(n, dtype=bool),
+        coupon_until=np.zeros(n, dtype=np.int64),
+        coupon_row=np.full(n, -1, dtype=np.int64),
+        last_order_day=np.full(n, -np.inf),
+        n_bad=np.zeros(n, dtype=np.int64),
+        need=pop.needs.copy(),
+        last_renewal=last,
+        next_due=last + gap,
+        cart_sku=np.full(n, -1, dtype=np.int64),
+        lat=pop.lat.copy(),
+        lon=pop.lon.copy(),
+    )
+
+
+def _taste_pick(rng, cum_taste: np.ndarray) -> np.ndarray:
+    return (rng.random((cum_taste.shape[0], 1)) > cum_taste).sum(axis=1)
+
+
+def _time_of_day(rng, peak_hour: np.ndarray) -> np.ndarray:
+    """Seconds into the day, around each shopper's favourite hour."""
+    hours = (peak_hour + rng.normal(0, 2.5, peak_hour.size)) % 24
+    return (hours * 3600).astype(np.int64)
+
+
+# --- orders ---------------------------------------------------------------------------------
+
+
+class _CouponLog:
+    """Coupons issued so far; redemption fills in their order and time."""
+
+    def __init__(self) -> None:
+        self.user = np.zeros(0, dtype=np.int64)
+        self.issued = np.zeros(0, dtype=np.int64)
+        self.redeemed_at = np.zeros(0, dtype=np.int64)
+        self.order = np.zeros(0, dtype=np.int64)
+
+    def issue(self, users: np.ndarray, day_us: int) -> np.ndarray:
+        rows = np.arange(self.user.size, self.user.size + users.size)
+        self.user = np.concatenate([self.user, users])
+        # Campaigns go out at six in the morning.
+        self.issued = np.concatenate([self.issued, np.full(users.size, day_us + 6 * 3600 * US)])
+        self.redeemed_at = np.concatenate([self.redeemed_at, np.full(users.size, -1)])
+        self.order = np.concatenate([self.order, np.full(users.size, -1)])
+        return rows
+
+    def redeem(self, rows: np.ndarray, at_us: np.ndarray, order_ids: np.ndarray) -> None:
+        self.redeemed_at[rows] = at_us
+        self.order[rows] = order_ids
+
+    def table(self, ids: _Ids) -> pa.Table:
+        valid_us = P.COUPON_DAYS * DAY_S * US - 6 * 3600 * US
+        return to_table("coupons", {
+            "coupon_id": np.arange(1, self.user.size + 1),
+            "user_id": Lookup("user", self.user),
+            "issued_at": self.issued,
+            "expires_at": self.issued + valid_us,
+            "discount_rate": np.full(self.user.size, P.COUPON_DISCOUNT),
+            "redeemed_at": Nullable(self.redeemed_at, self.redeemed_at < 0),
+            "order_id": Nullable(self.order, self.order < 0),
+        }, {"user": ids.user})
+
+
+def _place_orders(rng, cfg, day, day_us, order_users, du, dc, impulse, st, pop, cat, geo, nodes,
+                  stock, storm, mult, out, coupons, counters) -> None:
+    n_o = order_users.size
+    slot = np.full(pop.city.size, -1)
+    slot[order_users] = np.arange(n_o)
+    t_order = day_us + _time_of_day(rng, pop.peak_hour[order_users]) * US
+    order_id = counters["order"] + 1 + np.arange(n_o)
+    counters["order"] += n_o
+
+    # Lines: replenishments due today, the impulse item (the one waiting in the cart, if any),
+    # and now and then an add-on from the shopper's tastes.
+    rep_sku = np.where(rng.random(du.size) < 0.9, pop.favourite[du, dc],
+                       pick_sku(rng, cat, P.CYCLE_IDX[dc]))
+    rep_qty = np.where(rng.random(du.size) < 0.2, 2, 1)
+    imp_users = order_users[impulse[order_users]]
+    imp_cat = np.where(st.interested[imp_users], st.interest_cat[imp_users],
+                       _taste_pick(rng, pop.taste[imp_users]))
+    from_cart = st.cart_sku[imp_users] >= 0
+    imp_sku = np.where(from_cart, st.cart_sku[imp_users], pick_sku(rng, cat, imp_cat))
+    st.cart_sku[imp_users] = -1
+    add_users = order_users[rng.random(n_o) < 0.25]
+    add_sku = pick_sku(rng, cat, _taste_pick(rng, pop.taste[add_users]))
+    item_user = np.concatenate([du, imp_users, add_users])
+    item_sku = np.concatenate([rep_sku, imp_sku, add_sku])
+    item_qty = np.concatenate([rep_qty, np.ones(imp_users.size + add_users.size, dtype=np.int64)])
+    item_cart = np.concatenate([np.zeros(du.size, bool), from_cart, np.zeros(add_users.size, bool)])
+    o = np.argsort(slot[item_user], kind="stable")
+    item_order, item_sku, item_qty, item_cart = slot[item_user][o], item_sku[o], item_qty[o], item_cart[o]
+    first = np.r_[True, item_order[1:] != item_order[:-1]]
+    line = np.arange(item_order.size) - np.maximum.accumulate(np.where(first, np.arange(first.size), 0)) + 1
+
+    # Channel: stores sell over the counter and ship nothing; the rest follows the device.
+    ucity = pop.city[order_users]
+    has_store = np.isin(ucity, nodes.city[nodes.kind == 2])
+    dev = pop.device[order_users]
+    u = rng.random(n_o)
+    channel = np.select(
+        [has_store & (u < 0.05), dev == 2, dev == 3, u < 0.88],
+        [3, 1, 2, 0],
+        default=np.where(u < 0.94, 1, 2),
+    )
+    coupon = st.coupon[order_users]
+    price = cat.price[item_sku]
+    gross = np.bincount(item_order, weights=price * item_qty, minlength=n_o)
+    discount = np.round(np.where(coupon, gross * P.COUPON_DISCOUNT, 0.0), 2)
+    amount = np.round(gross - discount, 2)
+    red = order_users[coupon]
+    coupons.redeem(st.coupon_row[red], t_order[coupon], order_id[coupon])
+    st.coupon[red] = False
+    st.last_order_day[order_users] = day
+    n_items = np.bincount(item_order, minlength=n_o)
+    out.add("orders", order_id=order_id, user_id=Lookup("user", order_users), ordered_at=t_order,
+            channel=Lookup("channel", channel), n_items=n_items, amount=amount, discount=discount)
+
+    # Route the shipped lines.
+    shipped = channel[item_order] != 3
+    s_idx = np.flatnonzero(shipped)
+    item_node = np.full(item_order.size, -1)
+    ship_id = np.full(item_order.size, -1, dtype=np.int64)
+    if s_idx.size:
+        so = item_order[s_idx]
+        item_node[s_idx] = route_legacy(
+            rng, geo, nodes, stock, ucity, st.lat[order_users], st.lon[order_users],
+            so, item_sku[s_idx], item_qty[s_idx])
+        ok = s_idx[item_node[s_idx] >= 0]
+        np.subtract.at(stock, (item_node[ok], item_sku[ok]), item_qty[ok])
+        out.note_shipped(item_node[ok], item_sku[ok], item_qty[ok])
+        ship_id[ok] = _ship(rng, cfg, day, ok, item_order, item_sku, item_qty, item_node,
+                            order_id, order_users, t_order, st, pop, cat, geo, nodes, storm,
+                            out, counters)
+    cancelled = shipped & (item_node < 0)
+    out.add("order_items", order_id=order_id[item_order], line=line,
+            sku=Lookup("sku", item_sku), quantity=item_qty, unit_price=price,
+            shipment_id=Nullable(ship_id, ship_id < 0), cancelled=cancelled)
+
+    # The order's own visit: a session just before it and the cart lines it checked out.
+    online = channel != 3
+    ou = order_users[online]
+    sess_t = t_order[online] - rng.integers(120, 1500, ou.size) * US
+    first_cat = cat.category[item_sku[first]][online]
+    _add_sessions(rng, out, counters, ou, sess_t, pop, first_cat, pages_mean=4.0)
+    lines = np.flatnonzero(online[item_order])
+    new_lines = lines[~item_cart[lines]]
+    add_t = t_order[item_order[new_lines]] - rng.integers(30, 110, new_lines.size) * US
+    _cart(out, counters, order_users[item_order[new_lines]], add_t, item_sku[new_lines],
+          item_qty[new_lines], "add")
+    _cart(out, counters, order_users[item_order[lines]], t_order[item_order[lines]],
+          item_sku[lines], item_qty[lines], "purchase")
+
+
+def _ship(rng, cfg, day, lines, item_order, item_sku, item_qty, item_node, order_id,
+          order_users, t_order, st, pop, cat, geo, nodes, storm, out, counters) -> np.ndarray:
+    """Group routed lines into shipments, time and price them; returns the shipment per line."""
+    key = item_order[lines].astype(np.int64) * nodes.kind.size + item_node[lines]
+    uniq, inv = np.unique(key, return_inverse=True)
+    n_s = uniq.size
+    s_order = (uniq // nodes.kind.size).astype(np.int64)
+    s_node = (uniq % nodes.kind.size).astype(np.int64)
+    sid = counters["shipment"] + 1 + np.arange(n_s)
+    counters["shipment"] += n_s
+    weight = np.round(
+        np.bincount(inv, weights=cat.weight[item_sku[lines]] * item_qty[lines], minlength=n_s), 3
+    )
+    volume = np.bincount(inv, weights=cat.volume[item_sku[lines]] * item_qty[lines], minlength=n_s)
+    fragile = np.bincount(inv, weights=cat.fragile[item_sku[lines]], minlength=n_s) > 0
+    users = order_users[s_order]
+    dest = pop.city[users]
+    zone = zone_of(geo, nodes.city[s_node], dest)
+    carrier = legacy_carrier(rng, zone)
+    dist = geo_dist = _dist(st.lat[users], st.lon[users], nodes.lat[s_node], nodes.lon[s_node])
+    billed = billed_weight(weight, volume)
+    cost = shipping_cost(zone, carrier, billed, nodes.kind[s_node])
+    load = np.bincount(s_node, minlength=nodes.kind.size) / nodes.capacity
+    kind = nodes.kind[s_node]
+    hand = pick_hours(kind, load[s_node], rng.lognormal(0, 0.3, n_s))
+    shipped_at = t_order[s_order] + (hand * 3600 * US).astype(np.int64)
+    region = geo.city_region[dest]
+    stormy = storm[day + np.minimum((hand // 24).astype(int), 2), region]
+    transit = delivery_days(zone, carrier, geo_dist, stormy, rng.lognormal(0, 0.2, n_s))
+    delivered = shipped_at + (transit * DAY_S * US).astype(np.int64)
+    day0 = cfg.start_us + day * DAY_S * US
+    promised = day0 + (P.PROMISE_DAYS[zone] + 1) * DAY_S * US
+    late = delivered > promised
+    damaged = rng.random(n_s) < damage_prob(zone, carrier, fragile, stormy)
+    arrived = delivered < cfg.end_us
+    out.add("shipments", shipment_id=sid, order_id=order_id[s_order],
+            node_id=Lookup("node", s_node), carrier=Lookup("carrier", carrier),
+            zone=Lookup("zone", zone), distance_km=np.round(dist, 3),
+            actual_weight_kg=weight, volume_cm3=volume,
+            billed_weight_kg=billed, cost=cost, shipped_at=shipped_at,
+            promised_at=promised, delivered_at=Nullable(delivered, ~arrived),
+            late=Nullable(late, ~arrived), damaged=Nullable(damaged, ~arrived))
+
+    # A bad delivery weighs on the shopper from the day after it arrives.
+    bad = late | damaged
+    arrive_day = (delivered - cfg.start_us) // (DAY_S * US)
+    for d in np.unique(arrive_day[bad]):
+        st.bad_on[int(d) + 1].append(users[bad & (arrive_day == d)])
+
+    # Returns and complaints, stamped when they happen (only those before the data's end).
+    ln_ship = inv
+    ret_p = P.RETURN_RATE[cat.category[item_sku[lines]]] + np.where(damaged[ln_ship],
+                                                                     P.RETURN_IF_DAMAGED, 0)
+    ret = rng.random(lines.size) < ret_p
+    ret_t = delivered[ln_ship] + (rng.uniform(1, 10, lines.size) * DAY_S * US).astype(np.int64)
+    r = ret & (ret_t < cfg.end_us)
+    reason = np.where(damaged[ln_ship], 0, rng.integers(1, 3, lines.size))
+    rid = counters["return"] + 1 + np.arange(r.sum())
+    counters["return"] += rid.size
+    out.add("returns", return_id=rid, order_id=order_id[item_order[lines[r]]],
+            user_id=Lookup("user", users[ln_ship[r]]), sku=Lookup("sku", item_sku[lines[r]]),
+            quantity=item_qty[lines[r]], requested_at=ret_t[r],
+            reason=Lookup("return_reason", reason[r]),
+            refund=np.round(cat.price[item_sku[lines[r]]] * item_qty[lines[r]], 2))
+    complain = bad & (rng.random(n_s) < 0.5)
+    c_t = delivered + (rng.uniform(0, 2, n_s) * DAY_S * US).astype(np.int64)
+    c = complain & (c_t < cfg.end_us)
+    _contacts(rng, out, counters, users[c], c_t[c], np.where(damaged[c], 1, 0),
+              order_id[s_order[c]])
+    return sid[inv]
+
+
+def _dist(lat1, lon1, lat2, lon2):
+    from world._geo import haversine_km
+
+    return haversine_km(lat1, lon1, lat2, lon2)
+
+
+# --- browsing -------------------------------------------------------------------------------
+
+
+def _add_sessions(rng, out, counters, users, t_us, pop, category, pages_mean) -> None:
+    n = users.size
+    sid = counters["session"] + 1 + np.arange(n)
+    counters["session"] += n
+    pages = 1 + rng.poisson(pages_mean, n)
+    out.add("sessions", session_id=sid, user_id=Lookup("user", users), started_at=t_us,
+            device=Lookup("device", pop.device[users]), pages=pages,
+            dwell_seconds=np.round(pages * rng.lognormal(np.log(35), 0.5, n), 1),
+            category=Lookup("category", category),
+            categories_viewed=1 + rng.poisson(0.8, n))
+
+
+def _cart(out, counters, users, t_us, sku, qty, action) -> None:
+    eid = counters["cart"] + 1 + np.arange(users.size)
+    counters["cart"] += users.size
+    out.add("cart_events", event_id=eid, user_id=Lookup("user", users), ts=t_us,
+            sku=Lookup("sku", sku),
+            action=Lookup("action", np.full(users.size, T.CART_ACTIONS.index(action))),
+            quantity=qty)
+
+
+def _contacts(rng, out, counters, users, t_us, reason, order_id) -> None:
+    cid = counters["contact"] + 1 + np.arange(users.size)
+    counters["contact"] += users.size
+    out.add("service_contacts", contact_id=cid, user_id=Lookup("user", users), ts=t_us,
+            channel=Lookup("contact_channel", rng.integers(0, 3, users.size)),
+            reason=Lookup("contact_reason", reason),
+            order_id=Nullable(order_id, order_id < 0))
+
+
+def _browse(rng, day, day_us, active, st, pop, cat, mult, out, counters) -> None:
+    """Sessions, searches, cart adds and removals, address changes, account contacts."""
+    n = pop.city.size
+    rate = 0.12 * pop.engagement * np.where(st.interested, 4.0, 1.0) * np.sqrt(mult[day])
+    rate = np.where(st.alive, rate, 0.05 * rate) * active
+    count = rng.poisson(rate)
+    users = np.repeat(np.arange(n), count)
+    t_us = day_us + _time_of_day(rng, pop.peak_hour[users]) * US
+    interested = st.interested[users]
+    looks_at_interest = interested & (rng.random(users.size) < 0.7)
+    need_cat = P.CYCLE_IDX[np.argmax(pop.needs[users] * rng.random((users.size, P.CYCLE_IDX.size)),
+                                     axis=1)]
+    has_need = pop.needs[users].any(axis=1) & (rng.random(users.size) < 0.3)
+    category = np.where(looks_at_interest, st.interest_cat[users],
+                        np.where(has_need, need_cat, _taste_pick(rng, pop.taste[users])))
+    _add_sessions(rng, out, counters, users, t_us, pop, category,
+                  pages_mean=np.where(interested, 5.0, 2.0))
+
+    search = rng.random(users.size) < np.where(interested, 0.5, 0.25)
+    s_users, s_cat = users[search], category[search]
+    vague = rng.random(s_users.size) < 0.1
+    sid = counters["search"] + 1 + np.arange(s_users.size)
+    counters["search"] += s_users.size
+    query = np.where(vague, P.N_CAT, s_cat)
+    out.add("searches", search_id=sid, user_id=Lookup("user", s_users),
+            ts=t_us[search] + rng.integers(5, 120, s_users.size) * US,
+            query=Lookup("query", query), category=Nullable(Lookup("category", s_cat), vague),
+            results=rng.poisson(40, s_users.size))
+
+    # An interested shopper puts something in the cart; carts are cleared now and then.
+    adds = looks_at_interest & (rng.random(users.size) < 0.5)
+    a_users = np.unique(users[adds])
+    a_users = a_users[(st.cart_sku[a_users] < 0) & st.alive[a_users]]
+    first_t = np.full(n, 0, dtype=np.int64)
+    first_t[users[::-1]] = t_us[::-1]
+    a_sku = pick_sku(rng, cat, st.interest_cat[a_users])
+    st.cart_sku[a_users] = a_sku
+    _cart(out, counters, a_users, first_t[a_users] + rng.integers(30, 600, a_users.size) * US,
+          a_sku, np.ones(a_users.size, dtype=np.int64), "add")
+    drop = np.flatnonzero((st.cart_sku >= 0) & (rng.random(n) < 0.04))
+    drop = drop[~np.isin(drop, a_users)]
+    _cart(out, counters, drop, day_us + _time_of_day(rng, pop.peak_hour[drop]) * US,
+          st.cart_sku[drop], np.ones(drop.size, dtype=np.int64), "remove")
+    st.cart_sku[drop] = -1
+
+    # Moves within the city, and account questions.
+    move = np.flatnonzero(st.alive & active & (rng.random(n) < 1 / 1500))
+    st.lat[move] = pop.lat[move] + rng.normal(0, 0.03, move.size)
+    st.lon[move] = pop.lon[move] + rng.normal(0, 0.03, move.size)
+    out.add("address_changes", user_id=Lookup("user", move),
+            changed_at=day_us + _time_of_day(rng, pop.peak_hour[move]) * US,
+            lat=st.lat[move], lon=st.lon[move], **out.city_columns(pop.city[move]))
+    ask = np.flatnonzero(active & st.alive & (rng.random(n) < 1 / 3000))
+    _contacts(rng, out, counters, ask, day_us + _time_of_day(rng, pop.peak_hour[ask]) * US,
+              rng.choice([3, 4], ask.size), np.full(ask.size, -1))
+
+
+def _inventory_day(rng, out, day, carried, stock, target, restock_weekday, counters) -> None:
+    out.inventory_day(day, carried, stock)
+    tomorrow = restock_weekday == (day + 1) % 7
+    rows = np.flatnonzero(tomorrow)
+    # A supply shock now and then: the delivery does not come and the node may run dry.
+    arrives = carried[rows] & (rng.random((rows.size, carried.shape[1])) >= 0.08)
+    received = np.where(arrives, np.maximum(target[rows] - stock[rows], 0), 0)
+    stock[rows] += received
+    out.note_received(rows, received)
+
+
+# --- truth ----------------------------------------------------------------------------------
+
+
+def _oracle_table(cfg, snap, st, pop, mult, ids) -> pa.Table:
+    inputs = OracleInputs(
+        day=snap,
+        eligible=pop.active_day <= snap,
+        alive=st.alive,
+        churn_base=pop.churn_base,
+        n_bad=st.n_bad,
+        bad_on={d: np.concatenate(v) for d, v in st.bad_on.items() if v},
+        need=st.need,
+        last_renewal=st.last_renewal,
+        cycle_mean=pop.cycle_mean,
+        interested=st.interested,
+        coupon=st.coupon,
+        coupon_until=st.coupon_until,
+        last_order_day=st.last_order_day,
+        engagement=pop.engagement,
+        coupon_response=pop.coupon_response,
+        mult=mult,
+    )
+    who, probs = oracle_probabilities(inputs, cfg.horizons_days)
+    snap_us = cfg.start_us + snap * DAY_S * US
+    cols = {
+        "user_id": ids.user.take(pa.array(who)),
+        "snapshot_at": pa.array(np.full(who.size, snap_us)).cast(pa.timestamp("us", tz="UTC")),
+        "alive": pa.array(st.alive[who]),
+    }
+    for h, p in zip(cfg.horizons_days, probs, strict=True):
+        cols[f"p_{h}d"] = pa.array(p)
+    return pa.table(cols)
+
+
+def _cycles_table(pop, st, ids) -> pa.Table:
+    u, c = np.nonzero(pop.needs)
+    return pa.table({
+        "user_id": ids.user.take(pa.array(u)),
+        "category": pa.array(np.array(P.CYCLE_CATS)[c]),
+        "mean_days": pa.array(pop.cycle_mean[u, c]),
+        "std_days": pa.array(P.CYCLE_STD[c]),
+        "need_active_at_end": pa.array(st.need[u, c]),
+    })

@@ -1,0 +1,28 @@
+"""Headline figures of a generated world, for the demo and for people checking a world."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def summarise(tables: dict[str, pa.Table], rows: dict[str, int]) -> dict[str, float]:
+    """Row counts and a few behavioural figures from the raw tables (truth is not read)."""
+    out: dict[str, float] = {f"rows.{name}": n for name, n in sorted(rows.items())}
+    orders = tables.get("orders")
+    users = tables.get("users")
+    if orders is not None and orders.num_rows:
+        buyers = pc.count_distinct(orders["user_id"]).as_py()
+        out["buyers"] = buyers
+        out["orders_per_buyer"] = round(orders.num_rows / buyers, 2)
+        out["mean_order_value"] = round(pc.mean(orders["amount"]).as_py(), 2)
+        if users is not None and users.num_rows:
+            out["buyer_share"] = round(buyers / users.num_rows, 3)
+    shipments = tables.get("shipments")
+    if shipments is not None and shipments.num_rows:
+        out["late_share"] = round(pc.mean(pc.cast(shipments["late"], pa.float64())).as_py(), 3)
+        out["damaged_share"] = round(
+            pc.mean(pc.cast(shipments["damaged"], pa.float64())).as_py(), 4
+        )
+        out["mean_shipping_cost"] = round(pc.mean(shipments["cost"]).as_py(), 2)
+    return out
