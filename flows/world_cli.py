@@ -1,4 +1,4 @@
-"""`cadence world ...`: generate the simulated shop into the workspace, and the demo's first stage."""
+"""`cadence world ...`: generate the simulated shop into the workspace; the demo's first stage."""
 
 from __future__ import annotations
 
@@ -76,7 +76,9 @@ def write_world(cfg: WorldConfig, out: Path, truth: Path, console: Console | Non
             "tables": {k: v for k, v in sorted(counts.items()) if not k.startswith("truth_")},
         }
         (raw_tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        truth_counts = {k.removeprefix("truth_"): v for k, v in counts.items() if k.startswith("truth_")}
+        truth_counts = {
+            k.removeprefix("truth_"): v for k, v in counts.items() if k.startswith("truth_")
+        }
         (truth_tmp / "manifest.json").write_text(
             json.dumps({**manifest, "tables": dict(sorted(truth_counts.items()))}, indent=2) + "\n"
         )
@@ -133,13 +135,20 @@ def _config(settings: Settings, **overrides: Any) -> WorldConfig:
 
 
 def _print_summary(raw: Path, manifest: dict) -> None:
-    columns = {"orders": ["user_id", "amount"], "shipments": ["late", "damaged", "cost"],
-               "users": ["user_id"]}
-    tables = {t: pq.read_table(raw / f"{t}.parquet", columns=c) for t, c in columns.items()
-              if (raw / f"{t}.parquet").exists()}
+    columns = {
+        "orders": ["user_id", "amount"],
+        "shipments": ["late", "damaged", "cost"],
+        "users": ["user_id"],
+    }
+    tables = {
+        t: pq.read_table(raw / f"{t}.parquet", columns=c)
+        for t, c in columns.items()
+        if (raw / f"{t}.parquet").exists()
+    }
     figures = summarise(tables, manifest["tables"])
-    table = Table(title=f"world {manifest['start'][:10]} .. {manifest['end'][:10]}, "
-                        f"seed {manifest['seed']}")
+    table = Table(
+        title=f"world {manifest['start'][:10]} .. {manifest['end'][:10]}, seed {manifest['seed']}"
+    )
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key, value in figures.items():

@@ -9,8 +9,15 @@ import numpy as np
 REGIONS = ("north", "northeast", "east", "south", "central", "southwest", "northwest")
 # Region centres on a fictional map (lat, lon); the far west is sparse and remote.
 _CENTRES = np.array(
-    [[39.5, 116.0], [44.5, 125.5], [31.0, 120.5], [23.5, 113.5], [30.5, 113.0], [28.0, 104.0],
-     [37.5, 97.0]]
+    [
+        [39.5, 116.0],
+        [44.5, 125.5],
+        [31.0, 120.5],
+        [23.5, 113.5],
+        [30.5, 113.0],
+        [28.0, 104.0],
+        [37.5, 97.0],
+    ]
 )
 _REGION_WEIGHT = np.array([1.2, 0.7, 1.6, 1.4, 1.1, 0.9, 0.4])
 PROVINCES_PER_REGION = 3
@@ -78,13 +85,13 @@ def make_geography(rng: np.random.Generator) -> Geography:
     )
 
 
-def make_nodes(
-    geo: Geography, rng: np.random.Generator, expected_daily_orders: float
-) -> Nodes:
+def make_nodes(geo: Geography, rng: np.random.Generator, expected_daily_orders: float) -> Nodes:
     """12 regional warehouses, 3 forward warehouses and 30 stores, sized to the demand."""
     by_size = np.argsort(-geo.city_weight, kind="stable")
-    capitals = [int(np.flatnonzero((geo.city_region == r) & (geo.city_tier <= 2))[0])
-                for r in range(len(REGIONS))]
+    capitals = [
+        int(np.flatnonzero((geo.city_region == r) & (geo.city_tier <= 2))[0])
+        for r in range(len(REGIONS))
+    ]
     rdc = capitals + [int(c) for c in by_size if c not in capitals][: 12 - len(capitals)]
     fdc = [int(c) for c in by_size if geo.city_tier[c] == 1][:3]
     big = np.flatnonzero(geo.city_tier <= 3)

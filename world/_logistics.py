@@ -29,7 +29,9 @@ def shipping_cost(
 ) -> np.ndarray:
     """First-weight plus continued-weight tariff by zone and carrier, plus the picking cost."""
     extra_kg = np.ceil(np.maximum(billed_kg - 1.0, 0.0) - 1e-9)
-    tariff = (P.TARIFF_FIRST_KG[zone] + P.TARIFF_NEXT_KG[zone] * extra_kg) * P.CARRIER_PRICE[carrier]
+    tariff = (P.TARIFF_FIRST_KG[zone] + P.TARIFF_NEXT_KG[zone] * extra_kg) * P.CARRIER_PRICE[
+        carrier
+    ]
     return np.round(tariff + P.PICK_COST[node_kind], 2)
 
 
@@ -40,7 +42,10 @@ def pick_hours(node_kind: np.ndarray, load: np.ndarray, noise: np.ndarray) -> np
 
 
 def delivery_days(
-    zone: np.ndarray, carrier: np.ndarray, distance_km: np.ndarray, storm: np.ndarray,
+    zone: np.ndarray,
+    carrier: np.ndarray,
+    distance_km: np.ndarray,
+    storm: np.ndarray,
     noise: np.ndarray,
 ) -> np.ndarray:
     """Days in transit: zone base and distance, slowed by the carrier and by regional storms."""
@@ -52,8 +57,11 @@ def damage_prob(
     zone: np.ndarray, carrier: np.ndarray, fragile: np.ndarray, storm: np.ndarray
 ) -> np.ndarray:
     return (
-        P.BASE_DAMAGE * P.CARRIER_DAMAGE[carrier] * P.ZONE_DAMAGE[zone]
-        * np.where(fragile, 3.0, 1.0) * np.where(storm, 2.0, 1.0)
+        P.BASE_DAMAGE
+        * P.CARRIER_DAMAGE[carrier]
+        * P.ZONE_DAMAGE[zone]
+        * np.where(fragile, 3.0, 1.0)
+        * np.where(storm, 2.0, 1.0)
     )
 
 

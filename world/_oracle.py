@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtr
 
 from world import _behaviour as B
 from world import _params as P
@@ -69,15 +68,20 @@ def _churn_path(x: OracleInputs, users: np.ndarray, h: int) -> tuple[np.ndarray,
     pos = np.full(x.alive.size, -1)
     pos[users] = np.arange(users.size)
     n_bad = x.n_bad[users].copy()
-    alive_after = np.ones((users.size, h + 1))
-    churn = np.zeros((users.size, h))
+    base = x.churn_base[users]
+    churn = np.repeat(B.churn_prob(base, n_bad)[:, None], h, axis=1)
+    # Only shoppers with a bad delivery arriving in the window see their hazard change.
     for k in range(h):
         arriving = x.bad_on.get(x.day + k)
-        if arriving is not None:
-            mine = pos[arriving]
-            np.add.at(n_bad, mine[mine >= 0], 1)
-        churn[:, k] = B.churn_prob(x.churn_base[users], n_bad)
-        alive_after[:, k + 1] = alive_after[:, k] * (1 - churn[:, k])
+        if arriving is None:
+            continue
+        mine = pos[arriving]
+        mine = mine[mine >= 0]
+        np.add.at(n_bad, mine, 1)
+        rows = np.unique(mine)
+        churn[rows, k:] = B.churn_prob(base[rows], n_bad[rows])[:, None]
+    alive_after = np.ones((users.size, h + 1))
+    np.cumprod(1 - churn, axis=1, out=alive_after[:, 1:])
     return alive_after, churn
 
 
@@ -87,23 +91,23 @@ def _no_source_event(x: OracleInputs, users: np.ndarray, h: int) -> np.ndarray:
 
 
 def _no_replenishment(x: OracleInputs, users: np.ndarray, h: int) -> np.ndarray:
-    u_idx, c_idx = np.nonzero(x.need[users])
     out = np.ones((users.size, h + 1))
-    if not u_idx.size:
-        return out
-    mean = x.cycle_mean[users[u_idx], c_idx][:, None]
-    std = P.CYCLE_STD[c_idx][:, None]
-    age = (x.day - x.last_renewal[users[u_idx], c_idx])[:, None]
+    need = x.need[users]
     j = np.arange(h + 1)[None, :]
-    # P(G = age + j | G >= age), for the whole-day gap G = max(1, round(N(mean, std))).
-    surv = B.gap_survival(age + j, mean, std)
-    hit = (surv[:, :-1] - surv[:, 1:]) / surv[:, :1]
-    # The need must also survive its daily ending check through that day.
-    keep = (1.0 - P.NEED_END_HAZARD[c_idx])[:, None] ** (j[:, 1:])
-    fired = np.cumsum(hit * keep, axis=1)
-    none = np.concatenate([np.ones((u_idx.size, 1)), 1.0 - fired], axis=1)
-    # Shoppers with several needs: the renewals are independent, so survivals multiply.
-    np.multiply.at(out, u_idx, none)
+    for c in range(need.shape[1]):
+        rows = np.flatnonzero(need[:, c])
+        if not rows.size:
+            continue
+        u = users[rows]
+        mean = x.cycle_mean[u, c][:, None]
+        age = (x.day - x.last_renewal[u, c])[:, None]
+        # P(G = age + j | G >= age), for the whole-day gap G = max(1, round(N(mean, std))).
+        surv = B.gap_survival(age + j, mean, P.CYCLE_STD[c])
+        hit = (surv[:, :-1] - surv[:, 1:]) / surv[:, :1]
+        # The need must also survive its daily ending check through that day.
+        keep = (1.0 - P.NEED_END_HAZARD[c]) ** j[:, 1:]
+        # Several needs are independent renewals, so their survivals multiply.
+        out[rows, 1:] *= 1.0 - np.cumsum(hit * keep, axis=1)
     return out
 
 

@@ -82,7 +82,5 @@ PICK_HOURS = np.array([8.0, 4.0, 2.0])
 LOAD_KNEE = 0.85
 
 # Returns: share of delivered items returned, by category; damaged goods mostly come back.
-RETURN_RATE = np.array(
-    [0.01, 0.01, 0.01, 0.01, 0.03, 0.01, 0.005, 0.05, 0.12, 0.02, 0.04, 0.03]
-)
+RETURN_RATE = np.array([0.01, 0.01, 0.01, 0.01, 0.03, 0.01, 0.005, 0.05, 0.12, 0.02, 0.04, 0.03])
 RETURN_IF_DAMAGED = 0.6

@@ -78,7 +78,9 @@ def make_catalogue(rng: np.random.Generator) -> Catalogue:
     fragile = rng.random(n) < P.FRAGILE_SHARE[cat]
     rank = np.tile(np.arange(1, P.SKUS_PER_CATEGORY + 1), P.N_CAT)
     pop = 1.0 / rank**1.1
-    pop /= np.repeat(np.add.reduceat(pop, np.arange(0, n, P.SKUS_PER_CATEGORY)), P.SKUS_PER_CATEGORY)
+    pop /= np.repeat(
+        np.add.reduceat(pop, np.arange(0, n, P.SKUS_PER_CATEGORY)), P.SKUS_PER_CATEGORY
+    )
     return Catalogue(
         category=cat,
         price=price,

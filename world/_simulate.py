@@ -19,9 +19,10 @@ nothing itself.
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -102,104 +103,524 @@ class _State:
 def simulate(
     cfg: WorldConfig, on_day: Callable[[int], None] | None = None
 ) -> Iterator[tuple[str, pa.Table]]:
-    rng = np.random.default_rng(cfg.seed)
-    geo = make_geography(rng)
-    cat = make_catalogue(rng)
-    pop = make_population(rng, geo, cat, cfg.users, cfg.days)
-    n = cfg.users
-    expected_orders = _expected_daily_orders(pop, cat)
-    nodes = make_nodes(geo, rng, expected_orders.sum())
-    horizon = max(cfg.horizons_days)
-    mult = B.calendar(cfg.start, cfg.days + horizon)
-    storm = _weather(rng, cfg.days + horizon)
+    """Run the shop for `cfg.days` days, yielding `(table, batch)` as they are made."""
+    yield from _Shop(cfg).run(on_day)
 
-    ids = _Ids(n, cat, nodes)
-    yield from static_tables(cfg, geo, cat, pop, nodes, ids)
-    yield "truth_weather", _weather_table(cfg, storm)
 
-    # Stock: regional warehouses carry everything, forward warehouses and stores the best sellers.
-    rank = np.tile(np.arange(P.SKUS_PER_CATEGORY), P.N_CAT)
-    carried = np.ones((nodes.kind.size, rank.size), dtype=bool)
-    carried[nodes.kind == 1] = rank < 10
-    carried[nodes.kind == 2] = rank < 4
-    share = nodes.capacity / nodes.capacity[nodes.kind == 0].sum()
-    sku_demand = expected_orders[cat.category] * cat.popularity * 1.3
-    target = np.where(carried, np.ceil(5 * share[:, None] * sku_demand[None, :]) + 3, 0)
-    target = target.astype(np.int64)
-    stock = target.copy()
-    restock_weekday = np.arange(nodes.kind.size) % 7
+class _Shop:
+    """One simulated shop: its fixed world, its shoppers' state, and the day's steps."""
 
-    st = _initial_state(rng, pop, cfg)
-    out = Batches(ids, geo, nodes.kind.size, cat.category.size, cfg.start)
-    coupons = _CouponLog()
-    counters = defaultdict(int)
-    for day in range(cfg.days):
-        day_us = cfg.start_us + day * DAY_S * US
-        active = pop.active_day <= day
+    def __init__(self, cfg: WorldConfig) -> None:
+        self.cfg = cfg
+        self.rng = rng = np.random.default_rng(cfg.seed)
+        self.geo = make_geography(rng)
+        self.cat = make_catalogue(rng)
+        self.pop = make_population(rng, self.geo, self.cat, cfg.users, cfg.days)
+        expected_orders = _expected_daily_orders(self.pop, self.cat)
+        self.nodes = nodes = make_nodes(self.geo, rng, expected_orders.sum())
+        horizon = max(cfg.horizons_days)
+        self.mult = B.calendar(cfg.start, cfg.days + horizon)
+        self.storm = _weather(rng, cfg.days + horizon)
+        self.ids = _Ids(cfg.users, self.cat, nodes)
 
-        # 1. Bad experiences delivered yesterday.
-        for users in st.bad_on.pop(day, []):
-            np.add.at(st.n_bad, users, 1)
+        # Stock: regional warehouses carry everything, forward warehouses and stores the best
+        # sellers, each restocked weekly to about five days of its share of the demand.
+        rank = np.tile(np.arange(P.SKUS_PER_CATEGORY), P.N_CAT)
+        self.carried = np.ones((nodes.kind.size, rank.size), dtype=bool)
+        self.carried[nodes.kind == 1] = rank < 10
+        self.carried[nodes.kind == 2] = rank < 4
+        share = nodes.capacity / nodes.capacity[nodes.kind == 0].sum()
+        sku_demand = expected_orders[self.cat.category] * self.cat.popularity * 1.3
+        target = np.ceil(5 * share[:, None] * sku_demand[None, :]) + 3
+        self.target = np.where(self.carried, target, 0).astype(np.int64)
+        self.stock = self.target.copy()
+        self.restock_weekday = np.arange(nodes.kind.size) % 7
 
-        # 2. Coupons: expiry, then campaigns.
-        st.coupon &= st.coupon_until > day
-        if B.is_campaign_day(day):
-            since = day - st.last_order_day
-            issue = active & ~st.coupon & (rng.random(n) < B.issue_prob(since))
-            who = np.flatnonzero(issue)
-            st.coupon[who] = True
-            st.coupon_until[who] = day + P.COUPON_DAYS
-            st.coupon_row[who] = coupons.issue(who, day_us)
+        self.st = _initial_state(rng, self.pop, cfg)
+        self.out = Batches(self.ids, self.geo, nodes.kind.size, self.cat.category.size, cfg.start)
+        self.coupons = _CouponLog()
+        self.counters: defaultdict[str, int] = defaultdict(int)
+        self.oracles: deque[Future[pa.Table]] = deque()
 
-        # 3. Churn.
-        churn = st.alive & active & (rng.random(n) < B.churn_prob(pop.churn_base, st.n_bad))
-        st.alive &= ~churn
-        buyer = st.alive & active
+    def run(self, on_day: Callable[[int], None] | None) -> Iterator[tuple[str, pa.Table]]:
+        yield from static_tables(self.cfg, self.geo, self.cat, self.pop, self.nodes, self.ids)
+        yield "truth_weather", _weather_table(self.cfg, self.storm)
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        try:
+            yield from self._run(on_day)
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        yield "coupons", self.coupons.table(self.ids)
+        yield "truth_latent", truth_latent(self.pop, self.st.alive, self.ids)
+        yield "truth_cycles", _cycles_table(self.pop, self.st, self.ids)
 
-        # 4. Replenishment: the need may end; what falls due today is ordered.
-        st.need &= rng.random(st.need.shape) >= P.NEED_END_HAZARD
-        due = st.need & (st.next_due == day) & buyer[:, None]
-        du, dc = np.nonzero(due)
-        st.last_renewal[du, dc] = day
-        st.next_due[du, dc] = day + B.sample_gap(
-            rng, pop.cycle_mean[du, dc], P.CYCLE_STD[dc]
+    def _run(self, on_day) -> Iterator[tuple[str, pa.Table]]:
+        n = self.cfg.users
+        for day in range(self.cfg.days):
+            day_us = self.cfg.start_us + day * DAY_S * US
+            active = self.pop.active_day <= day
+
+            # 1. Bad experiences delivered yesterday.
+            for users in self.st.bad_on.pop(day, []):
+                np.add.at(self.st.n_bad, users, 1)
+
+            # 2. Coupons: expiry, then campaigns.
+            self.st.coupon &= self.st.coupon_until > day
+            if B.is_campaign_day(day):
+                since = day - self.st.last_order_day
+                issue = active & ~self.st.coupon & (self.rng.random(n) < B.issue_prob(since))
+                who = np.flatnonzero(issue)
+                self.st.coupon[who] = True
+                self.st.coupon_until[who] = day + P.COUPON_DAYS
+                self.st.coupon_row[who] = self.coupons.issue(who, day_us)
+
+            # 3. Churn.
+            churn = (
+                self.st.alive
+                & active
+                & (self.rng.random(n) < B.churn_prob(self.pop.churn_base, self.st.n_bad))
+            )
+            self.st.alive &= ~churn
+            buyer = self.st.alive & active
+
+            # 4. Replenishment: the need may end; what falls due today is ordered.
+            self.st.need &= self.rng.random(self.st.need.shape) >= P.NEED_END_HAZARD
+            due = self.st.need & (self.st.next_due == day) & buyer[:, None]
+            du, dc = np.nonzero(due)
+            self.st.last_renewal[du, dc] = day
+            self.st.next_due[du, dc] = day + B.sample_gap(
+                self.rng, self.pop.cycle_mean[du, dc], P.CYCLE_STD[dc]
+            )
+
+            # 5. Impulse orders.
+            p_imp = B.impulse_prob(
+                self.pop.engagement,
+                self.st.interested,
+                self.st.coupon,
+                self.pop.coupon_response,
+                self.mult[day],
+            )
+            impulse = buyer & (self.rng.random(n) < p_imp)
+
+            # 6. Orders, routing, shipments.
+            ordering = impulse.copy()
+            ordering[du] = True
+            order_users = np.flatnonzero(ordering)
+            if order_users.size:
+                self._place_orders(day, day_us, order_users, du, dc, impulse)
+            # 7. What shoppers leave behind while browsing.
+            self._browse(day, day_us, active)
+
+            # 8. Interest moves on; an impulse purchase satisfies it.
+            on = self.rng.random(n) < B.interest_on_prob(
+                self.pop.engagement, self.st.coupon, self.pop.coupon_response
+            )
+            off = self.rng.random(n) < P.INTEREST_OFF
+            newly = ~self.st.interested & on
+            self.st.interest_cat[newly] = _taste_pick(self.rng, self.pop.taste[newly])
+            self.st.interested = np.where(self.st.interested, ~off, on) & ~impulse
+
+            # Inventory: record the day, then restock the nodes whose delivery day it is tomorrow.
+            self._inventory_day(day)
+
+            if (day + 1) % self.cfg.truth_every_days == 0:
+                # The oracle runs beside the simulation on a frozen copy of today's state.
+                snapshot = _freeze(self.st)
+                self.oracles.append(
+                    self.pool.submit(
+                        _oracle_table, self.cfg, day + 1, snapshot, self.pop, self.mult, self.ids
+                    )
+                )
+            if (day + 1) % FLUSH_EVERY == 0 or day + 1 == self.cfg.days:
+                yield from self.out.flush()
+                while self.oracles and (self.oracles[0].done() or day + 1 == self.cfg.days):
+                    yield "truth_oracle", self.oracles.popleft().result()
+            if on_day is not None:
+                on_day(day)
+
+    def _place_orders(self, day, day_us, order_users, du, dc, impulse) -> None:
+        n_o = order_users.size
+        slot = np.full(self.pop.city.size, -1)
+        slot[order_users] = np.arange(n_o)
+        t_order = day_us + _time_of_day(self.rng, self.pop.peak_hour[order_users]) * US
+        order_id = self.counters["order"] + 1 + np.arange(n_o)
+        self.counters["order"] += n_o
+
+        # Lines: replenishments due today, the impulse item (the one waiting in the cart, if any),
+        # and now and then an add-on from the shopper's tastes.
+        rep_sku = np.where(
+            self.rng.random(du.size) < 0.9,
+            self.pop.favourite[du, dc],
+            pick_sku(self.rng, self.cat, P.CYCLE_IDX[dc]),
+        )
+        rep_qty = np.where(self.rng.random(du.size) < 0.2, 2, 1)
+        imp_users = order_users[impulse[order_users]]
+        imp_cat = np.where(
+            self.st.interested[imp_users],
+            self.st.interest_cat[imp_users],
+            _taste_pick(self.rng, self.pop.taste[imp_users]),
+        )
+        from_cart = self.st.cart_sku[imp_users] >= 0
+        imp_sku = np.where(
+            from_cart, self.st.cart_sku[imp_users], pick_sku(self.rng, self.cat, imp_cat)
+        )
+        self.st.cart_sku[imp_users] = -1
+        add_users = order_users[self.rng.random(n_o) < 0.25]
+        add_sku = pick_sku(self.rng, self.cat, _taste_pick(self.rng, self.pop.taste[add_users]))
+        item_user = np.concatenate([du, imp_users, add_users])
+        item_sku = np.concatenate([rep_sku, imp_sku, add_sku])
+        item_qty = np.concatenate(
+            [rep_qty, np.ones(imp_users.size + add_users.size, dtype=np.int64)]
+        )
+        item_cart = np.concatenate(
+            [np.zeros(du.size, bool), from_cart, np.zeros(add_users.size, bool)]
+        )
+        o = np.argsort(slot[item_user], kind="stable")
+        item_order, item_sku, item_qty, item_cart = (
+            slot[item_user][o],
+            item_sku[o],
+            item_qty[o],
+            item_cart[o],
+        )
+        first = np.r_[True, item_order[1:] != item_order[:-1]]
+        line = (
+            np.arange(item_order.size)
+            - np.maximum.accumulate(np.where(first, np.arange(first.size), 0))
+            + 1
         )
 
-        # 5. Impulse orders.
-        p_imp = B.impulse_prob(pop.engagement, st.interested, st.coupon, pop.coupon_response,
-                               mult[day])
-        impulse = buyer & (rng.random(n) < p_imp)
+        # Channel: stores sell over the counter and ship nothing; the rest follows the device.
+        ucity = self.pop.city[order_users]
+        has_store = np.isin(ucity, self.nodes.city[self.nodes.kind == 2])
+        dev = self.pop.device[order_users]
+        u = self.rng.random(n_o)
+        channel = np.select(
+            [has_store & (u < 0.05), dev == 2, dev == 3, u < 0.88],
+            [3, 1, 2, 0],
+            default=np.where(u < 0.94, 1, 2),
+        )
+        coupon = self.st.coupon[order_users]
+        price = self.cat.price[item_sku]
+        gross = np.bincount(item_order, weights=price * item_qty, minlength=n_o)
+        discount = np.round(np.where(coupon, gross * P.COUPON_DISCOUNT, 0.0), 2)
+        amount = np.round(gross - discount, 2)
+        red = order_users[coupon]
+        self.coupons.redeem(self.st.coupon_row[red], t_order[coupon], order_id[coupon])
+        self.st.coupon[red] = False
+        self.st.last_order_day[order_users] = day
+        n_items = np.bincount(item_order, minlength=n_o)
+        self.out.add(
+            "orders",
+            order_id=order_id,
+            user_id=Lookup("user", order_users),
+            ordered_at=t_order,
+            channel=Lookup("channel", channel),
+            n_items=n_items,
+            amount=amount,
+            discount=discount,
+        )
 
-        # 6. Orders, routing, shipments.
-        ordering = impulse.copy()
-        ordering[du] = True
-        order_users = np.flatnonzero(ordering)
-        if order_users.size:
-            _place_orders(rng, cfg, day, day_us, order_users, du, dc, impulse, st, pop, cat, geo,
-                          nodes, stock, storm, mult, out, coupons, counters)
-        # 7. What shoppers leave behind while browsing.
-        _browse(rng, day, day_us, active, st, pop, cat, mult, out, counters)
+        # Route the shipped lines.
+        shipped = channel[item_order] != 3
+        s_idx = np.flatnonzero(shipped)
+        item_node = np.full(item_order.size, -1)
+        ship_id = np.full(item_order.size, -1, dtype=np.int64)
+        if s_idx.size:
+            so = item_order[s_idx]
+            item_node[s_idx] = route_legacy(
+                self.rng,
+                self.geo,
+                self.nodes,
+                self.stock,
+                ucity,
+                self.st.lat[order_users],
+                self.st.lon[order_users],
+                so,
+                item_sku[s_idx],
+                item_qty[s_idx],
+            )
+            ok = s_idx[item_node[s_idx] >= 0]
+            np.subtract.at(self.stock, (item_node[ok], item_sku[ok]), item_qty[ok])
+            self.out.note_shipped(item_node[ok], item_sku[ok], item_qty[ok])
+            ship_id[ok] = self._ship(
+                day, ok, item_order, item_sku, item_qty, item_node, order_id, order_users, t_order
+            )
+        cancelled = shipped & (item_node < 0)
+        self.out.add(
+            "order_items",
+            order_id=order_id[item_order],
+            line=line,
+            sku=Lookup("sku", item_sku),
+            quantity=item_qty,
+            unit_price=price,
+            shipment_id=Nullable(ship_id, ship_id < 0),
+            cancelled=cancelled,
+        )
 
-        # 8. Interest moves on; an impulse purchase satisfies it.
-        on = rng.random(n) < B.interest_on_prob(pop.engagement, st.coupon, pop.coupon_response)
-        off = rng.random(n) < P.INTEREST_OFF
-        newly = ~st.interested & on
-        st.interest_cat[newly] = _taste_pick(rng, pop.taste[newly])
-        st.interested = np.where(st.interested, ~off, on) & ~impulse
+        # The order's own visit: a session just before it and the cart lines it checked out.
+        online = channel != 3
+        ou = order_users[online]
+        sess_t = t_order[online] - self.rng.integers(120, 1500, ou.size) * US
+        first_cat = self.cat.category[item_sku[first]][online]
+        self._add_sessions(ou, sess_t, first_cat, pages_mean=4.0)
+        lines = np.flatnonzero(online[item_order])
+        new_lines = lines[~item_cart[lines]]
+        add_t = t_order[item_order[new_lines]] - self.rng.integers(30, 110, new_lines.size) * US
+        self._cart(
+            order_users[item_order[new_lines]],
+            add_t,
+            item_sku[new_lines],
+            item_qty[new_lines],
+            "add",
+        )
+        self._cart(
+            order_users[item_order[lines]],
+            t_order[item_order[lines]],
+            item_sku[lines],
+            item_qty[lines],
+            "purchase",
+        )
 
-        # Inventory: record the day, then restock the nodes whose delivery day it is tomorrow.
-        _inventory_day(rng, out, day, carried, stock, target, restock_weekday, counters)
+    def _ship(
+        self, day, lines, item_order, item_sku, item_qty, item_node, order_id, order_users, t_order
+    ) -> np.ndarray:
+        """Group routed lines into shipments, time and price them; returns the shipment per line."""
+        key = item_order[lines].astype(np.int64) * self.nodes.kind.size + item_node[lines]
+        uniq, inv = np.unique(key, return_inverse=True)
+        n_s = uniq.size
+        s_order = (uniq // self.nodes.kind.size).astype(np.int64)
+        s_node = (uniq % self.nodes.kind.size).astype(np.int64)
+        sid = self.counters["shipment"] + 1 + np.arange(n_s)
+        self.counters["shipment"] += n_s
+        weight = np.round(
+            np.bincount(
+                inv, weights=self.cat.weight[item_sku[lines]] * item_qty[lines], minlength=n_s
+            ),
+            3,
+        )
+        volume = np.bincount(
+            inv, weights=self.cat.volume[item_sku[lines]] * item_qty[lines], minlength=n_s
+        )
+        fragile = np.bincount(inv, weights=self.cat.fragile[item_sku[lines]], minlength=n_s) > 0
+        users = order_users[s_order]
+        dest = self.pop.city[users]
+        zone = zone_of(self.geo, self.nodes.city[s_node], dest)
+        carrier = legacy_carrier(self.rng, zone)
+        dist = geo_dist = _dist(
+            self.st.lat[users], self.st.lon[users], self.nodes.lat[s_node], self.nodes.lon[s_node]
+        )
+        billed = billed_weight(weight, volume)
+        cost = shipping_cost(zone, carrier, billed, self.nodes.kind[s_node])
+        load = np.bincount(s_node, minlength=self.nodes.kind.size) / self.nodes.capacity
+        kind = self.nodes.kind[s_node]
+        hand = pick_hours(kind, load[s_node], self.rng.lognormal(0, 0.3, n_s))
+        shipped_at = t_order[s_order] + (hand * 3600 * US).astype(np.int64)
+        region = self.geo.city_region[dest]
+        stormy = self.storm[day + np.minimum((hand // 24).astype(int), 2), region]
+        transit = delivery_days(zone, carrier, geo_dist, stormy, self.rng.lognormal(0, 0.2, n_s))
+        delivered = shipped_at + (transit * DAY_S * US).astype(np.int64)
+        day0 = self.cfg.start_us + day * DAY_S * US
+        promised = day0 + (P.PROMISE_DAYS[zone] + 1) * DAY_S * US
+        late = delivered > promised
+        damaged = self.rng.random(n_s) < damage_prob(zone, carrier, fragile, stormy)
+        arrived = delivered < self.cfg.end_us
+        self.out.add(
+            "shipments",
+            shipment_id=sid,
+            order_id=order_id[s_order],
+            node_id=Lookup("node", s_node),
+            carrier=Lookup("carrier", carrier),
+            zone=Lookup("zone", zone),
+            distance_km=np.round(dist, 3),
+            actual_weight_kg=weight,
+            volume_cm3=volume,
+            billed_weight_kg=billed,
+            cost=cost,
+            shipped_at=shipped_at,
+            promised_at=promised,
+            delivered_at=Nullable(delivered, ~arrived),
+            late=Nullable(late, ~arrived),
+            damaged=Nullable(damaged, ~arrived),
+        )
 
-        if (day + 1) % cfg.truth_every_days == 0:
-            yield "truth_oracle", _oracle_table(cfg, day + 1, st, pop, mult, ids)
-        if (day + 1) % FLUSH_EVERY == 0 or day + 1 == cfg.days:
-            yield from out.flush()
-        if on_day is not None:
-            on_day(day)
+        # A bad delivery weighs on the shopper from the day after it arrives.
+        bad = late | damaged
+        arrive_day = (delivered - self.cfg.start_us) // (DAY_S * US)
+        for d in np.unique(arrive_day[bad]):
+            self.st.bad_on[int(d) + 1].append(users[bad & (arrive_day == d)])
 
-    yield "coupons", coupons.table(ids)
-    yield "truth_latent", truth_latent(pop, st.alive, ids)
-    yield "truth_cycles", _cycles_table(pop, st, ids)
+        # Returns and complaints, stamped when they happen (only those before the data's end).
+        ln_ship = inv
+        ret_p = P.RETURN_RATE[self.cat.category[item_sku[lines]]] + np.where(
+            damaged[ln_ship], P.RETURN_IF_DAMAGED, 0
+        )
+        ret = self.rng.random(lines.size) < ret_p
+        ret_t = delivered[ln_ship] + (self.rng.uniform(1, 10, lines.size) * DAY_S * US).astype(
+            np.int64
+        )
+        r = ret & (ret_t < self.cfg.end_us)
+        reason = np.where(damaged[ln_ship], 0, self.rng.integers(1, 3, lines.size))
+        rid = self.counters["return"] + 1 + np.arange(r.sum())
+        self.counters["return"] += rid.size
+        self.out.add(
+            "returns",
+            return_id=rid,
+            order_id=order_id[item_order[lines[r]]],
+            user_id=Lookup("user", users[ln_ship[r]]),
+            sku=Lookup("sku", item_sku[lines[r]]),
+            quantity=item_qty[lines[r]],
+            requested_at=ret_t[r],
+            reason=Lookup("return_reason", reason[r]),
+            refund=np.round(self.cat.price[item_sku[lines[r]]] * item_qty[lines[r]], 2),
+        )
+        complain = bad & (self.rng.random(n_s) < 0.5)
+        c_t = delivered + (self.rng.uniform(0, 2, n_s) * DAY_S * US).astype(np.int64)
+        c = complain & (c_t < self.cfg.end_us)
+        self._contacts(users[c], c_t[c], np.where(damaged[c], 1, 0), order_id[s_order[c]])
+        return sid[inv]
+
+    def _add_sessions(self, users, t_us, category, pages_mean) -> None:
+        n = users.size
+        sid = self.counters["session"] + 1 + np.arange(n)
+        self.counters["session"] += n
+        pages = 1 + self.rng.poisson(pages_mean, n)
+        self.out.add(
+            "sessions",
+            session_id=sid,
+            user_id=Lookup("user", users),
+            started_at=t_us,
+            device=Lookup("device", self.pop.device[users]),
+            pages=pages,
+            dwell_seconds=np.round(pages * self.rng.lognormal(np.log(35), 0.5, n), 1),
+            category=Lookup("category", category),
+            categories_viewed=1 + self.rng.poisson(0.8, n),
+        )
+
+    def _cart(self, users, t_us, sku, qty, action) -> None:
+        eid = self.counters["cart"] + 1 + np.arange(users.size)
+        self.counters["cart"] += users.size
+        self.out.add(
+            "cart_events",
+            event_id=eid,
+            user_id=Lookup("user", users),
+            ts=t_us,
+            sku=Lookup("sku", sku),
+            action=Lookup("action", np.full(users.size, T.CART_ACTIONS.index(action))),
+            quantity=qty,
+        )
+
+    def _contacts(self, users, t_us, reason, order_id) -> None:
+        cid = self.counters["contact"] + 1 + np.arange(users.size)
+        self.counters["contact"] += users.size
+        self.out.add(
+            "service_contacts",
+            contact_id=cid,
+            user_id=Lookup("user", users),
+            ts=t_us,
+            channel=Lookup("contact_channel", self.rng.integers(0, 3, users.size)),
+            reason=Lookup("contact_reason", reason),
+            order_id=Nullable(order_id, order_id < 0),
+        )
+
+    def _browse(self, day, day_us, active) -> None:
+        """Sessions, searches, cart adds and removals, address changes, account contacts."""
+        n = self.pop.city.size
+        rate = (
+            0.12
+            * self.pop.engagement
+            * np.where(self.st.interested, 4.0, 1.0)
+            * np.sqrt(self.mult[day])
+        )
+        rate = np.where(self.st.alive, rate, 0.05 * rate) * active
+        count = self.rng.poisson(rate)
+        users = np.repeat(np.arange(n), count)
+        t_us = day_us + _time_of_day(self.rng, self.pop.peak_hour[users]) * US
+        interested = self.st.interested[users]
+        looks_at_interest = interested & (self.rng.random(users.size) < 0.7)
+        need_cat = P.CYCLE_IDX[
+            np.argmax(
+                self.pop.needs[users] * self.rng.random((users.size, P.CYCLE_IDX.size)), axis=1
+            )
+        ]
+        has_need = self.pop.needs[users].any(axis=1) & (self.rng.random(users.size) < 0.3)
+        category = np.where(
+            looks_at_interest,
+            self.st.interest_cat[users],
+            np.where(has_need, need_cat, _taste_pick(self.rng, self.pop.taste[users])),
+        )
+        self._add_sessions(users, t_us, category, pages_mean=np.where(interested, 5.0, 2.0))
+
+        search = self.rng.random(users.size) < np.where(interested, 0.5, 0.25)
+        s_users, s_cat = users[search], category[search]
+        vague = self.rng.random(s_users.size) < 0.1
+        sid = self.counters["search"] + 1 + np.arange(s_users.size)
+        self.counters["search"] += s_users.size
+        query = np.where(vague, P.N_CAT, s_cat)
+        self.out.add(
+            "searches",
+            search_id=sid,
+            user_id=Lookup("user", s_users),
+            ts=t_us[search] + self.rng.integers(5, 120, s_users.size) * US,
+            query=Lookup("query", query),
+            category=Nullable(Lookup("category", s_cat), vague),
+            results=self.rng.poisson(40, s_users.size),
+        )
+
+        # An interested shopper puts something in the cart; carts are cleared now and then.
+        adds = looks_at_interest & (self.rng.random(users.size) < 0.5)
+        a_users = np.unique(users[adds])
+        a_users = a_users[(self.st.cart_sku[a_users] < 0) & self.st.alive[a_users]]
+        first_t = np.full(n, 0, dtype=np.int64)
+        first_t[users[::-1]] = t_us[::-1]
+        a_sku = pick_sku(self.rng, self.cat, self.st.interest_cat[a_users])
+        self.st.cart_sku[a_users] = a_sku
+        self._cart(
+            a_users,
+            first_t[a_users] + self.rng.integers(30, 600, a_users.size) * US,
+            a_sku,
+            np.ones(a_users.size, dtype=np.int64),
+            "add",
+        )
+        drop = np.flatnonzero((self.st.cart_sku >= 0) & (self.rng.random(n) < 0.04))
+        drop = drop[~np.isin(drop, a_users)]
+        self._cart(
+            drop,
+            day_us + _time_of_day(self.rng, self.pop.peak_hour[drop]) * US,
+            self.st.cart_sku[drop],
+            np.ones(drop.size, dtype=np.int64),
+            "remove",
+        )
+        self.st.cart_sku[drop] = -1
+
+        # Moves within the city, and account questions.
+        move = np.flatnonzero(self.st.alive & active & (self.rng.random(n) < 1 / 1500))
+        self.st.lat[move] = self.pop.lat[move] + self.rng.normal(0, 0.03, move.size)
+        self.st.lon[move] = self.pop.lon[move] + self.rng.normal(0, 0.03, move.size)
+        self.out.add(
+            "address_changes",
+            user_id=Lookup("user", move),
+            changed_at=day_us + _time_of_day(self.rng, self.pop.peak_hour[move]) * US,
+            lat=self.st.lat[move],
+            lon=self.st.lon[move],
+            **self.out.city_columns(self.pop.city[move]),
+        )
+        ask = np.flatnonzero(active & self.st.alive & (self.rng.random(n) < 1 / 3000))
+        self._contacts(
+            ask,
+            day_us + _time_of_day(self.rng, self.pop.peak_hour[ask]) * US,
+            self.rng.choice([3, 4], ask.size),
+            np.full(ask.size, -1),
+        )
+
+    def _inventory_day(self, day) -> None:
+        self.out.inventory_day(day, self.carried, self.stock)
+        tomorrow = self.restock_weekday == (day + 1) % 7
+        rows = np.flatnonzero(tomorrow)
+        # A supply shock now and then: the delivery does not come and the node may run dry.
+        arrives = self.carried[rows] & (self.rng.random((rows.size, self.carried.shape[1])) >= 0.08)
+        received = np.where(arrives, np.maximum(self.target[rows] - self.stock[rows], 0), 0)
+        self.stock[rows] += received
+        self.out.note_received(rows, received)
 
 
 # --- set-up ---------------------------------------------------------------------------------
@@ -210,7 +631,9 @@ class _Ids:
 
     def __init__(self, n, cat, nodes) -> None:
         width = max(7, len(str(n)))
-        self.user = pa.array(np.char.add("u", np.char.zfill(np.arange(1, n + 1).astype(str), width)))
+        self.user = pa.array(
+            np.char.add("u", np.char.zfill(np.arange(1, n + 1).astype(str), width))
+        )
         self.sku = pa.array([f"SKU-{i:04d}" for i in range(cat.category.size)])
         self.node = pa.array(nodes.node_id.tolist())
 
@@ -255,8 +678,12 @@ def _initial_state(rng, pop, cfg) -> _State:
     act = pop.active_day[:, None]
     back = np.floor(rng.random((n, k)) * pop.cycle_mean).astype(np.int64) + 1
     last = act - back
-    gap = B.sample_gap(rng, pop.cycle_mean, np.broadcast_to(P.CYCLE_STD, (n, k)),
-                       at_least=(act - last).astype(float))
+    gap = B.sample_gap(
+        rng,
+        pop.cycle_mean,
+        np.broadcast_to(P.CYCLE_STD, (n, k)),
+        at_least=(act - last).astype(float),
+    )
     return _State(
         alive=np.ones(n, dtype=bool),
         interested=np.zeros(n, dtype=bool),
@@ -312,177 +739,19 @@ class _CouponLog:
 
     def table(self, ids: _Ids) -> pa.Table:
         valid_us = P.COUPON_DAYS * DAY_S * US - 6 * 3600 * US
-        return to_table("coupons", {
-            "coupon_id": np.arange(1, self.user.size + 1),
-            "user_id": Lookup("user", self.user),
-            "issued_at": self.issued,
-            "expires_at": self.issued + valid_us,
-            "discount_rate": np.full(self.user.size, P.COUPON_DISCOUNT),
-            "redeemed_at": Nullable(self.redeemed_at, self.redeemed_at < 0),
-            "order_id": Nullable(self.order, self.order < 0),
-        }, {"user": ids.user})
-
-
-def _place_orders(rng, cfg, day, day_us, order_users, du, dc, impulse, st, pop, cat, geo, nodes,
-                  stock, storm, mult, out, coupons, counters) -> None:
-    n_o = order_users.size
-    slot = np.full(pop.city.size, -1)
-    slot[order_users] = np.arange(n_o)
-    t_order = day_us + _time_of_day(rng, pop.peak_hour[order_users]) * US
-    order_id = counters["order"] + 1 + np.arange(n_o)
-    counters["order"] += n_o
-
-    # Lines: replenishments due today, the impulse item (the one waiting in the cart, if any),
-    # and now and then an add-on from the shopper's tastes.
-    rep_sku = np.where(rng.random(du.size) < 0.9, pop.favourite[du, dc],
-                       pick_sku(rng, cat, P.CYCLE_IDX[dc]))
-    rep_qty = np.where(rng.random(du.size) < 0.2, 2, 1)
-    imp_users = order_users[impulse[order_users]]
-    imp_cat = np.where(st.interested[imp_users], st.interest_cat[imp_users],
-                       _taste_pick(rng, pop.taste[imp_users]))
-    from_cart = st.cart_sku[imp_users] >= 0
-    imp_sku = np.where(from_cart, st.cart_sku[imp_users], pick_sku(rng, cat, imp_cat))
-    st.cart_sku[imp_users] = -1
-    add_users = order_users[rng.random(n_o) < 0.25]
-    add_sku = pick_sku(rng, cat, _taste_pick(rng, pop.taste[add_users]))
-    item_user = np.concatenate([du, imp_users, add_users])
-    item_sku = np.concatenate([rep_sku, imp_sku, add_sku])
-    item_qty = np.concatenate([rep_qty, np.ones(imp_users.size + add_users.size, dtype=np.int64)])
-    item_cart = np.concatenate([np.zeros(du.size, bool), from_cart, np.zeros(add_users.size, bool)])
-    o = np.argsort(slot[item_user], kind="stable")
-    item_order, item_sku, item_qty, item_cart = slot[item_user][o], item_sku[o], item_qty[o], item_cart[o]
-    first = np.r_[True, item_order[1:] != item_order[:-1]]
-    line = np.arange(item_order.size) - np.maximum.accumulate(np.where(first, np.arange(first.size), 0)) + 1
-
-    # Channel: stores sell over the counter and ship nothing; the rest follows the device.
-    ucity = pop.city[order_users]
-    has_store = np.isin(ucity, nodes.city[nodes.kind == 2])
-    dev = pop.device[order_users]
-    u = rng.random(n_o)
-    channel = np.select(
-        [has_store & (u < 0.05), dev == 2, dev == 3, u < 0.88],
-        [3, 1, 2, 0],
-        default=np.where(u < 0.94, 1, 2),
-    )
-    coupon = st.coupon[order_users]
-    price = cat.price[item_sku]
-    gross = np.bincount(item_order, weights=price * item_qty, minlength=n_o)
-    discount = np.round(np.where(coupon, gross * P.COUPON_DISCOUNT, 0.0), 2)
-    amount = np.round(gross - discount, 2)
-    red = order_users[coupon]
-    coupons.redeem(st.coupon_row[red], t_order[coupon], order_id[coupon])
-    st.coupon[red] = False
-    st.last_order_day[order_users] = day
-    n_items = np.bincount(item_order, minlength=n_o)
-    out.add("orders", order_id=order_id, user_id=Lookup("user", order_users), ordered_at=t_order,
-            channel=Lookup("channel", channel), n_items=n_items, amount=amount, discount=discount)
-
-    # Route the shipped lines.
-    shipped = channel[item_order] != 3
-    s_idx = np.flatnonzero(shipped)
-    item_node = np.full(item_order.size, -1)
-    ship_id = np.full(item_order.size, -1, dtype=np.int64)
-    if s_idx.size:
-        so = item_order[s_idx]
-        item_node[s_idx] = route_legacy(
-            rng, geo, nodes, stock, ucity, st.lat[order_users], st.lon[order_users],
-            so, item_sku[s_idx], item_qty[s_idx])
-        ok = s_idx[item_node[s_idx] >= 0]
-        np.subtract.at(stock, (item_node[ok], item_sku[ok]), item_qty[ok])
-        out.note_shipped(item_node[ok], item_sku[ok], item_qty[ok])
-        ship_id[ok] = _ship(rng, cfg, day, ok, item_order, item_sku, item_qty, item_node,
-                            order_id, order_users, t_order, st, pop, cat, geo, nodes, storm,
-                            out, counters)
-    cancelled = shipped & (item_node < 0)
-    out.add("order_items", order_id=order_id[item_order], line=line,
-            sku=Lookup("sku", item_sku), quantity=item_qty, unit_price=price,
-            shipment_id=Nullable(ship_id, ship_id < 0), cancelled=cancelled)
-
-    # The order's own visit: a session just before it and the cart lines it checked out.
-    online = channel != 3
-    ou = order_users[online]
-    sess_t = t_order[online] - rng.integers(120, 1500, ou.size) * US
-    first_cat = cat.category[item_sku[first]][online]
-    _add_sessions(rng, out, counters, ou, sess_t, pop, first_cat, pages_mean=4.0)
-    lines = np.flatnonzero(online[item_order])
-    new_lines = lines[~item_cart[lines]]
-    add_t = t_order[item_order[new_lines]] - rng.integers(30, 110, new_lines.size) * US
-    _cart(out, counters, order_users[item_order[new_lines]], add_t, item_sku[new_lines],
-          item_qty[new_lines], "add")
-    _cart(out, counters, order_users[item_order[lines]], t_order[item_order[lines]],
-          item_sku[lines], item_qty[lines], "purchase")
-
-
-def _ship(rng, cfg, day, lines, item_order, item_sku, item_qty, item_node, order_id,
-          order_users, t_order, st, pop, cat, geo, nodes, storm, out, counters) -> np.ndarray:
-    """Group routed lines into shipments, time and price them; returns the shipment per line."""
-    key = item_order[lines].astype(np.int64) * nodes.kind.size + item_node[lines]
-    uniq, inv = np.unique(key, return_inverse=True)
-    n_s = uniq.size
-    s_order = (uniq // nodes.kind.size).astype(np.int64)
-    s_node = (uniq % nodes.kind.size).astype(np.int64)
-    sid = counters["shipment"] + 1 + np.arange(n_s)
-    counters["shipment"] += n_s
-    weight = np.round(
-        np.bincount(inv, weights=cat.weight[item_sku[lines]] * item_qty[lines], minlength=n_s), 3
-    )
-    volume = np.bincount(inv, weights=cat.volume[item_sku[lines]] * item_qty[lines], minlength=n_s)
-    fragile = np.bincount(inv, weights=cat.fragile[item_sku[lines]], minlength=n_s) > 0
-    users = order_users[s_order]
-    dest = pop.city[users]
-    zone = zone_of(geo, nodes.city[s_node], dest)
-    carrier = legacy_carrier(rng, zone)
-    dist = geo_dist = _dist(st.lat[users], st.lon[users], nodes.lat[s_node], nodes.lon[s_node])
-    billed = billed_weight(weight, volume)
-    cost = shipping_cost(zone, carrier, billed, nodes.kind[s_node])
-    load = np.bincount(s_node, minlength=nodes.kind.size) / nodes.capacity
-    kind = nodes.kind[s_node]
-    hand = pick_hours(kind, load[s_node], rng.lognormal(0, 0.3, n_s))
-    shipped_at = t_order[s_order] + (hand * 3600 * US).astype(np.int64)
-    region = geo.city_region[dest]
-    stormy = storm[day + np.minimum((hand // 24).astype(int), 2), region]
-    transit = delivery_days(zone, carrier, geo_dist, stormy, rng.lognormal(0, 0.2, n_s))
-    delivered = shipped_at + (transit * DAY_S * US).astype(np.int64)
-    day0 = cfg.start_us + day * DAY_S * US
-    promised = day0 + (P.PROMISE_DAYS[zone] + 1) * DAY_S * US
-    late = delivered > promised
-    damaged = rng.random(n_s) < damage_prob(zone, carrier, fragile, stormy)
-    arrived = delivered < cfg.end_us
-    out.add("shipments", shipment_id=sid, order_id=order_id[s_order],
-            node_id=Lookup("node", s_node), carrier=Lookup("carrier", carrier),
-            zone=Lookup("zone", zone), distance_km=np.round(dist, 3),
-            actual_weight_kg=weight, volume_cm3=volume,
-            billed_weight_kg=billed, cost=cost, shipped_at=shipped_at,
-            promised_at=promised, delivered_at=Nullable(delivered, ~arrived),
-            late=Nullable(late, ~arrived), damaged=Nullable(damaged, ~arrived))
-
-    # A bad delivery weighs on the shopper from the day after it arrives.
-    bad = late | damaged
-    arrive_day = (delivered - cfg.start_us) // (DAY_S * US)
-    for d in np.unique(arrive_day[bad]):
-        st.bad_on[int(d) + 1].append(users[bad & (arrive_day == d)])
-
-    # Returns and complaints, stamped when they happen (only those before the data's end).
-    ln_ship = inv
-    ret_p = P.RETURN_RATE[cat.category[item_sku[lines]]] + np.where(damaged[ln_ship],
-                                                                     P.RETURN_IF_DAMAGED, 0)
-    ret = rng.random(lines.size) < ret_p
-    ret_t = delivered[ln_ship] + (rng.uniform(1, 10, lines.size) * DAY_S * US).astype(np.int64)
-    r = ret & (ret_t < cfg.end_us)
-    reason = np.where(damaged[ln_ship], 0, rng.integers(1, 3, lines.size))
-    rid = counters["return"] + 1 + np.arange(r.sum())
-    counters["return"] += rid.size
-    out.add("returns", return_id=rid, order_id=order_id[item_order[lines[r]]],
-            user_id=Lookup("user", users[ln_ship[r]]), sku=Lookup("sku", item_sku[lines[r]]),
-            quantity=item_qty[lines[r]], requested_at=ret_t[r],
-            reason=Lookup("return_reason", reason[r]),
-            refund=np.round(cat.price[item_sku[lines[r]]] * item_qty[lines[r]], 2))
-    complain = bad & (rng.random(n_s) < 0.5)
-    c_t = delivered + (rng.uniform(0, 2, n_s) * DAY_S * US).astype(np.int64)
-    c = complain & (c_t < cfg.end_us)
-    _contacts(rng, out, counters, users[c], c_t[c], np.where(damaged[c], 1, 0),
-              order_id[s_order[c]])
-    return sid[inv]
+        return to_table(
+            "coupons",
+            {
+                "coupon_id": np.arange(1, self.user.size + 1),
+                "user_id": Lookup("user", self.user),
+                "issued_at": self.issued,
+                "expires_at": self.issued + valid_us,
+                "discount_rate": np.full(self.user.size, P.COUPON_DISCOUNT),
+                "redeemed_at": Nullable(self.redeemed_at, self.redeemed_at < 0),
+                "order_id": Nullable(self.order, self.order < 0),
+            },
+            {"user": ids.user},
+        )
 
 
 def _dist(lat1, lon1, lat2, lon2):
@@ -494,105 +763,24 @@ def _dist(lat1, lon1, lat2, lon2):
 # --- browsing -------------------------------------------------------------------------------
 
 
-def _add_sessions(rng, out, counters, users, t_us, pop, category, pages_mean) -> None:
-    n = users.size
-    sid = counters["session"] + 1 + np.arange(n)
-    counters["session"] += n
-    pages = 1 + rng.poisson(pages_mean, n)
-    out.add("sessions", session_id=sid, user_id=Lookup("user", users), started_at=t_us,
-            device=Lookup("device", pop.device[users]), pages=pages,
-            dwell_seconds=np.round(pages * rng.lognormal(np.log(35), 0.5, n), 1),
-            category=Lookup("category", category),
-            categories_viewed=1 + rng.poisson(0.8, n))
-
-
-def _cart(out, counters, users, t_us, sku, qty, action) -> None:
-    eid = counters["cart"] + 1 + np.arange(users.size)
-    counters["cart"] += users.size
-    out.add("cart_events", event_id=eid, user_id=Lookup("user", users), ts=t_us,
-            sku=Lookup("sku", sku),
-            action=Lookup("action", np.full(users.size, T.CART_ACTIONS.index(action))),
-            quantity=qty)
-
-
-def _contacts(rng, out, counters, users, t_us, reason, order_id) -> None:
-    cid = counters["contact"] + 1 + np.arange(users.size)
-    counters["contact"] += users.size
-    out.add("service_contacts", contact_id=cid, user_id=Lookup("user", users), ts=t_us,
-            channel=Lookup("contact_channel", rng.integers(0, 3, users.size)),
-            reason=Lookup("contact_reason", reason),
-            order_id=Nullable(order_id, order_id < 0))
-
-
-def _browse(rng, day, day_us, active, st, pop, cat, mult, out, counters) -> None:
-    """Sessions, searches, cart adds and removals, address changes, account contacts."""
-    n = pop.city.size
-    rate = 0.12 * pop.engagement * np.where(st.interested, 4.0, 1.0) * np.sqrt(mult[day])
-    rate = np.where(st.alive, rate, 0.05 * rate) * active
-    count = rng.poisson(rate)
-    users = np.repeat(np.arange(n), count)
-    t_us = day_us + _time_of_day(rng, pop.peak_hour[users]) * US
-    interested = st.interested[users]
-    looks_at_interest = interested & (rng.random(users.size) < 0.7)
-    need_cat = P.CYCLE_IDX[np.argmax(pop.needs[users] * rng.random((users.size, P.CYCLE_IDX.size)),
-                                     axis=1)]
-    has_need = pop.needs[users].any(axis=1) & (rng.random(users.size) < 0.3)
-    category = np.where(looks_at_interest, st.interest_cat[users],
-                        np.where(has_need, need_cat, _taste_pick(rng, pop.taste[users])))
-    _add_sessions(rng, out, counters, users, t_us, pop, category,
-                  pages_mean=np.where(interested, 5.0, 2.0))
-
-    search = rng.random(users.size) < np.where(interested, 0.5, 0.25)
-    s_users, s_cat = users[search], category[search]
-    vague = rng.random(s_users.size) < 0.1
-    sid = counters["search"] + 1 + np.arange(s_users.size)
-    counters["search"] += s_users.size
-    query = np.where(vague, P.N_CAT, s_cat)
-    out.add("searches", search_id=sid, user_id=Lookup("user", s_users),
-            ts=t_us[search] + rng.integers(5, 120, s_users.size) * US,
-            query=Lookup("query", query), category=Nullable(Lookup("category", s_cat), vague),
-            results=rng.poisson(40, s_users.size))
-
-    # An interested shopper puts something in the cart; carts are cleared now and then.
-    adds = looks_at_interest & (rng.random(users.size) < 0.5)
-    a_users = np.unique(users[adds])
-    a_users = a_users[(st.cart_sku[a_users] < 0) & st.alive[a_users]]
-    first_t = np.full(n, 0, dtype=np.int64)
-    first_t[users[::-1]] = t_us[::-1]
-    a_sku = pick_sku(rng, cat, st.interest_cat[a_users])
-    st.cart_sku[a_users] = a_sku
-    _cart(out, counters, a_users, first_t[a_users] + rng.integers(30, 600, a_users.size) * US,
-          a_sku, np.ones(a_users.size, dtype=np.int64), "add")
-    drop = np.flatnonzero((st.cart_sku >= 0) & (rng.random(n) < 0.04))
-    drop = drop[~np.isin(drop, a_users)]
-    _cart(out, counters, drop, day_us + _time_of_day(rng, pop.peak_hour[drop]) * US,
-          st.cart_sku[drop], np.ones(drop.size, dtype=np.int64), "remove")
-    st.cart_sku[drop] = -1
-
-    # Moves within the city, and account questions.
-    move = np.flatnonzero(st.alive & active & (rng.random(n) < 1 / 1500))
-    st.lat[move] = pop.lat[move] + rng.normal(0, 0.03, move.size)
-    st.lon[move] = pop.lon[move] + rng.normal(0, 0.03, move.size)
-    out.add("address_changes", user_id=Lookup("user", move),
-            changed_at=day_us + _time_of_day(rng, pop.peak_hour[move]) * US,
-            lat=st.lat[move], lon=st.lon[move], **out.city_columns(pop.city[move]))
-    ask = np.flatnonzero(active & st.alive & (rng.random(n) < 1 / 3000))
-    _contacts(rng, out, counters, ask, day_us + _time_of_day(rng, pop.peak_hour[ask]) * US,
-              rng.choice([3, 4], ask.size), np.full(ask.size, -1))
-
-
-def _inventory_day(rng, out, day, carried, stock, target, restock_weekday, counters) -> None:
-    out.inventory_day(day, carried, stock)
-    tomorrow = restock_weekday == (day + 1) % 7
-    rows = np.flatnonzero(tomorrow)
-    # A supply shock now and then: the delivery does not come and the node may run dry.
-    arrives = carried[rows] & (rng.random((rows.size, carried.shape[1])) >= 0.08)
-    received = np.where(arrives, np.maximum(target[rows] - stock[rows], 0), 0)
-    stock[rows] += received
-    out.note_received(rows, received)
-
-
 # --- truth ----------------------------------------------------------------------------------
+
+
+def _freeze(st: _State) -> _State:
+    """A copy of what the oracle reads, safe from the simulation's in-place updates."""
+    bad_on = defaultdict(list, {d: [np.concatenate(v)] for d, v in st.bad_on.items() if v})
+    return replace(
+        st,
+        alive=st.alive.copy(),
+        n_bad=st.n_bad.copy(),
+        need=st.need.copy(),
+        last_renewal=st.last_renewal.copy(),
+        interested=st.interested.copy(),
+        coupon=st.coupon.copy(),
+        coupon_until=st.coupon_until.copy(),
+        last_order_day=st.last_order_day.copy(),
+        bad_on=bad_on,
+    )
 
 
 def _oracle_table(cfg, snap, st, pop, mult, ids) -> pa.Table:
@@ -602,7 +790,7 @@ def _oracle_table(cfg, snap, st, pop, mult, ids) -> pa.Table:
         alive=st.alive,
         churn_base=pop.churn_base,
         n_bad=st.n_bad,
-        bad_on={d: np.concatenate(v) for d, v in st.bad_on.items() if v},
+        bad_on={d: v[0] for d, v in st.bad_on.items()},
         need=st.need,
         last_renewal=st.last_renewal,
         cycle_mean=pop.cycle_mean,
@@ -628,10 +816,12 @@ def _oracle_table(cfg, snap, st, pop, mult, ids) -> pa.Table:
 
 def _cycles_table(pop, st, ids) -> pa.Table:
     u, c = np.nonzero(pop.needs)
-    return pa.table({
-        "user_id": ids.user.take(pa.array(u)),
-        "category": pa.array(np.array(P.CYCLE_CATS)[c]),
-        "mean_days": pa.array(pop.cycle_mean[u, c]),
-        "std_days": pa.array(P.CYCLE_STD[c]),
-        "need_active_at_end": pa.array(st.need[u, c]),
-    })
+    return pa.table(
+        {
+            "user_id": ids.user.take(pa.array(u)),
+            "category": pa.array(np.array(P.CYCLE_CATS)[c]),
+            "mean_days": pa.array(pop.cycle_mean[u, c]),
+            "std_days": pa.array(P.CYCLE_STD[c]),
+            "need_active_at_end": pa.array(st.need[u, c]),
+        }
+    )

@@ -16,42 +16,63 @@ def static_tables(cfg, geo, cat, pop, nodes, ids) -> Iterator[tuple[str, pa.Tabl
 
     place = Batches(ids, geo, 0, 0, cfg.start)
     lookups = place.lookups
-    yield "users", to_table("users", {
-        "user_id": Lookup("user", np.arange(pop.city.size)),
-        "signup_at": cfg.start_us + pop.signup_s * 1_000_000,
-        "lat": np.round(pop.lat, 6),
-        "lon": np.round(pop.lon, 6),
-        **place.city_columns(pop.city),
-        "membership": Lookup("membership", pop.membership),
-        "device": Lookup("device", pop.device),
-        "gender": Lookup("gender", pop.gender),
-        "age_band": Lookup("age_band", pop.age_band),
-    }, lookups)
+    yield (
+        "users",
+        to_table(
+            "users",
+            {
+                "user_id": Lookup("user", np.arange(pop.city.size)),
+                "signup_at": cfg.start_us + pop.signup_s * 1_000_000,
+                "lat": np.round(pop.lat, 6),
+                "lon": np.round(pop.lon, 6),
+                **place.city_columns(pop.city),
+                "membership": Lookup("membership", pop.membership),
+                "device": Lookup("device", pop.device),
+                "gender": Lookup("gender", pop.gender),
+                "age_band": Lookup("age_band", pop.age_band),
+            },
+            lookups,
+        ),
+    )
 
     cycle_mean = np.full(P.N_CAT, np.nan)
     cycle_std = np.full(P.N_CAT, np.nan)
     cycle_mean[P.CYCLE_IDX] = P.CYCLE_MEAN
     cycle_std[P.CYCLE_IDX] = P.CYCLE_STD
     c = cat.category
-    yield "products", to_table("products", {
-        "sku": Lookup("sku", np.arange(c.size)),
-        "category": Lookup("category", c),
-        "price": cat.price,
-        "weight_kg": cat.weight,
-        "volume_cm3": cat.volume,
-        "fragile": cat.fragile,
-        "cycle_days_mean": Nullable(np.nan_to_num(cycle_mean[c]), np.isnan(cycle_mean[c])),
-        "cycle_days_std": Nullable(np.nan_to_num(cycle_std[c]), np.isnan(cycle_std[c])),
-    }, lookups)
+    yield (
+        "products",
+        to_table(
+            "products",
+            {
+                "sku": Lookup("sku", np.arange(c.size)),
+                "category": Lookup("category", c),
+                "price": cat.price,
+                "weight_kg": cat.weight,
+                "volume_cm3": cat.volume,
+                "fragile": cat.fragile,
+                "cycle_days_mean": Nullable(np.nan_to_num(cycle_mean[c]), np.isnan(cycle_mean[c])),
+                "cycle_days_std": Nullable(np.nan_to_num(cycle_std[c]), np.isnan(cycle_std[c])),
+            },
+            lookups,
+        ),
+    )
 
-    yield "nodes", to_table("nodes", {
-        "node_id": Lookup("node", np.arange(nodes.kind.size)),
-        "kind": Lookup("node_kind", nodes.kind),
-        "lat": np.round(nodes.lat, 6),
-        "lon": np.round(nodes.lon, 6),
-        **place.city_columns(nodes.city),
-        "daily_capacity": nodes.capacity,
-    }, lookups)
+    yield (
+        "nodes",
+        to_table(
+            "nodes",
+            {
+                "node_id": Lookup("node", np.arange(nodes.kind.size)),
+                "kind": Lookup("node_kind", nodes.kind),
+                "lat": np.round(nodes.lat, 6),
+                "lon": np.round(nodes.lon, 6),
+                **place.city_columns(nodes.city),
+                "daily_capacity": nodes.capacity,
+            },
+            lookups,
+        ),
+    )
 
 
 def truth_latent(pop, alive_at_end: np.ndarray, ids) -> pa.Table:

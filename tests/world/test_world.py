@@ -37,8 +37,12 @@ def test_events_lie_inside_the_period_and_after_signup(frames):
     assert orders.ordered_at.max() < END
     signup = frames["users"].set_index("user_id").signup_at
     assert (orders.ordered_at.to_numpy() > signup.loc[orders.user_id].to_numpy()).all()
-    for table, col in [("sessions", "started_at"), ("returns", "requested_at"),
-                       ("service_contacts", "ts"), ("cart_events", "ts")]:
+    for table, col in [
+        ("sessions", "started_at"),
+        ("returns", "requested_at"),
+        ("service_contacts", "ts"),
+        ("cart_events", "ts"),
+    ]:
         ts = frames[table][col]
         assert ts.max() < END, table
     delivered = frames["shipments"].delivered_at.dropna()
@@ -100,8 +104,9 @@ def test_delivery_worse_far_away_and_in_remote_zones(frames):
 
 
 def test_coupon_response_differs_between_users(frames):
-    c = frames["coupons"].merge(frames["truth_latent"][["user_id", "coupon_response"]],
-                                on="user_id")
+    c = frames["coupons"].merge(
+        frames["truth_latent"][["user_id", "coupon_response"]], on="user_id"
+    )
     quartile = pd.qcut(c.coupon_response, 4, labels=False)
     rate = c.redeemed_at.notna().groupby(quartile).mean()
     assert rate.loc[3] > 1.3 * rate.loc[0]
@@ -129,7 +134,9 @@ def test_oracle_agrees_with_observed_outcomes(frames, horizon):
     inside = truth[truth.snapshot_at + pd.Timedelta(days=horizon) <= END].copy()
     orders = frames["orders"][["user_id", "ordered_at"]]
     m = inside[["user_id", "snapshot_at"]].merge(orders, on="user_id")
-    hit = (m.ordered_at >= m.snapshot_at) & (m.ordered_at < m.snapshot_at + pd.Timedelta(days=horizon))
+    hit = (m.ordered_at >= m.snapshot_at) & (
+        m.ordered_at < m.snapshot_at + pd.Timedelta(days=horizon)
+    )
     bought = m[hit].groupby(["user_id", "snapshot_at"]).size().rename("n")
     inside = inside.join(bought, on=["user_id", "snapshot_at"])
     inside["y"] = inside.n.notna()
@@ -138,8 +145,9 @@ def test_oracle_agrees_with_observed_outcomes(frames, horizon):
     se = np.sqrt((prob * (1 - prob)).sum()) / len(inside)
     assert abs(inside.y.mean() - prob.mean()) < 4 * se + 1e-3
     inside["bin"] = pd.qcut(prob, 10, duplicates="drop")
-    g = inside.groupby("bin", observed=True).agg(p=(prob.name, "mean"), y=("y", "mean"),
-                                                n=("y", "size"))
+    g = inside.groupby("bin", observed=True).agg(
+        p=(prob.name, "mean"), y=("y", "mean"), n=("y", "size")
+    )
     tol = 4 * np.sqrt(g.p * (1 - g.p) / g.n) + 0.01
     assert ((g.y - g.p).abs() <= tol).all(), g
     # And it separates: the oracle is worth scoring against.
