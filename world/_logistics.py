@@ -100,7 +100,8 @@ def route_legacy(
     whole = np.zeros((n_orders, nodes.kind.size), dtype=bool)
     whole[item_order[starts]] = np.logical_and.reduceat(avail, starts, axis=0)
     d = np.where(whole, dist, np.inf)
-    top = np.argsort(d, axis=1, kind="stable")[:, :3]
+    top = np.argpartition(d, 2, axis=1)[:, :3]
+    top = np.take_along_axis(top, np.argsort(np.take_along_axis(d, top, 1), 1, kind="stable"), 1)
     pick = np.where(rng.random(n_orders) < 0.8, 0, rng.integers(0, 3, n_orders))
     rows = np.arange(n_orders)
     chosen = top[rows, pick]
@@ -108,37 +109,40 @@ def route_legacy(
     served = np.isfinite(d[rows, chosen])
     item_node = np.where(served[item_order], chosen[item_order], -1)
 
-    # Orders no single node could serve are split: each line from its nearest node with stock.
-    # Lines that lose a race for the last units try the next node, until none is left.
-    for _ in range(nodes.kind.size):
-        todo = np.flatnonzero(item_node < 0)
-        dd = np.where(avail[todo], dist[item_order[todo]], np.inf)
-        best = np.argmin(dd, axis=1) if todo.size else np.zeros(0, dtype=np.int64)
-        item_node[todo] = np.where(np.isfinite(dd[np.arange(todo.size), best]), best, -1)
-        over = _over_allocated(stock, item_node, item_sku, item_qty)
-        if not over.size:
-            break
-        avail[over, item_node[over]] = False
-        item_node[over] = -1
-        if not avail[over].any():
-            break
-    over = _over_allocated(stock, item_node, item_sku, item_qty)
-    item_node[over] = -1
+    # Lines that lose a race for the last units, and orders no single node could serve, are
+    # split: each line goes to its nearest node with units still unallocated.
+    placed = np.flatnonzero(item_node >= 0)
+    lost = _losers(stock, item_node[placed], item_sku[placed], item_qty[placed])
+    item_node[placed[lost]] = -1
+    placed = placed[~lost]
+    left = stock.copy()
+    np.subtract.at(left, (item_node[placed], item_sku[placed]), item_qty[placed])
+    todo = np.flatnonzero(item_node < 0)
+    while todo.size:
+        can = (left[:, item_sku[todo]].T >= item_qty[todo, None]) & allowed[item_order[todo]]
+        dd = np.where(can, dist[item_order[todo]], np.inf)
+        best = np.argmin(dd, axis=1)
+        todo = todo[np.isfinite(dd[np.arange(todo.size), best])]  # the rest stay unserved
+        best = best[np.isfinite(dd[np.arange(dd.shape[0]), best])]
+        lost = _losers(left, best, item_sku[todo], item_qty[todo])
+        won = todo[~lost]
+        item_node[won] = best[~lost]
+        np.subtract.at(left, (item_node[won], item_sku[won]), item_qty[won])
+        todo = todo[lost]
     return item_node
 
 
-def _over_allocated(stock, item_node, item_sku, item_qty) -> np.ndarray:
+def _losers(stock, node, sku, qty) -> np.ndarray:
     """Lines whose cumulative quantity at their node exceeds its stock (later lines lose)."""
-    ok = np.flatnonzero(item_node >= 0)
-    if not ok.size:
-        return ok
-    key = item_node[ok].astype(np.int64) * stock.shape[1] + item_sku[ok]
+    if not node.size:
+        return np.zeros(0, dtype=bool)
+    key = node.astype(np.int64) * stock.shape[1] + sku
     order = np.argsort(key, kind="stable")
-    k, q = key[order], item_qty[order].astype(np.int64)
-    cum = np.cumsum(q)
+    k = key[order]
+    cum = np.cumsum(qty[order])
     first = np.r_[True, k[1:] != k[:-1]]
-    group_start = np.maximum.accumulate(np.where(first, np.arange(k.size), 0))
-    before = np.r_[0, cum][group_start]
-    within = cum - before
-    have = stock[item_node[ok][order], item_sku[ok][order]]
-    return np.sort(ok[order][within > have])
+    start = np.maximum.accumulate(np.where(first, np.arange(k.size), 0))
+    within = cum - np.r_[0, cum][start]
+    lost = np.zeros(node.size, dtype=bool)
+    lost[order] = within > stock[node[order], sku[order]]
+    return lost
