@@ -221,7 +221,7 @@ NULLABLE: dict[str, tuple[str, ...]] = {
     "coupons": ("redeemed_at", "order_id"),
     "orders": ("channel",),
     "order_items": ("shipment_id",),
-    "shipments": ("delivered_at", "late", "damaged"),
+    "shipments": ("shipped_at", "delivered_at", "late", "damaged"),
     "service_contacts": ("order_id",),
 }
 

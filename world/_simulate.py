@@ -436,7 +436,7 @@ class _Shop:
             volume_cm3=volume,
             billed_weight_kg=billed,
             cost=cost,
-            shipped_at=shipped_at,
+            shipped_at=Nullable(shipped_at, shipped_at >= self.cfg.end_us),
             promised_at=promised,
             delivered_at=Nullable(delivered, ~arrived),
             late=Nullable(late, ~arrived),
@@ -727,8 +727,7 @@ class _CouponLog:
     def issue(self, users: np.ndarray, day_us: int) -> np.ndarray:
         rows = np.arange(self.user.size, self.user.size + users.size)
         self.user = np.concatenate([self.user, users])
-        # Campaigns go out at six in the morning.
-        self.issued = np.concatenate([self.issued, np.full(users.size, day_us + 6 * 3600 * US)])
+        self.issued = np.concatenate([self.issued, np.full(users.size, day_us)])
         self.redeemed_at = np.concatenate([self.redeemed_at, np.full(users.size, -1)])
         self.order = np.concatenate([self.order, np.full(users.size, -1)])
         return rows
@@ -738,7 +737,7 @@ class _CouponLog:
         self.order[rows] = order_ids
 
     def table(self, ids: _Ids) -> pa.Table:
-        valid_us = P.COUPON_DAYS * DAY_S * US - 6 * 3600 * US
+        valid_us = P.COUPON_DAYS * DAY_S * US
         return to_table(
             "coupons",
             {
