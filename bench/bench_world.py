@@ -32,8 +32,17 @@ def _one(users: int, days: int, out: Path) -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     truth = json.loads((out / "truth" / "manifest.json").read_text())["tables"]
     size_mb = sum(f.stat().st_size for f in out.rglob("*.parquet")) / 2**20
-    print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "tables": manifest["tables"],
-                      "truth": truth, "parquet_mb": size_mb}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peak_mb": peak_mb,
+                "tables": manifest["tables"],
+                "truth": truth,
+                "parquet_mb": size_mb,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -53,7 +62,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             proc = subprocess.run(
                 [sys.executable, __file__, "--one", size, "--out", tmp],
-                check=True, capture_output=True, text=True,
+                check=True,
+                capture_output=True,
+                text=True,
             )
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         events = sum(n for t, n in r["tables"].items() if t not in ("users", "products", "nodes"))
