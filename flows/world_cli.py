@@ -146,9 +146,10 @@ def _print_summary(raw: Path, manifest: dict) -> None:
         if (raw / f"{t}.parquet").exists()
     }
     figures = summarise(tables, manifest["tables"])
-    table = Table(
-        title=f"world {manifest['start'][:10]} .. {manifest['end'][:10]}, seed {manifest['seed']}"
+    console.print(
+        f"world {manifest['start'][:10]} .. {manifest['end'][:10]}, seed {manifest['seed']}"
     )
+    table = Table()
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key, value in figures.items():
