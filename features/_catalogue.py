@@ -1,0 +1,147 @@
+"""How a feature is declared: once, with its name, family, window, type, description and formula.
+
+A `Family` groups features computed from the same raw tables. Its `aggregates` are formulas
+over event rows joined to snapshot times (only events strictly before the snapshot reach them);
+its `derived` features are formulas over the family's own aggregates, or, for the cross-family
+`trends`, over the assembled row. `Family.features` lists the declarations for the catalogue;
+the formulas are the same objects, so the list and the computation cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import ibis
+import ibis.expr.types as ir
+
+WINDOWS = (7, 14, 30, 60, 90, 180, 365)
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    family: str
+    window: int | None  # days; None for all history or a point in time
+    dtype: str  # "int64" or "float64"
+    description: str
+    fill: float | None = None  # value for a shopper with no events (None: stays null)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A feature and its formula; `fn` takes the joined event table (or the aggregates)."""
+
+    feature: Feature
+    fn: Callable[[ir.Table], ir.Value]
+    needs: tuple[str, ...] = ()  # for row formulas: the columns they read
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    tables: tuple[str, ...]  # raw tables it reads; the family is left out if one is missing
+    description: str
+    prepare: Callable[[dict[str, ir.Table]], ir.Table] | None  # events: entity, ts, ...
+    aggregates: tuple[Spec, ...] = ()
+    derived: tuple[Spec, ...] = ()
+    entity: str = "user_id"
+    # A family whose rows need more than one join and group-by builds its own table.
+    build: Callable[[dict[str, ir.Table], ir.Table], ir.Table] | None = None
+    # A row family (no `prepare`, no `build`) computes `derived` on the assembled row.
+    built_features: tuple[Feature, ...] = field(default=())
+
+    @property
+    def features(self) -> tuple[Feature, ...]:
+        return self.built_features + tuple(s.feature for s in (*self.aggregates, *self.derived))
+
+    @property
+    def on_row(self) -> bool:
+        return self.prepare is None and self.build is None
+
+    def compute(self, src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
+        """One row per (entity, snapshot) that has events before the snapshot."""
+        if self.build is not None:
+            return self.build(src, snaps)
+        assert self.prepare is not None
+        events = self.prepare(src)
+        j = events.join(snaps, events.ts < snaps.snapshot_at)
+        j = j.mutate(age=(j.snapshot_at.epoch_seconds() - j.ts.epoch_seconds()) / DAY)
+        agg = j.group_by([self.entity, "snapshot_at"]).aggregate(
+            **{s.feature.name: s.fn(j) for s in self.aggregates}
+        )
+        if self.derived:
+            agg = agg.mutate(**{s.feature.name: s.fn(agg) for s in self.derived})
+        return agg.select(self.entity, "snapshot_at", *[s.feature.name for s in
+                                                        (*self.aggregates, *self.derived)])
+
+
+class Declare:
+    """Collects the specs of one family while its module declares them."""
+
+    def __init__(self, family: str) -> None:
+        self.family = family
+        self.specs: list[Spec] = []
+
+    def __call__(
+        self,
+        name: str,
+        description: str,
+        fn: Callable[[ir.Table], ir.Value],
+        *,
+        dtype: str = "float64",
+        window: int | None = None,
+        fill: float | None = None,
+        needs: tuple[str, ...] = (),
+    ) -> None:
+        feature = Feature(name, self.family, window, dtype, description, fill)
+        self.specs.append(Spec(feature, fn, needs))
+
+    def count(self, name: str, description: str, fn, *, window: int | None = None) -> None:
+        self(name, description, fn, dtype="int64", window=window, fill=0)
+
+    def total(self, name: str, description: str, fn, *, window: int | None = None) -> None:
+        self(name, description, fn, dtype="float64", window=window, fill=0.0)
+
+    def take(self) -> tuple[Spec, ...]:
+        specs, self.specs = tuple(self.specs), []
+        return specs
+
+
+# Formula helpers over a joined event table `j` with an `age` column (days before the snapshot).
+
+
+def n_in(j: ir.Table, window: int | None, where: ir.BooleanValue | None = None) -> ir.Value:
+    cond = _cond(j, window, where)
+    return cond.ifelse(1, 0).sum().cast("int64")
+
+
+def sum_in(j: ir.Table, value: ir.Value, window: int | None,
+           where: ir.BooleanValue | None = None) -> ir.Value:
+    cond = _cond(j, window, where)
+    return cond.ifelse(value.cast("float64"), 0.0).sum()
+
+
+def mean_in(j: ir.Table, value: ir.Value, window: int | None,
+            where: ir.BooleanValue | None = None) -> ir.Value:
+    cond = _cond(j, window, where)
+    return cond.ifelse(value.cast("float64"), ibis.null("float64")).mean()
+
+
+def last_age(j: ir.Table, where: ir.BooleanValue | None = None) -> ir.Value:
+    """Days since the most recent event (matching `where`)."""
+    if where is None:
+        return j.age.min()
+    return where.ifelse(j.age, ibis.null("float64")).min()
+
+
+def ratio(num: ir.Value, den: ir.Value) -> ir.Value:
+    """num / den, null when the denominator is zero."""
+    den = den.cast("float64")
+    return (den == 0).ifelse(ibis.null("float64"), num.cast("float64") / den)
+
+
+def _cond(j: ir.Table, window: int | None, where: ir.BooleanValue | None) -> ir.BooleanValue:
+    cond = j.age.notnull() if window is None else j.age <= window
+    return cond if where is None else cond & where

@@ -1,0 +1,23 @@
+"""The feature catalogue: every family, in the order their columns appear."""
+
+from __future__ import annotations
+
+from features._activity import CART, CART_STATE, COUPONS, SEARCH, SESSIONS
+from features._catalogue import Family, Feature
+from features._nodes import NODE
+from features._orders import BASKET, CATEGORIES, GAPS, ORDERS, TIME_HABITS
+from features._service import CONTACTS, FULFILMENT, MOVES, PROFILE, RETURNS, TRENDS
+
+USER_FAMILIES: tuple[Family, ...] = (
+    ORDERS, GAPS, CATEGORIES, BASKET, TIME_HABITS, SESSIONS, CART, CART_STATE, SEARCH, COUPONS,
+    RETURNS, FULFILMENT, CONTACTS, MOVES, PROFILE, TRENDS,
+)
+NODE_FAMILIES: tuple[Family, ...] = (NODE,)
+
+
+def user_features() -> list[Feature]:
+    return [f for fam in USER_FAMILIES for f in fam.features]
+
+
+def node_features() -> list[Feature]:
+    return [f for fam in NODE_FAMILIES for f in fam.features]
