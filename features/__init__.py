@@ -1,1 +1,36 @@
-"""Features: the user-behaviour feature catalogue, its engine and the Feast repo (not built yet)."""
+"""Features: the user-behaviour feature catalogue, the engine that computes it, the Feast repo.
+
+Every feature is declared once (`features.catalogue`), with its formula written against Ibis,
+so the same definitions run on DuckDB (in-process, the default) and on Spark. A feature as of
+snapshot t uses only events strictly before t. The engine returns Arrow tables; the CLI writes
+them as the Feast offline files (one per family), registers them in Feast and materialises the
+latest snapshot to the online store (SQLite by default, Redis in production).
+"""
+
+from features._docs import catalogue_markdown
+from features._engine import (
+    ENGINES,
+    FeatureInputError,
+    Result,
+    available,
+    compute,
+    connect,
+    load_sources,
+    split_by_family,
+)
+from features._snapshots import check_range, default_grid, parse_snapshots
+
+__all__ = [
+    "ENGINES",
+    "FeatureInputError",
+    "Result",
+    "available",
+    "catalogue_markdown",
+    "check_range",
+    "compute",
+    "connect",
+    "default_grid",
+    "load_sources",
+    "parse_snapshots",
+    "split_by_family",
+]

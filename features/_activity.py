@@ -5,14 +5,26 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-from features._catalogue import DAY, Declare, Family, Feature, last_age, mean_in, n_in, ratio
+from features._catalogue import (
+    DAY,
+    Declare,
+    Family,
+    Feature,
+    exact_sum,
+    last_age,
+    mean_in,
+    n_in,
+    ratio,
+    sum_in,
+)
 from features._orders import HOUR_BANDS
 
 
 def _sessions(src: dict[str, ir.Table]) -> ir.Table:
     s = src["sessions"]
-    ev = s.select("user_id", "pages", "dwell_seconds", "category", "categories_viewed",
-                  ts=s.started_at)
+    ev = s.select(
+        "user_id", "pages", "dwell_seconds", "category", "categories_viewed", ts=s.started_at
+    )
     if "order_items" not in src or "products" not in src:
         return ev.mutate(first_bought=ibis.null("timestamp('UTC')"))
     # When the shopper first bought each category, to tell views of known categories apart.
@@ -25,42 +37,92 @@ def _sessions(src: dict[str, ir.Table]) -> ir.Table:
 
 d = Declare("sessions")
 for w in (7, 14, 30, 90):
-    d.count(f"sessions_{w}d", f"sessions in the last {w} days", lambda j, w=w: n_in(j, w),
-            window=w)
+    d.count(f"sessions_{w}d", f"sessions in the last {w} days", lambda j, w=w: n_in(j, w), window=w)
 for w in (7, 30, 90):
-    d.count(f"pages_{w}d", f"pages viewed in the last {w} days",
-            lambda j, w=w: (j.age <= w).ifelse(j.pages, 0).sum().cast("int64"), window=w)
+    d.count(
+        f"pages_{w}d",
+        f"pages viewed in the last {w} days",
+        lambda j, w=w: (j.age <= w).ifelse(j.pages, 0).sum().cast("int64"),
+        window=w,
+    )
 for w in (7, 30):
-    d.total(f"dwell_minutes_{w}d", f"minutes spent browsing in the last {w} days",
-            lambda j, w=w: (j.age <= w).ifelse(j.dwell_seconds / 60.0, 0.0).sum(), window=w)
-d("pages_per_session_30d", "mean browse depth (pages per session), last 30 days",
-  lambda j: mean_in(j, j.pages, 30), window=30)
-d("dwell_per_session_30d", "mean seconds per session, last 30 days",
-  lambda j: mean_in(j, j.dwell_seconds, 30), window=30)
+    d.total(
+        f"dwell_minutes_{w}d",
+        f"minutes spent browsing in the last {w} days",
+        lambda j, w=w: sum_in(j, j.dwell_seconds / 60.0, w),
+        window=w,
+    )
+d(
+    "pages_per_session_30d",
+    "mean browse depth (pages per session), last 30 days",
+    lambda j: mean_in(j, j.pages, 30),
+    window=30,
+)
+d(
+    "dwell_per_session_30d",
+    "mean seconds per session, last 30 days",
+    lambda j: mean_in(j, j.dwell_seconds, 30),
+    window=30,
+)
 d("days_since_last_session", "days since the most recent session", lambda j: last_age(j))
-d.count("session_days_30d", "distinct days with a session in the last 30 days",
-        lambda j: (j.age <= 30).ifelse(j.ts.epoch_seconds() // DAY, None).nunique()
-        .cast("int64"), window=30)
-d("categories_per_session_30d", "mean categories viewed per session, last 30 days",
-  lambda j: mean_in(j, j.categories_viewed, 30), window=30)
-d.count("distinct_categories_viewed_30d", "distinct main categories viewed in the last 30 days",
-        lambda j: (j.age <= 30).ifelse(j.category, None).nunique().cast("int64"), window=30)
-d.count("sessions_bought_category_30d",
-        "sessions in the last 30 days on a category the shopper had already bought",
-        lambda j: n_in(j, 30, j.first_bought.notnull() & (j.first_bought < j.snapshot_at)),
-        window=30)
+d.count(
+    "session_days_30d",
+    "distinct days with a session in the last 30 days",
+    lambda j: (j.age <= 30).ifelse(j.ts.epoch_seconds() // DAY, None).nunique().cast("int64"),
+    window=30,
+)
+d(
+    "categories_per_session_30d",
+    "mean categories viewed per session, last 30 days",
+    lambda j: mean_in(j, j.categories_viewed, 30),
+    window=30,
+)
+d.count(
+    "distinct_categories_viewed_30d",
+    "distinct main categories viewed in the last 30 days",
+    lambda j: (j.age <= 30).ifelse(j.category, None).nunique().cast("int64"),
+    window=30,
+)
+d.count(
+    "sessions_bought_category_30d",
+    "sessions in the last 30 days on a category the shopper had already bought",
+    lambda j: n_in(j, 30, j.first_bought.notnull() & (j.first_bought < j.snapshot_at)),
+    window=30,
+)
 for band, lo, hi in HOUR_BANDS:
-    d(f"sessions_{band}_share_90d",
-      f"share of sessions in the last 90 days started {lo:02d}:00-{hi:02d}:00 UTC",
-      lambda j, lo=lo, hi=hi: mean_in(j, ((j.ts.hour() >= lo) & (j.ts.hour() < hi))
-                                      .ifelse(1.0, 0.0), 90), window=90)
-d("sessions_weekend_share_90d", "share of sessions in the last 90 days on a weekend",
-  lambda j: mean_in(j, (j.ts.day_of_week.index() >= 5).ifelse(1.0, 0.0), 90), window=90)
+    d(
+        f"sessions_{band}_share_90d",
+        f"share of sessions in the last 90 days started {lo:02d}:00-{hi:02d}:00 UTC",
+        lambda j, lo=lo, hi=hi: mean_in(
+            j, ((j.ts.hour() >= lo) & (j.ts.hour() < hi)).ifelse(1.0, 0.0), 90
+        ),
+        window=90,
+    )
+d(
+    "sessions_weekend_share_90d",
+    "share of sessions in the last 90 days on a weekend",
+    lambda j: mean_in(j, (j.ts.day_of_week.index() >= 5).ifelse(1.0, 0.0), 90),
+    window=90,
+)
 _session_aggs = d.take()
-d("bought_category_share_30d", "share of last-30-day sessions on already bought categories",
-  lambda a: ratio(a.sessions_bought_category_30d, a.sessions_30d), window=30)
-SESSIONS = Family("sessions", ("sessions",), "browsing: sessions, depth, dwell, what is viewed",
-                  _sessions, _session_aggs, d.take())
+d(
+    "bought_category_share_30d",
+    "share of last-30-day sessions on already bought categories",
+    lambda a: ratio(a.sessions_bought_category_30d, a.sessions_30d),
+    window=30,
+)
+SESSIONS = Family(
+    "sessions",
+    ("sessions",),
+    "browsing: sessions, depth, dwell, what is viewed",
+    _sessions,
+    _session_aggs,
+    d.take(),
+)
+
+
+def _floor0(x: ir.Value) -> ir.Value:
+    return (x < 0).ifelse(0.0, x)
 
 
 def _cart(src: dict[str, ir.Table]) -> ir.Table:
@@ -70,35 +132,73 @@ def _cart(src: dict[str, ir.Table]) -> ir.Table:
 
 d = Declare("cart")
 for w in (7, 30, 90):
-    d.count(f"cart_adds_{w}d", f"items added to the cart in the last {w} days",
-            lambda j, w=w: n_in(j, w, j.action == "add"), window=w)
-    d.count(f"cart_removes_{w}d", f"items removed from the cart in the last {w} days",
-            lambda j, w=w: n_in(j, w, j.action == "remove"), window=w)
+    d.count(
+        f"cart_adds_{w}d",
+        f"items added to the cart in the last {w} days",
+        lambda j, w=w: n_in(j, w, j.action == "add"),
+        window=w,
+    )
+    d.count(
+        f"cart_removes_{w}d",
+        f"items removed from the cart in the last {w} days",
+        lambda j, w=w: n_in(j, w, j.action == "remove"),
+        window=w,
+    )
 for w in (30, 90):
-    d.count(f"cart_purchases_{w}d", f"cart lines checked out in the last {w} days",
-            lambda j, w=w: n_in(j, w, j.action == "purchase"), window=w)
-d("days_since_cart_add", "days since the shopper last added an item to the cart",
-  lambda j: last_age(j, j.action == "add"))
+    d.count(
+        f"cart_purchases_{w}d",
+        f"cart lines checked out in the last {w} days",
+        lambda j, w=w: n_in(j, w, j.action == "purchase"),
+        window=w,
+    )
+d(
+    "days_since_cart_add",
+    "days since the shopper last added an item to the cart",
+    lambda j: last_age(j, j.action == "add"),
+)
 _cart_aggs = d.take()
-d("cart_abandonment_30d", "share of last-30-day cart adds not checked out (1 - purchases/adds)",
-  lambda a: 1.0 - ratio(a.cart_purchases_30d, a.cart_adds_30d), window=30)
+d(
+    "cart_abandonment_30d",
+    "1 - checkouts/adds over the last 30 days, floored at 0 (checkouts of older adds count)",
+    lambda a: _floor0(1.0 - ratio(a.cart_purchases_30d, a.cart_adds_30d)),
+    window=30,
+)
 CART = Family("cart", ("cart_events",), "cart activity", _cart, _cart_aggs, d.take())
 
 CART_STATE_FEATURES = (
-    Feature("cart_open_items", "cart_state", None, "int64",
-            "items in the cart at the snapshot (last action on the item was an add)", 0),
-    Feature("cart_open_value", "cart_state", None, "float64",
-            "value of the items in the cart at the snapshot", 0.0),
-    Feature("cart_oldest_item_days", "cart_state", None, "float64",
-            "days since the oldest item still in the cart was added"),
+    Feature(
+        "cart_open_items",
+        "cart_state",
+        None,
+        "int64",
+        "items in the cart at the snapshot (last action on the item was an add)",
+        0,
+    ),
+    Feature(
+        "cart_open_value",
+        "cart_state",
+        None,
+        "float64",
+        "value of the items in the cart at the snapshot",
+        0.0,
+    ),
+    Feature(
+        "cart_oldest_item_days",
+        "cart_state",
+        None,
+        "float64",
+        "days since the oldest item still in the cart was added",
+    ),
 )
 
 
 def _cart_state(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
     c = _cart(src)
     j = c.join(snaps, c.ts < snaps.snapshot_at)
-    w = ibis.window(group_by=[j.user_id, j.sku, j.snapshot_at],
-                    order_by=[ibis.desc(j.ts), ibis.desc(j.event_id)])
+    w = ibis.window(
+        group_by=[j.user_id, j.sku, j.snapshot_at],
+        order_by=[ibis.desc(j.ts), ibis.desc(j.event_id)],
+    )
     j = j.mutate(rn=ibis.row_number().over(w))
     last = j.filter((j.rn == 0) & (j.action == "add"))
     if "products" in src:
@@ -109,14 +209,20 @@ def _cart_state(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
     age = (last.snapshot_at.epoch_seconds() - last.ts.epoch_seconds()) / DAY
     out = last.group_by(["user_id", "snapshot_at"]).aggregate(
         cart_open_items=last.quantity.sum().cast("int64"),
-        cart_open_value=(last.price * last.quantity).sum().cast("float64"),
+        cart_open_value=exact_sum(last.price * last.quantity),
         cart_oldest_item_days=age.max(),
     )
     return out
 
 
-CART_STATE = Family("cart_state", ("cart_events",), "what sits in the cart at the snapshot",
-                    None, build=_cart_state, built_features=CART_STATE_FEATURES)
+CART_STATE = Family(
+    "cart_state",
+    ("cart_events",),
+    "what sits in the cart at the snapshot",
+    None,
+    build=_cart_state,
+    built_features=CART_STATE_FEATURES,
+)
 
 
 def _searches(src: dict[str, ir.Table]) -> ir.Table:
@@ -126,13 +232,20 @@ def _searches(src: dict[str, ir.Table]) -> ir.Table:
 
 d = Declare("search")
 for w in (7, 30, 90):
-    d.count(f"searches_{w}d", f"searches in the last {w} days", lambda j, w=w: n_in(j, w),
-            window=w)
-d.count("distinct_queries_30d", "distinct search queries in the last 30 days",
-        lambda j: (j.age <= 30).ifelse(j.query, None).nunique().cast("int64"), window=30)
+    d.count(f"searches_{w}d", f"searches in the last {w} days", lambda j, w=w: n_in(j, w), window=w)
+d.count(
+    "distinct_queries_30d",
+    "distinct search queries in the last 30 days",
+    lambda j: (j.age <= 30).ifelse(j.query, None).nunique().cast("int64"),
+    window=30,
+)
 d("days_since_last_search", "days since the most recent search", lambda j: last_age(j))
-d("vague_search_share_30d", "share of last-30-day searches that matched no category",
-  lambda j: mean_in(j, j.category.isnull().ifelse(1.0, 0.0), 30), window=30)
+d(
+    "vague_search_share_30d",
+    "share of last-30-day searches that matched no category",
+    lambda j: mean_in(j, j.category.isnull().ifelse(1.0, 0.0), 30),
+    window=30,
+)
 SEARCH = Family("search", ("searches",), "search activity", _searches, d.take())
 
 
@@ -155,19 +268,47 @@ def _open(j: ir.Table) -> ir.BooleanValue:
 
 d = Declare("coupons")
 for w in (30, 90, 365):
-    d.count(f"coupons_issued_{w}d", f"coupons received in the last {w} days",
-            lambda j, w=w: n_in(j, w), window=w)
-    d.count(f"coupons_redeemed_{w}d", f"coupons redeemed in the last {w} days",
-            lambda j, w=w: (_redeemed_age(j) <= w).ifelse(1, 0).sum().cast("int64"), window=w)
-d("days_since_redemption", "days since the shopper last redeemed a coupon",
-  lambda j: _redeemed_age(j).min())
-d.count("coupons_open", "coupons held and still valid at the snapshot",
-        lambda j: _open(j).ifelse(1, 0).sum().cast("int64"))
-d("coupon_days_left", "days until the soonest-expiring open coupon expires",
-  lambda j: _open(j).ifelse((j.expires_at.epoch_seconds() - j.snapshot_at.epoch_seconds())
-                            / DAY, ibis.null("float64")).min())
+    d.count(
+        f"coupons_issued_{w}d",
+        f"coupons received in the last {w} days",
+        lambda j, w=w: n_in(j, w),
+        window=w,
+    )
+    d.count(
+        f"coupons_redeemed_{w}d",
+        f"coupons redeemed in the last {w} days",
+        lambda j, w=w: (_redeemed_age(j) <= w).ifelse(1, 0).sum().cast("int64"),
+        window=w,
+    )
+d(
+    "days_since_redemption",
+    "days since the shopper last redeemed a coupon",
+    lambda j: _redeemed_age(j).min(),
+)
+d.count(
+    "coupons_open",
+    "coupons held and still valid at the snapshot",
+    lambda j: _open(j).ifelse(1, 0).sum().cast("int64"),
+)
+d(
+    "coupon_days_left",
+    "days until the soonest-expiring open coupon expires",
+    lambda j: (
+        _open(j)
+        .ifelse(
+            (j.expires_at.epoch_seconds() - j.snapshot_at.epoch_seconds()) / DAY,
+            ibis.null("float64"),
+        )
+        .min()
+    ),
+)
 _coupon_aggs = d.take()
-d("coupon_redemption_rate_365d", "coupons redeemed over coupons received, last 365 days",
-  lambda a: ratio(a.coupons_redeemed_365d, a.coupons_issued_365d), window=365)
-COUPONS = Family("coupons", ("coupons",), "coupons received, held and redeemed", _coupons,
-                 _coupon_aggs, d.take())
+d(
+    "coupon_redemption_rate_365d",
+    "coupons redeemed over coupons received, last 365 days",
+    lambda a: ratio(a.coupons_redeemed_365d, a.coupons_issued_365d),
+    window=365,
+)
+COUPONS = Family(
+    "coupons", ("coupons",), "coupons received, held and redeemed", _coupons, _coupon_aggs, d.take()
+)

@@ -73,8 +73,9 @@ class Family:
         )
         if self.derived:
             agg = agg.mutate(**{s.feature.name: s.fn(agg) for s in self.derived})
-        return agg.select(self.entity, "snapshot_at", *[s.feature.name for s in
-                                                        (*self.aggregates, *self.derived)])
+        return agg.select(
+            self.entity, "snapshot_at", *[s.feature.name for s in (*self.aggregates, *self.derived)]
+        )
 
 
 class Declare:
@@ -117,16 +118,41 @@ def n_in(j: ir.Table, window: int | None, where: ir.BooleanValue | None = None) 
     return cond.ifelse(1, 0).sum().cast("int64")
 
 
-def sum_in(j: ir.Table, value: ir.Value, window: int | None,
-           where: ir.BooleanValue | None = None) -> ir.Value:
-    cond = _cond(j, window, where)
-    return cond.ifelse(value.cast("float64"), 0.0).sum()
+# Sums go through a fixed-point decimal: exact, so the result does not depend on the order the
+# engine adds rows in. Without it, DuckDB's parallel aggregation and Spark give sums that differ
+# in the last bit, and deleting an unrelated later event could change a feature.
+EXACT = "decimal(38, 9)"
 
 
-def mean_in(j: ir.Table, value: ir.Value, window: int | None,
-            where: ir.BooleanValue | None = None) -> ir.Value:
+def exact_sum(value: ir.Value) -> ir.Value:
+    return value.cast("float64").cast(EXACT).sum().cast("float64")
+
+
+def exact_mean(value: ir.Value) -> ir.Value:
+    return ratio(exact_sum(value), value.count())
+
+
+def exact_std(value: ir.Value) -> ir.Value:
+    """Sample standard deviation from exact sums (null below two values)."""
+    x = value.cast("float64")
+    n = x.count().cast("float64")
+    s1, s2 = exact_sum(x), exact_sum(x * x)
+    var = (s2 - s1 * s1 / n) / (n - 1)
+    return (n < 2).ifelse(ibis.null("float64"), (var < 0).ifelse(0.0, var).sqrt())
+
+
+def sum_in(
+    j: ir.Table, value: ir.Value, window: int | None, where: ir.BooleanValue | None = None
+) -> ir.Value:
     cond = _cond(j, window, where)
-    return cond.ifelse(value.cast("float64"), ibis.null("float64")).mean()
+    return exact_sum(cond.ifelse(value.cast("float64"), 0.0))
+
+
+def mean_in(
+    j: ir.Table, value: ir.Value, window: int | None, where: ir.BooleanValue | None = None
+) -> ir.Value:
+    cond = _cond(j, window, where)
+    return exact_mean(cond.ifelse(value.cast("float64"), ibis.null("float64")))
 
 
 def last_age(j: ir.Table, where: ir.BooleanValue | None = None) -> ir.Value:

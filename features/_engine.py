@@ -55,8 +55,9 @@ def connect(engine: str) -> ibis.BaseBackend:
 
 
 def load_sources(con: ibis.BaseBackend, tables: dict[str, Path]) -> dict[str, ir.Table]:
-    return {name: con.read_parquet(str(path), table_name=f"raw_{name}")
-            for name, path in tables.items()}
+    return {
+        name: con.read_parquet(str(path), table_name=f"raw_{name}") for name, path in tables.items()
+    }
 
 
 def available(families: Sequence[Family], present: set[str]) -> tuple[Family, ...]:
@@ -90,8 +91,7 @@ def _assemble(src: dict[str, ir.Table], snaps: ir.Table, families: tuple[Family,
     else:  # an order log only: a shopper exists from their first order on
         o = src["orders"]
         first = o.group_by("user_id").aggregate(first=o.ordered_at.min())
-        pop = first.join(snaps, first.first < snaps.snapshot_at).select("user_id",
-                                                                         "snapshot_at")
+        pop = first.join(snaps, first.first < snaps.snapshot_at).select("user_id", "snapshot_at")
     keys = ["user_id", "snapshot_at"]
     row = pop
     for fam in families:
@@ -101,14 +101,19 @@ def _assemble(src: dict[str, ir.Table], snaps: ir.Table, families: tuple[Family,
         cols = [f.name for f in fam.features]
         row = row.left_join(part, keys).select(row, *[part[c] for c in cols])
     fills = {f.name: f.fill for fam in families for f in fam.features if f.fill is not None}
-    row = row.mutate(**{name: row[name].fill_null(value) for name, value in fills.items()
-                        if name in row.columns})
+    row = row.mutate(
+        **{name: row[name].fill_null(value) for name, value in fills.items() if name in row.columns}
+    )
     for fam in families:
         if fam.on_row:
             ready = [s for s in fam.derived if set(s.needs) <= set(row.columns)]
             row = row.mutate(**{s.feature.name: s.fn(row) for s in ready})
-    casts = {f.name: row[f.name].cast(f.dtype) for fam in families for f in fam.features
-             if f.name in row.columns}
+    casts = {
+        f.name: row[f.name].cast(f.dtype)
+        for fam in families
+        for f in fam.features
+        if f.name in row.columns
+    }
     return row.mutate(**casts).order_by(keys)
 
 

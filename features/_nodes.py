@@ -5,23 +5,50 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-from features._catalogue import DAY, Family, Feature, ratio
+from features._catalogue import DAY, Family, Feature, exact_mean, ratio
 
 NODE_FEATURES = (
-    Feature("node_load_7d", "node", 7, "float64", "shipments per day over daily capacity, 7 days",
-            0.0),
-    Feature("node_load_28d", "node", 28, "float64",
-            "shipments per day over daily capacity, 28 days", 0.0),
-    Feature("node_pick_hours_28d", "node", 28, "float64",
-            "mean hours from order to hand-over, last 28 days"),
-    Feature("node_late_rate_28d", "node", 28, "float64",
-            "share of parcels delivered in the last 28 days that were late"),
-    Feature("node_on_hand_units", "node", None, "float64",
-            "units in stock on the last day before the snapshot", 0.0),
-    Feature("node_stockout_share_7d", "node", 7, "float64",
-            "share of (SKU, day) pairs out of stock over the last 7 days"),
-    Feature("node_shipped_units_7d", "node", 7, "float64", "units shipped in the last 7 days",
-            0.0),
+    Feature(
+        "node_load_7d", "node", 7, "float64", "shipments per day over daily capacity, 7 days", 0.0
+    ),
+    Feature(
+        "node_load_28d",
+        "node",
+        28,
+        "float64",
+        "shipments per day over daily capacity, 28 days",
+        0.0,
+    ),
+    Feature(
+        "node_pick_hours_28d",
+        "node",
+        28,
+        "float64",
+        "mean hours from order to hand-over, last 28 days",
+    ),
+    Feature(
+        "node_late_rate_28d",
+        "node",
+        28,
+        "float64",
+        "share of parcels delivered in the last 28 days that were late",
+    ),
+    Feature(
+        "node_on_hand_units",
+        "node",
+        None,
+        "float64",
+        "units in stock on the last day before the snapshot",
+        0.0,
+    ),
+    Feature(
+        "node_stockout_share_7d",
+        "node",
+        7,
+        "float64",
+        "share of (SKU, day) pairs out of stock over the last 7 days",
+    ),
+    Feature("node_shipped_units_7d", "node", 7, "float64", "units shipped in the last 7 days", 0.0),
 )
 
 
@@ -30,7 +57,8 @@ def _node_features(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
     base = nodes.select("node_id", "daily_capacity").join(snaps, ibis.literal(True))
 
     s = ships.join(orders, "order_id").select(
-        "node_id", "late", "shipped_at", "delivered_at", ordered_at=orders.ordered_at)
+        "node_id", "late", "shipped_at", "delivered_at", ordered_at=orders.ordered_at
+    )
     j = s.join(snaps, s.ordered_at < snaps.snapshot_at)
     age = (j.snapshot_at.epoch_seconds() - j.ordered_at.epoch_seconds()) / DAY
     handed = j.shipped_at.notnull() & (j.shipped_at < j.snapshot_at)
@@ -41,8 +69,8 @@ def _node_features(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
     load = j.group_by(["node_id", "snapshot_at"]).aggregate(
         n7=(age <= 7).ifelse(1, 0).sum(),
         n28=(age <= 28).ifelse(1, 0).sum(),
-        node_pick_hours_28d=(handed & (age <= 28)).ifelse(hours, ibis.null("float64")).mean(),
-        node_late_rate_28d=recent.ifelse(j.late.ifelse(1.0, 0.0), ibis.null("float64")).mean(),
+        node_pick_hours_28d=exact_mean((handed & (age <= 28)).ifelse(hours, ibis.null("float64"))),
+        node_late_rate_28d=exact_mean(recent.ifelse(j.late.ifelse(1.0, 0.0), ibis.null("float64"))),
     )
 
     day_start = inv.date.cast("timestamp").epoch_seconds()
@@ -51,19 +79,22 @@ def _node_features(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
     last = (k.snapshot_at.epoch_seconds() - k.date.cast("timestamp").epoch_seconds()) <= DAY
     stock = k.group_by(["node_id", "snapshot_at"]).aggregate(
         node_on_hand_units=last.ifelse(k.on_hand - k.shipped, 0).sum().cast("float64"),
-        node_stockout_share_7d=(i_age <= 7).ifelse((k.on_hand == 0).ifelse(1.0, 0.0),
-                                                   ibis.null("float64")).mean(),
+        node_stockout_share_7d=exact_mean(
+            (i_age <= 7).ifelse((k.on_hand == 0).ifelse(1.0, 0.0), ibis.null("float64"))
+        ),
         node_shipped_units_7d=(i_age <= 7).ifelse(k.shipped, 0).sum().cast("float64"),
     )
     keys = ["node_id", "snapshot_at"]
-    out = base.left_join(load, keys).select(base, load.n7, load.n28, load.node_pick_hours_28d,
-                                           load.node_late_rate_28d)
-    out = out.left_join(stock, keys).select(out, stock.node_on_hand_units,
-                                           stock.node_stockout_share_7d,
-                                           stock.node_shipped_units_7d)
+    out = base.left_join(load, keys).select(
+        base, load.n7, load.n28, load.node_pick_hours_28d, load.node_late_rate_28d
+    )
+    out = out.left_join(stock, keys).select(
+        out, stock.node_on_hand_units, stock.node_stockout_share_7d, stock.node_shipped_units_7d
+    )
     cap = out.daily_capacity.cast("float64")
     return out.select(
-        "node_id", "snapshot_at",
+        "node_id",
+        "snapshot_at",
         node_load_7d=ratio(out.n7.fill_null(0), cap * 7),
         node_load_28d=ratio(out.n28.fill_null(0), cap * 28),
         node_pick_hours_28d=out.node_pick_hours_28d,
@@ -74,6 +105,12 @@ def _node_features(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
     )
 
 
-NODE = Family("node", ("nodes", "shipments", "orders", "inventory"),
-              "fulfilment node load, stock and lateness (for routing)", None,
-              entity="node_id", build=_node_features, built_features=NODE_FEATURES)
+NODE = Family(
+    "node",
+    ("nodes", "shipments", "orders", "inventory"),
+    "fulfilment node load, stock and lateness (for routing)",
+    None,
+    entity="node_id",
+    build=_node_features,
+    built_features=NODE_FEATURES,
+)

@@ -12,6 +12,9 @@ from features._catalogue import (
     Declare,
     Family,
     Feature,
+    exact_mean,
+    exact_std,
+    exact_sum,
     last_age,
     mean_in,
     n_in,
@@ -35,40 +38,79 @@ def _lines(src: dict[str, ir.Table]) -> ir.Table:
     o, i, p = src["orders"], src["order_items"], src["products"]
     lines = i.join(o, "order_id").join(p, "sku")
     return lines.select(
-        "user_id", "order_id", "sku", "category", "quantity", "unit_price", "weight_kg",
-        "fragile", ts=lines.ordered_at,
+        "user_id",
+        "order_id",
+        "sku",
+        "category",
+        "quantity",
+        "unit_price",
+        "weight_kg",
+        "fragile",
+        ts=lines.ordered_at,
     )
 
 
 # --- orders: recency, frequency, monetary ------------------------------------------------------
 d = Declare("orders")
 for w in WINDOWS:
-    d.count(f"orders_{w}d", f"orders placed in the last {w} days", lambda j, w=w: n_in(j, w),
-            window=w)
-    d.total(f"spend_{w}d", f"amount paid in the last {w} days",
-            lambda j, w=w: sum_in(j, j.amount, w), window=w)
+    d.count(
+        f"orders_{w}d", f"orders placed in the last {w} days", lambda j, w=w: n_in(j, w), window=w
+    )
+    d.total(
+        f"spend_{w}d",
+        f"amount paid in the last {w} days",
+        lambda j, w=w: sum_in(j, j.amount, w),
+        window=w,
+    )
 d.count("orders_all", "orders placed since the data began", lambda j: n_in(j, None))
 d.total("spend_all", "amount paid since the data began", lambda j: sum_in(j, j.amount, None))
 d("days_since_last_order", "days since the most recent order", lambda j: last_age(j))
 d("days_since_first_order", "days since the first order", lambda j: j.age.max())
 for w in (30, 90, 365):
-    d.count(f"order_days_{w}d", f"distinct days with an order in the last {w} days",
-            lambda j, w=w: (j.age <= w).ifelse(j.ts.epoch_seconds() // DAY, None).nunique()
-            .cast("int64"), window=w)
+    d.count(
+        f"order_days_{w}d",
+        f"distinct days with an order in the last {w} days",
+        lambda j, w=w: (
+            (j.age <= w).ifelse(j.ts.epoch_seconds() // DAY, None).nunique().cast("int64")
+        ),
+        window=w,
+    )
 for w in (90, 365):
-    d(f"discount_share_{w}d", f"share of orders in the last {w} days that used a coupon",
-      lambda j, w=w: mean_in(j, (j.discount > 0).ifelse(1.0, 0.0), w), window=w)
-    d(f"items_per_order_{w}d", f"mean items per order in the last {w} days",
-      lambda j, w=w: mean_in(j, j.n_items, w), window=w)
+    d(
+        f"discount_share_{w}d",
+        f"share of orders in the last {w} days that used a coupon",
+        lambda j, w=w: mean_in(j, (j.discount > 0).ifelse(1.0, 0.0), w),
+        window=w,
+    )
+    d(
+        f"items_per_order_{w}d",
+        f"mean items per order in the last {w} days",
+        lambda j, w=w: mean_in(j, j.n_items, w),
+        window=w,
+    )
 for ch in CHANNELS:
-    d(f"channel_{ch}_share_365d", f"share of orders in the last 365 days placed via {ch}",
-      lambda j, ch=ch: mean_in(j, (j.channel == ch).ifelse(1.0, 0.0), 365), window=365)
+    d(
+        f"channel_{ch}_share_365d",
+        f"share of orders in the last 365 days placed via {ch}",
+        lambda j, ch=ch: mean_in(j, (j.channel == ch).ifelse(1.0, 0.0), 365),
+        window=365,
+    )
 _orders_aggs = d.take()
 for w in WINDOWS:
-    d(f"order_value_{w}d", f"mean order value in the last {w} days",
-      lambda a, w=w: ratio(a[f"spend_{w}d"], a[f"orders_{w}d"]), window=w)
-ORDERS = Family("orders", ("orders",), "recency, frequency and monetary value of orders",
-                _orders, _orders_aggs, d.take())
+    d(
+        f"order_value_{w}d",
+        f"mean order value in the last {w} days",
+        lambda a, w=w: ratio(a[f"spend_{w}d"], a[f"orders_{w}d"]),
+        window=w,
+    )
+ORDERS = Family(
+    "orders",
+    ("orders",),
+    "recency, frequency and monetary value of orders",
+    _orders,
+    _orders_aggs,
+    d.take(),
+)
 
 
 # --- gaps: inter-purchase gaps and due-ness --------------------------------------------------
@@ -100,15 +142,15 @@ def order_days(rows: ir.Table, keys: list[str]) -> ir.Table:
 
 def gap_stats(days: ir.Table, snaps: ir.Table, keys: list[str]) -> ir.Table:
     """Gap statistics per key and snapshot, from order days strictly before the snapshot."""
-    snap_day = (snaps.snapshot_at.epoch_seconds() / DAY)
+    snap_day = snaps.snapshot_at.epoch_seconds() / DAY
     s = snaps.mutate(snap_day=snap_day)
     j = days.join(s, days.day < s.snap_day)  # a day counts once it has ended before t
     j = j.filter(j.day + 1 <= j.snap_day)
     groups = [*keys, "snapshot_at"]
     g = j.group_by(groups).aggregate(
         gap_count=j.gap.count().cast("float64"),
-        gap_mean=j.gap.mean(),
-        gap_std=j.gap.std(),
+        gap_mean=exact_mean(j.gap),
+        gap_std=exact_std(j.gap),
         gap_min=j.gap.min(),
         gap_max=j.gap.max(),
         gap_last=j.gap.argmax(j.day),
@@ -118,8 +160,10 @@ def gap_stats(days: ir.Table, snaps: ir.Table, keys: list[str]) -> ir.Table:
     # Exact median on every engine: the middle one or two gaps by rank.
     r = j.filter(j.gap.notnull())
     part = [r[k] for k in groups]
-    r = r.mutate(rn=ibis.row_number().over(ibis.window(group_by=part, order_by=r.gap)) + 1,
-                 n=r.gap.count().over(ibis.window(group_by=part)))
+    r = r.mutate(
+        rn=ibis.row_number().over(ibis.window(group_by=part, order_by=r.gap)) + 1,
+        n=r.gap.count().over(ibis.window(group_by=part)),
+    )
     r = r.filter((r.rn == (r.n + 1) // 2) | (r.rn == (r.n + 2) // 2))
     med = r.group_by(groups).aggregate(gap_median=r.gap.mean())
     g = g.left_join(med, groups).select(g, med.gap_median)
@@ -138,8 +182,14 @@ def _gaps(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
     return g.select("user_id", "snapshot_at", *[f.name for f in GAPS_FEATURES])
 
 
-GAPS = Family("gaps", ("orders",), "inter-purchase gaps and due-ness", None, build=_gaps,
-              built_features=GAPS_FEATURES)
+GAPS = Family(
+    "gaps",
+    ("orders",),
+    "inter-purchase gaps and due-ness",
+    None,
+    build=_gaps,
+    built_features=GAPS_FEATURES,
+)
 
 
 # --- categories: per-category recency, counts, spend, and cycles for replenished ones ----------
@@ -147,25 +197,64 @@ def _category_features() -> tuple[Feature, ...]:
     out = []
     for c in CYCLE_CATEGORIES + OTHER_CATEGORIES:
         out += [
-            Feature(f"{c}_days_since", "categories", None, "float64",
-                    f"days since the last {c} purchase"),
-            Feature(f"{c}_orders_365d", "categories", 365, "int64",
-                    f"orders with {c} in the last 365 days", 0),
-            Feature(f"{c}_spend_365d", "categories", 365, "float64",
-                    f"spend on {c} in the last 365 days", 0.0),
+            Feature(
+                f"{c}_days_since",
+                "categories",
+                None,
+                "float64",
+                f"days since the last {c} purchase",
+            ),
+            Feature(
+                f"{c}_orders_365d",
+                "categories",
+                365,
+                "int64",
+                f"orders with {c} in the last 365 days",
+                0,
+            ),
+            Feature(
+                f"{c}_spend_365d",
+                "categories",
+                365,
+                "float64",
+                f"spend on {c} in the last 365 days",
+                0.0,
+            ),
         ]
     for c in CYCLE_CATEGORIES:
         out += [
-            Feature(f"{c}_orders_90d", "categories", 90, "int64",
-                    f"orders with {c} in the last 90 days", 0),
-            Feature(f"{c}_gap_mean", "categories", None, "float64",
-                    f"mean days between {c} purchases"),
-            Feature(f"{c}_gap_std", "categories", None, "float64",
-                    f"standard deviation of days between {c} purchases"),
-            Feature(f"{c}_gap_last", "categories", None, "float64",
-                    f"the most recent gap between {c} purchases"),
-            Feature(f"{c}_dueness", "categories", None, "float64",
-                    f"days since the last {c} purchase over its mean gap (1 = due now)"),
+            Feature(
+                f"{c}_orders_90d",
+                "categories",
+                90,
+                "int64",
+                f"orders with {c} in the last 90 days",
+                0,
+            ),
+            Feature(
+                f"{c}_gap_mean", "categories", None, "float64", f"mean days between {c} purchases"
+            ),
+            Feature(
+                f"{c}_gap_std",
+                "categories",
+                None,
+                "float64",
+                f"standard deviation of days between {c} purchases",
+            ),
+            Feature(
+                f"{c}_gap_last",
+                "categories",
+                None,
+                "float64",
+                f"the most recent gap between {c} purchases",
+            ),
+            Feature(
+                f"{c}_dueness",
+                "categories",
+                None,
+                "float64",
+                f"days since the last {c} purchase over its mean gap (1 = due now)",
+            ),
         ]
     return tuple(out)
 
@@ -176,7 +265,7 @@ CATEGORY_FEATURES = _category_features()
 def _categories(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
     lines = _lines(src)
     per_order = lines.group_by(["user_id", "order_id", "category"]).aggregate(
-        ts=lines.ts.min(), spend=(lines.unit_price * lines.quantity).sum()
+        ts=lines.ts.min(), spend=exact_sum(lines.unit_price * lines.quantity)
     )
     j = per_order.join(snaps, per_order.ts < snaps.snapshot_at)
     j = j.mutate(age=(j.snapshot_at.epoch_seconds() - j.ts.epoch_seconds()) / DAY)
@@ -195,18 +284,28 @@ def _categories(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
     pivot = {}
     for c in CYCLE_CATEGORIES:
         is_c = g.category == c
-        for stat, col in (("gap_mean", g.gap_mean), ("gap_std", g.gap_std),
-                          ("gap_last", g.gap_last), ("dueness", g.dueness)):
+        for stat, col in (
+            ("gap_mean", g.gap_mean),
+            ("gap_std", g.gap_std),
+            ("gap_last", g.gap_last),
+            ("dueness", g.dueness),
+        ):
             pivot[f"{c}_{stat}"] = is_c.ifelse(col, ibis.null("float64")).max()
     cycles = g.group_by(["user_id", "snapshot_at"]).aggregate(**pivot)
-    out = base.left_join(cycles, ["user_id", "snapshot_at"]).select(base, *[
-        cycles[k] for k in pivot])
+    out = base.left_join(cycles, ["user_id", "snapshot_at"]).select(
+        base, *[cycles[k] for k in pivot]
+    )
     return out.select("user_id", "snapshot_at", *[f.name for f in CATEGORY_FEATURES])
 
 
-CATEGORIES = Family("categories", ("orders", "order_items", "products"),
-                    "per-category recency, counts, spend and replenishment cycles", None,
-                    build=_categories, built_features=CATEGORY_FEATURES)
+CATEGORIES = Family(
+    "categories",
+    ("orders", "order_items", "products"),
+    "per-category recency, counts, spend and replenishment cycles",
+    None,
+    build=_categories,
+    built_features=CATEGORY_FEATURES,
+)
 
 
 # --- basket shape ------------------------------------------------------------------------------
@@ -215,41 +314,91 @@ def _basket_lines(src: dict[str, ir.Table]) -> ir.Table:
 
 
 d = Declare("basket")
-d.count("items_365d", "items bought in the last 365 days",
-        lambda j: (j.age <= 365).ifelse(j.quantity, 0).sum().cast("int64"), window=365)
-d("qty_per_line_365d", "mean quantity per order line, last 365 days",
-  lambda j: mean_in(j, j.quantity, 365), window=365)
-d("unit_price_365d", "mean unit price of items bought, last 365 days",
-  lambda j: mean_in(j, j.unit_price, 365), window=365)
-d("fragile_share_365d", "share of order lines that were fragile, last 365 days",
-  lambda j: mean_in(j, j.fragile.ifelse(1.0, 0.0), 365), window=365)
-d.count("distinct_skus_365d", "distinct products bought in the last 365 days",
-        lambda j: (j.age <= 365).ifelse(j.sku, None).nunique().cast("int64"), window=365)
-d.count("distinct_categories_365d", "distinct categories bought in the last 365 days",
-        lambda j: (j.age <= 365).ifelse(j.category, None).nunique().cast("int64"), window=365)
-d("weight_per_order_365d", "mean kg per order, last 365 days",
-  lambda j: ratio(sum_in(j, j.weight_kg * j.quantity, 365),
-                  (j.age <= 365).ifelse(j.order_id, None).nunique()), window=365)
-d("lines_per_order_365d", "mean order lines per order, last 365 days",
-  lambda j: ratio(n_in(j, 365), (j.age <= 365).ifelse(j.order_id, None).nunique()), window=365)
-BASKET = Family("basket", ("orders", "order_items", "products"), "basket shape", _basket_lines,
-                d.take())
+d.count(
+    "items_365d",
+    "items bought in the last 365 days",
+    lambda j: (j.age <= 365).ifelse(j.quantity, 0).sum().cast("int64"),
+    window=365,
+)
+d(
+    "qty_per_line_365d",
+    "mean quantity per order line, last 365 days",
+    lambda j: mean_in(j, j.quantity, 365),
+    window=365,
+)
+d(
+    "unit_price_365d",
+    "mean unit price of items bought, last 365 days",
+    lambda j: mean_in(j, j.unit_price, 365),
+    window=365,
+)
+d(
+    "fragile_share_365d",
+    "share of order lines that were fragile, last 365 days",
+    lambda j: mean_in(j, j.fragile.ifelse(1.0, 0.0), 365),
+    window=365,
+)
+d.count(
+    "distinct_skus_365d",
+    "distinct products bought in the last 365 days",
+    lambda j: (j.age <= 365).ifelse(j.sku, None).nunique().cast("int64"),
+    window=365,
+)
+d.count(
+    "distinct_categories_365d",
+    "distinct categories bought in the last 365 days",
+    lambda j: (j.age <= 365).ifelse(j.category, None).nunique().cast("int64"),
+    window=365,
+)
+d(
+    "weight_per_order_365d",
+    "mean kg per order, last 365 days",
+    lambda j: ratio(
+        sum_in(j, j.weight_kg * j.quantity, 365), (j.age <= 365).ifelse(j.order_id, None).nunique()
+    ),
+    window=365,
+)
+d(
+    "lines_per_order_365d",
+    "mean order lines per order, last 365 days",
+    lambda j: ratio(n_in(j, 365), (j.age <= 365).ifelse(j.order_id, None).nunique()),
+    window=365,
+)
+BASKET = Family(
+    "basket", ("orders", "order_items", "products"), "basket shape", _basket_lines, d.take()
+)
 
 
 # --- time habits ---------------------------------------------------------------------------------
 d = Declare("time_habits")
 for i, day in enumerate(WEEKDAYS):
-    d(f"orders_{day}_share_365d", f"share of orders in the last 365 days placed on {day}",
-      lambda j, i=i: mean_in(j, (j.ts.day_of_week.index() == i).ifelse(1.0, 0.0), 365),
-      window=365)
+    d(
+        f"orders_{day}_share_365d",
+        f"share of orders in the last 365 days placed on {day}",
+        lambda j, i=i: mean_in(j, (j.ts.day_of_week.index() == i).ifelse(1.0, 0.0), 365),
+        window=365,
+    )
 for band, lo, hi in HOUR_BANDS:
-    d(f"orders_{band}_share_365d",
-      f"share of orders in the last 365 days placed {lo:02d}:00-{hi:02d}:00 UTC",
-      lambda j, lo=lo, hi=hi: mean_in(j, ((j.ts.hour() >= lo) & (j.ts.hour() < hi))
-                                      .ifelse(1.0, 0.0), 365), window=365)
-d("orders_weekend_share_365d", "share of orders in the last 365 days placed on a weekend",
-  lambda j: mean_in(j, (j.ts.day_of_week.index() >= 5).ifelse(1.0, 0.0), 365), window=365)
-d("order_hour_mean_365d", "mean hour of day of orders (UTC), last 365 days",
-  lambda j: mean_in(j, j.ts.hour(), 365), window=365)
-TIME_HABITS = Family("time_habits", ("orders",), "when in the week and day a shopper orders",
-                     _orders, d.take())
+    d(
+        f"orders_{band}_share_365d",
+        f"share of orders in the last 365 days placed {lo:02d}:00-{hi:02d}:00 UTC",
+        lambda j, lo=lo, hi=hi: mean_in(
+            j, ((j.ts.hour() >= lo) & (j.ts.hour() < hi)).ifelse(1.0, 0.0), 365
+        ),
+        window=365,
+    )
+d(
+    "orders_weekend_share_365d",
+    "share of orders in the last 365 days placed on a weekend",
+    lambda j: mean_in(j, (j.ts.day_of_week.index() >= 5).ifelse(1.0, 0.0), 365),
+    window=365,
+)
+d(
+    "order_hour_mean_365d",
+    "mean hour of day of orders (UTC), last 365 days",
+    lambda j: mean_in(j, j.ts.hour(), 365),
+    window=365,
+)
+TIME_HABITS = Family(
+    "time_habits", ("orders",), "when in the week and day a shopper orders", _orders, d.take()
+)

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import ibis.expr.types as ir
 
-from features._catalogue import DAY, Declare, Family, Feature, last_age, mean_in, n_in, ratio
+from features._catalogue import (
+    DAY,
+    Declare,
+    Family,
+    Feature,
+    last_age,
+    mean_in,
+    n_in,
+    ratio,
+    sum_in,
+)
 
 MEMBERSHIPS = ("basic", "plus", "vip")
 DEVICES = ("ios", "android", "web", "mini_program")
@@ -19,12 +29,24 @@ def _returns(src: dict[str, ir.Table]) -> ir.Table:
 
 d = Declare("returns")
 for w in (90, 365):
-    d.count(f"returns_{w}d", f"return requests in the last {w} days", lambda j, w=w: n_in(j, w),
-            window=w)
-d.count("returned_items_365d", "items returned in the last 365 days",
-        lambda j: (j.age <= 365).ifelse(j.quantity, 0).sum().cast("int64"), window=365)
-d.total("refund_365d", "amount refunded in the last 365 days",
-        lambda j: (j.age <= 365).ifelse(j.refund, 0.0).sum(), window=365)
+    d.count(
+        f"returns_{w}d",
+        f"return requests in the last {w} days",
+        lambda j, w=w: n_in(j, w),
+        window=w,
+    )
+d.count(
+    "returned_items_365d",
+    "items returned in the last 365 days",
+    lambda j: (j.age <= 365).ifelse(j.quantity, 0).sum().cast("int64"),
+    window=365,
+)
+d.total(
+    "refund_365d",
+    "amount refunded in the last 365 days",
+    lambda j: sum_in(j, j.refund, 365),
+    window=365,
+)
 d("days_since_last_return", "days since the most recent return request", lambda j: last_age(j))
 RETURNS = Family("returns", ("returns",), "returns", _returns, d.take())
 
@@ -39,23 +61,56 @@ def _deliveries(src: dict[str, ir.Table]) -> ir.Table:
 
 d = Declare("fulfilment")
 for w in (90, 365):
-    d.count(f"deliveries_{w}d", f"parcels delivered in the last {w} days",
-            lambda j, w=w: n_in(j, w), window=w)
-    d(f"delivery_days_{w}d", f"mean days from order to delivery, last {w} days",
-      lambda j, w=w: mean_in(j, j.delivery_days, w), window=w)
-    d.count(f"late_{w}d", f"late deliveries in the last {w} days",
-            lambda j, w=w: n_in(j, w, j.late), window=w)
-d.count("damaged_365d", "damaged deliveries in the last 365 days",
-        lambda j: n_in(j, 365, j.damaged), window=365)
-d("shipping_cost_365d", "mean shipping cost of the shopper's parcels, last 365 days",
-  lambda j: mean_in(j, j.cost, 365), window=365)
-d("days_since_late_delivery", "days since the shopper last received a late parcel",
-  lambda j: last_age(j, j.late))
+    d.count(
+        f"deliveries_{w}d",
+        f"parcels delivered in the last {w} days",
+        lambda j, w=w: n_in(j, w),
+        window=w,
+    )
+    d(
+        f"delivery_days_{w}d",
+        f"mean days from order to delivery, last {w} days",
+        lambda j, w=w: mean_in(j, j.delivery_days, w),
+        window=w,
+    )
+    d.count(
+        f"late_{w}d",
+        f"late deliveries in the last {w} days",
+        lambda j, w=w: n_in(j, w, j.late),
+        window=w,
+    )
+d.count(
+    "damaged_365d",
+    "damaged deliveries in the last 365 days",
+    lambda j: n_in(j, 365, j.damaged),
+    window=365,
+)
+d(
+    "shipping_cost_365d",
+    "mean shipping cost of the shopper's parcels, last 365 days",
+    lambda j: mean_in(j, j.cost, 365),
+    window=365,
+)
+d(
+    "days_since_late_delivery",
+    "days since the shopper last received a late parcel",
+    lambda j: last_age(j, j.late),
+)
 _fulfil_aggs = d.take()
-d("late_rate_365d", "share of last-365-day deliveries that were late",
-  lambda a: ratio(a.late_365d, a.deliveries_365d), window=365)
-FULFILMENT = Family("fulfilment", ("shipments", "orders"), "delivery experience", _deliveries,
-                    _fulfil_aggs, d.take())
+d(
+    "late_rate_365d",
+    "share of last-365-day deliveries that were late",
+    lambda a: ratio(a.late_365d, a.deliveries_365d),
+    window=365,
+)
+FULFILMENT = Family(
+    "fulfilment",
+    ("shipments", "orders"),
+    "delivery experience",
+    _deliveries,
+    _fulfil_aggs,
+    d.take(),
+)
 
 
 def _contacts(src: dict[str, ir.Table]) -> ir.Table:
@@ -65,11 +120,19 @@ def _contacts(src: dict[str, ir.Table]) -> ir.Table:
 
 d = Declare("contacts")
 for w in (30, 90, 365):
-    d.count(f"contacts_{w}d", f"service contacts in the last {w} days",
-            lambda j, w=w: n_in(j, w), window=w)
+    d.count(
+        f"contacts_{w}d",
+        f"service contacts in the last {w} days",
+        lambda j, w=w: n_in(j, w),
+        window=w,
+    )
 for reason in CONTACT_REASONS:
-    d.count(f"contacts_{reason}_365d", f"service contacts about {reason}, last 365 days",
-            lambda j, reason=reason: n_in(j, 365, j.reason == reason), window=365)
+    d.count(
+        f"contacts_{reason}_365d",
+        f"service contacts about {reason}, last 365 days",
+        lambda j, reason=reason: n_in(j, 365, j.reason == reason),
+        window=365,
+    )
 d("days_since_contact", "days since the most recent service contact", lambda j: last_age(j))
 CONTACTS = Family("contacts", ("service_contacts",), "service contacts", _contacts, d.take())
 
@@ -80,51 +143,75 @@ def _moves(src: dict[str, ir.Table]) -> ir.Table:
 
 
 d = Declare("moves")
-d.count("address_changes_365d", "address changes in the last 365 days",
-        lambda j: n_in(j, 365), window=365)
-d("days_since_address_change", "days since the shopper last changed address",
-  lambda j: last_age(j))
+d.count(
+    "address_changes_365d",
+    "address changes in the last 365 days",
+    lambda j: n_in(j, 365),
+    window=365,
+)
+d("days_since_address_change", "days since the shopper last changed address", lambda j: last_age(j))
 MOVES = Family("moves", ("address_changes",), "address changes", _moves, d.take())
 
 PROFILE_FEATURES = (
     Feature("tenure_days", "profile", None, "float64", "days since sign-up"),
     Feature("city_tier", "profile", None, "int64", "city tier of the home address (1-5)"),
-    *(Feature(f"membership_{m}", "profile", None, "int64", f"membership level is {m}", 0)
-      for m in MEMBERSHIPS),
-    *(Feature(f"device_{dv}", "profile", None, "int64", f"main device is {dv}", 0)
-      for dv in DEVICES),
-    *(Feature(f"region_{r}", "profile", None, "int64", f"home region is {r}", 0)
-      for r in REGIONS),
+    *(
+        Feature(f"membership_{m}", "profile", None, "int64", f"membership level is {m}", 0)
+        for m in MEMBERSHIPS
+    ),
+    *(
+        Feature(f"device_{dv}", "profile", None, "int64", f"main device is {dv}", 0)
+        for dv in DEVICES
+    ),
+    *(Feature(f"region_{r}", "profile", None, "int64", f"home region is {r}", 0) for r in REGIONS),
 )
 
 
 def _profile(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
     # Sensitive attributes (gender, age band) are never selected here or anywhere else.
-    u = src["users"].select("user_id", "signup_at", "city_tier", "membership", "device",
-                            "region")
+    u = src["users"].select("user_id", "signup_at", "city_tier", "membership", "device", "region")
     j = u.join(snaps, u.signup_at < snaps.snapshot_at)
     cols = {
         "tenure_days": (j.snapshot_at.epoch_seconds() - j.signup_at.epoch_seconds()) / DAY,
         "city_tier": j.city_tier.cast("int64"),
     }
-    cols.update({f"membership_{m}": (j.membership == m).ifelse(1, 0).cast("int64")
-                 for m in MEMBERSHIPS})
+    cols.update(
+        {f"membership_{m}": (j.membership == m).ifelse(1, 0).cast("int64") for m in MEMBERSHIPS}
+    )
     cols.update({f"device_{dv}": (j.device == dv).ifelse(1, 0).cast("int64") for dv in DEVICES})
     cols.update({f"region_{r}": (j.region == r).ifelse(1, 0).cast("int64") for r in REGIONS})
     return j.select("user_id", "snapshot_at", **cols)
 
 
-PROFILE = Family("profile", ("users",), "tenure, membership, device, where the shopper lives",
-                 None, build=_profile, built_features=PROFILE_FEATURES)
+PROFILE = Family(
+    "profile",
+    ("users",),
+    "tenure, membership, device, where the shopper lives",
+    None,
+    build=_profile,
+    built_features=PROFILE_FEATURES,
+)
 
 d = Declare("trends")
-for a, b in (("orders_30d", "orders_90d"), ("spend_30d", "spend_90d"),
-             ("sessions_30d", "sessions_90d"), ("cart_adds_30d", "cart_adds_90d"),
-             ("searches_30d", "searches_90d"), ("sessions_7d", "sessions_30d")):
-    d(f"trend_{a}_over_{b}", f"{a} over {b} (1/3 = steady over 30 vs 90 days)",
-      lambda r, a=a, b=b: ratio(r[a], r[b]), needs=(a, b))
-d("return_rate_365d", "items returned over items bought, last 365 days",
-  lambda r: ratio(r.returned_items_365d, r.items_365d), window=365,
-  needs=("returned_items_365d", "items_365d"))
-TRENDS = Family("trends", (), "activity trends and rates across families", None,
-                derived=d.take())
+for a, b in (
+    ("orders_30d", "orders_90d"),
+    ("spend_30d", "spend_90d"),
+    ("sessions_30d", "sessions_90d"),
+    ("cart_adds_30d", "cart_adds_90d"),
+    ("searches_30d", "searches_90d"),
+    ("sessions_7d", "sessions_30d"),
+):
+    d(
+        f"trend_{a}_over_{b}",
+        f"{a} over {b} (1/3 = steady over 30 vs 90 days)",
+        lambda r, a=a, b=b: ratio(r[a], r[b]),
+        needs=(a, b),
+    )
+d(
+    "return_rate_365d",
+    "items returned over items bought, last 365 days",
+    lambda r: ratio(r.returned_items_365d, r.items_365d),
+    window=365,
+    needs=("returned_items_365d", "items_365d"),
+)
+TRENDS = Family("trends", (), "activity trends and rates across families", None, derived=d.take())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from flows.data_cli import data_app
+from flows.features_cli import features_app
 from flows.settings import Settings
 from flows.world_cli import world_app, world_demo
 
@@ -15,6 +16,7 @@ app = typer.Typer(
 )
 app.add_typer(world_app, name="world")
 app.add_typer(data_app, name="data")
+app.add_typer(features_app, name="features")
 
 
 @app.callback()

@@ -32,3 +32,11 @@ class Settings(BaseSettings):
     @property
     def truth_dir(self) -> Path:
         return self.home / "truth"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.home / "features"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.home / "feast"

@@ -1,0 +1,195 @@
+"""The engine on DuckDB: point-in-time correctness, no sensitive inputs, partial worlds."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from features import compute, connect, load_sources
+from features.catalogue import NODE_FAMILIES, USER_FAMILIES
+from ingest import SCHEMAS
+from tests.conftest import STAGE_WORLD
+
+T = dt.datetime(2025, 3, 3, tzinfo=dt.UTC)
+TS = pd.Timestamp(T)
+
+
+def _tables(raw: Path) -> dict[str, pd.DataFrame]:
+    return {
+        t: pd.read_parquet(raw / f"{t}.parquet") for t in SCHEMAS if (raw / f"{t}.parquet").exists()
+    }
+
+
+def _features(tmp: Path, frames: dict[str, pd.DataFrame], snaps=(T,)):
+    tmp.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, frame in frames.items():
+        paths[name] = tmp / f"{name}.parquet"
+        pa.Table.from_pandas(
+            frame, schema=SCHEMAS[name], preserve_index=False
+        ).to_pandas()  # schema check
+        pa.parquet.write_table(
+            pa.Table.from_pandas(frame, schema=SCHEMAS[name], preserve_index=False), paths[name]
+        )
+    con = connect("duckdb")
+    return compute(con, load_sources(con, paths), list(snaps))
+
+
+@pytest.fixture(scope="module")
+def frames(world_dir) -> dict[str, pd.DataFrame]:
+    import pyarrow.parquet  # noqa: F401  (pa.parquet above)
+
+    return _tables(world_dir / "raw")
+
+
+@pytest.fixture(scope="module")
+def baseline(frames, tmp_path_factory):
+    return _features(tmp_path_factory.mktemp("base"), frames)
+
+
+def _cut_at(frames: dict[str, pd.DataFrame], t: pd.Timestamp) -> dict[str, pd.DataFrame]:
+    """Deletes every event at or after t, and rewrites what only became known after t."""
+    f = {k: v.copy() for k, v in frames.items()}
+    f["users"] = f["users"][f["users"].signup_at < t]
+    users = set(f["users"].user_id)
+    for name, col in [
+        ("sessions", "started_at"),
+        ("cart_events", "ts"),
+        ("searches", "ts"),
+        ("coupons", "issued_at"),
+        ("returns", "requested_at"),
+        ("service_contacts", "ts"),
+        ("address_changes", "changed_at"),
+    ]:
+        f[name] = f[name][(f[name][col] < t) & f[name].user_id.isin(users)]
+    f["orders"] = f["orders"][f["orders"].ordered_at < t]
+    kept = set(f["orders"].order_id)
+    f["order_items"] = f["order_items"][f["order_items"].order_id.isin(kept)]
+    f["shipments"] = f["shipments"][f["shipments"].order_id.isin(kept)]
+    f["inventory"] = f["inventory"][pd.to_datetime(f["inventory"].date) < t.tz_localize(None)]
+    # Known only later: a parcel delivered after t, a coupon redeemed after t.
+    s = f["shipments"]
+    later = s.delivered_at.isna() | (s.delivered_at >= t)
+    s.loc[later, "delivered_at"] = s.loc[later, "shipped_at"].fillna(t) + pd.Timedelta(days=40)
+    s["late"] = s["late"].astype("boolean")
+    s["damaged"] = s["damaged"].astype("boolean")
+    s.loc[later, "late"] = ~s.loc[later, "late"].fillna(False)
+    s.loc[later, "damaged"] = True
+    shipped_later = s.shipped_at.notna() & (s.shipped_at >= t)
+    s.loc[shipped_later, "shipped_at"] = s.loc[shipped_later, "shipped_at"] + pd.Timedelta(days=1)
+    c = f["coupons"]
+    c.loc[c.redeemed_at >= t, ["redeemed_at", "order_id"]] = None
+    f["coupons"] = c.astype({"order_id": "Int64"})
+    f["order_items"] = f["order_items"].astype({"shipment_id": "Int64"})
+    f["service_contacts"] = f["service_contacts"].astype({"order_id": "Int64"})
+    return f
+
+
+def test_events_at_or_after_t_do_not_change_features_at_t(frames, baseline, tmp_path):
+    cut = _features(tmp_path, _cut_at(frames, TS))
+    assert cut.users.equals(baseline.users)
+    assert cut.nodes.equals(baseline.nodes)
+
+
+def test_an_event_just_before_t_moves_the_features_it_should(frames, baseline, tmp_path):
+    f = {k: v.copy() for k, v in frames.items()}
+    who = baseline.users.column("user_id")[0].as_py()
+    at = TS - pd.Timedelta(minutes=1)
+    oid = int(f["orders"].order_id.max()) + 1
+    f["orders"] = pd.concat(
+        [
+            f["orders"],
+            pd.DataFrame(
+                [
+                    {
+                        "order_id": oid,
+                        "user_id": who,
+                        "ordered_at": at,
+                        "channel": "app",
+                        "n_items": 1,
+                        "amount": 12.5,
+                        "discount": 0.0,
+                    }
+                ]
+            ),
+        ],
+        ignore_index=True,
+    )
+    f["sessions"] = pd.concat(
+        [
+            f["sessions"],
+            pd.DataFrame(
+                [
+                    {
+                        "session_id": int(f["sessions"].session_id.max()) + 1,
+                        "user_id": who,
+                        "started_at": at - pd.Timedelta(minutes=5),
+                        "device": "ios",
+                        "pages": 3,
+                        "dwell_seconds": 60.0,
+                        "category": "coffee",
+                        "categories_viewed": 1,
+                    }
+                ]
+            ),
+        ],
+        ignore_index=True,
+    )
+    for name in ("order_items", "shipments", "coupons", "service_contacts"):
+        f[name] = f[name].astype(
+            {
+                c: "Int64"
+                for c in ("shipment_id", "order_id")
+                if c in f[name] and f[name][c].isna().any()
+            }
+        )
+    moved = _features(tmp_path, f).users.to_pandas().set_index("user_id").loc[who]
+    before = baseline.users.to_pandas().set_index("user_id").loc[who]
+    assert moved.orders_7d == before.orders_7d + 1
+    assert moved.spend_7d == pytest.approx(before.spend_7d + 12.5)
+    assert moved.days_since_last_order == pytest.approx(1 / 1440)
+    assert moved.sessions_7d == before.sessions_7d + 1
+    assert moved.tenure_days == before.tenure_days  # unrelated features stay
+
+
+def test_sensitive_attributes_do_not_reach_any_feature(frames, baseline, tmp_path):
+    f = dict(frames)
+    users = f["users"].copy()
+    rng = np.random.default_rng(0)
+    users["gender"] = rng.permutation(users.gender.to_numpy())
+    users["age_band"] = rng.permutation(users.age_band.to_numpy())
+    f["users"] = users
+    assert _features(tmp_path, f).users.equals(baseline.users)
+
+
+def test_an_orders_only_import_gets_order_families_and_nothing_else(frames, tmp_path):
+    orders = frames["orders"].assign(channel=None)
+    result = _features(tmp_path, {"orders": orders})
+    names = {f.name for f in result.families}
+    assert names == {"orders", "gaps", "time_habits", "trends"}
+    cols = set(result.users.column_names)
+    assert "orders_30d" in cols and "gap_mean" in cols
+    assert "trend_orders_30d_over_orders_90d" in cols
+    assert not cols & {"sessions_30d", "cart_open_items", "tenure_days", "coffee_days_since"}
+    assert result.nodes is None
+
+
+def test_every_family_returns_exactly_its_declared_columns(baseline):
+    declared = [f.name for fam in USER_FAMILIES for f in fam.features]
+    assert baseline.users.column_names == ["user_id", "snapshot_at", *declared]
+    node_declared = [f.name for fam in NODE_FAMILIES for f in fam.features]
+    assert baseline.nodes.column_names == ["node_id", "snapshot_at", *node_declared]
+
+
+def test_features_have_the_declared_types_and_sensible_values(baseline):
+    df = baseline.users.to_pandas()
+    assert len(df) == df.user_id.nunique()  # one row per shopper for one snapshot
+    assert (df.orders_7d <= df.orders_30d).all() and (df.orders_30d <= df.orders_365d).all()
+    assert (df.days_since_last_order.dropna() > 0).all()
+    assert df.cart_abandonment_30d.dropna().between(0, 1).all()
+    assert STAGE_WORLD.users >= len(df)
