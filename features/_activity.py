@@ -6,10 +6,11 @@ import ibis
 import ibis.expr.types as ir
 
 from features._catalogue import (
-    DAY,
     Declare,
     Family,
     Feature,
+    day_index,
+    days,
     exact_sum,
     last_age,
     mean_in,
@@ -68,7 +69,7 @@ d("days_since_last_session", "days since the most recent session", lambda j: las
 d.count(
     "session_days_30d",
     "distinct days with a session in the last 30 days",
-    lambda j: (j.age <= 30).ifelse(j.ts.epoch_seconds() // DAY, None).nunique().cast("int64"),
+    lambda j: (j.age <= 30).ifelse(day_index(j.ts), None).nunique().cast("int64"),
     window=30,
 )
 d(
@@ -206,7 +207,7 @@ def _cart_state(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
         last = last.left_join(p, "sku").select(last, p.price)
     else:
         last = last.mutate(price=ibis.null("float64"))
-    age = (last.snapshot_at.epoch_seconds() - last.ts.epoch_seconds()) / DAY
+    age = days(last.snapshot_at, last.ts)
     out = last.group_by(["user_id", "snapshot_at"]).aggregate(
         cart_open_items=last.quantity.sum().cast("int64"),
         cart_open_value=exact_sum(last.price * last.quantity),
@@ -257,7 +258,7 @@ def _coupons(src: dict[str, ir.Table]) -> ir.Table:
 def _redeemed_age(j: ir.Table) -> ir.Value:
     """Days since the coupon was redeemed, null if not redeemed before the snapshot."""
     before = j.redeemed_at.notnull() & (j.redeemed_at < j.snapshot_at)
-    age = (j.snapshot_at.epoch_seconds() - j.redeemed_at.epoch_seconds()) / DAY
+    age = days(j.snapshot_at, j.redeemed_at)
     return before.ifelse(age, ibis.null("float64"))
 
 
@@ -296,7 +297,7 @@ d(
     lambda j: (
         _open(j)
         .ifelse(
-            (j.expires_at.epoch_seconds() - j.snapshot_at.epoch_seconds()) / DAY,
+            days(j.expires_at, j.snapshot_at),
             ibis.null("float64"),
         )
         .min()

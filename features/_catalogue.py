@@ -19,6 +19,26 @@ WINDOWS = (7, 14, 30, 60, 90, 180, 365)
 DAY = 86400.0
 
 
+# Time arithmetic at whole seconds (Spark's epoch has no fractions, DuckDB's does) and in
+# floats (Spark would otherwise divide in decimals and round).
+def _seconds(ts: ir.TimestampValue) -> ir.IntegerValue:
+    return ts.epoch_seconds().floor().cast("int64")
+
+
+def days_since_epoch(ts: ir.TimestampValue) -> ir.FloatingValue:
+    return _seconds(ts).cast("float64") / DAY
+
+
+def days(later: ir.TimestampValue, earlier: ir.TimestampValue) -> ir.FloatingValue:
+    """Days from `earlier` to `later`, with fractions, at whole seconds."""
+    return (_seconds(later) - _seconds(earlier)).cast("float64") / DAY
+
+
+def day_index(ts: ir.TimestampValue) -> ir.IntegerValue:
+    """Whole days since the epoch (UTC)."""
+    return days_since_epoch(ts).floor().cast("int64")
+
+
 @dataclass(frozen=True)
 class Feature:
     name: str
@@ -67,7 +87,7 @@ class Family:
         assert self.prepare is not None
         events = self.prepare(src)
         j = events.join(snaps, events.ts < snaps.snapshot_at)
-        j = j.mutate(age=(j.snapshot_at.epoch_seconds() - j.ts.epoch_seconds()) / DAY)
+        j = j.mutate(age=days(j.snapshot_at, j.ts))
         agg = j.group_by([self.entity, "snapshot_at"]).aggregate(
             **{s.feature.name: s.fn(j) for s in self.aggregates}
         )

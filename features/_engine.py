@@ -8,6 +8,7 @@ snapshots on `event time < snapshot_at`).
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,8 @@ def connect(engine: str) -> ibis.BaseBackend:
             .config("spark.ui.enabled", "false")
             .config("spark.sql.shuffle.partitions", "4")
             .config("spark.driver.memory", "4g")
+            # Nothing is written beside the caller: Spark's warehouse goes to a temporary folder.
+            .config("spark.sql.warehouse.dir", tempfile.mkdtemp(prefix="cadence-spark-"))
             .getOrCreate()
         )
         spark.sparkContext.setLogLevel("ERROR")
@@ -68,11 +71,7 @@ def available(families: Sequence[Family], present: set[str]) -> tuple[Family, ..
 def compute(
     con: ibis.BaseBackend, src: dict[str, ir.Table], snapshots: Sequence[dt.datetime]
 ) -> Result:
-    snaps = con.create_table(
-        "snapshots",
-        pd.DataFrame({"snapshot_at": pd.to_datetime(list(snapshots), utc=True)}),
-        overwrite=True,
-    )
+    snaps = ibis.memtable(pd.DataFrame({"snapshot_at": pd.to_datetime(list(snapshots), utc=True)}))
     families = available(USER_FAMILIES, set(src))
     users = _assemble(src, snaps, families).to_pyarrow()
     nodes = None

@@ -5,7 +5,13 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-from features._catalogue import DAY, Family, Feature, exact_mean, ratio
+from features._catalogue import (
+    Family,
+    Feature,
+    days,
+    exact_mean,
+    ratio,
+)
 
 NODE_FEATURES = (
     Feature(
@@ -60,11 +66,11 @@ def _node_features(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
         "node_id", "late", "shipped_at", "delivered_at", ordered_at=orders.ordered_at
     )
     j = s.join(snaps, s.ordered_at < snaps.snapshot_at)
-    age = (j.snapshot_at.epoch_seconds() - j.ordered_at.epoch_seconds()) / DAY
+    age = days(j.snapshot_at, j.ordered_at)
     handed = j.shipped_at.notnull() & (j.shipped_at < j.snapshot_at)
-    hours = (j.shipped_at.epoch_seconds() - j.ordered_at.epoch_seconds()) / 3600.0
+    hours = days(j.shipped_at, j.ordered_at) * 24.0
     known = j.delivered_at.notnull() & (j.delivered_at < j.snapshot_at)
-    d_age = (j.snapshot_at.epoch_seconds() - j.delivered_at.epoch_seconds()) / DAY
+    d_age = days(j.snapshot_at, j.delivered_at)
     recent = known & (d_age <= 28)
     load = j.group_by(["node_id", "snapshot_at"]).aggregate(
         n7=(age <= 7).ifelse(1, 0).sum(),
@@ -73,10 +79,10 @@ def _node_features(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
         node_late_rate_28d=exact_mean(recent.ifelse(j.late.ifelse(1.0, 0.0), ibis.null("float64"))),
     )
 
-    day_start = inv.date.cast("timestamp").epoch_seconds()
-    k = inv.join(snaps, day_start + DAY <= snaps.snapshot_at.epoch_seconds())
-    i_age = (k.snapshot_at.epoch_seconds() - k.date.cast("timestamp").epoch_seconds()) / DAY
-    last = (k.snapshot_at.epoch_seconds() - k.date.cast("timestamp").epoch_seconds()) <= DAY
+    # A stock day is known once it has ended before the snapshot.
+    k = inv.join(snaps, days(snaps.snapshot_at, inv.date.cast("timestamp")) >= 1)
+    i_age = days(k.snapshot_at, k.date.cast("timestamp"))
+    last = days(k.snapshot_at, k.date.cast("timestamp")) <= 1
     stock = k.group_by(["node_id", "snapshot_at"]).aggregate(
         node_on_hand_units=last.ifelse(k.on_hand - k.shipped, 0).sum().cast("float64"),
         node_stockout_share_7d=exact_mean(

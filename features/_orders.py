@@ -7,11 +7,13 @@ import ibis
 import ibis.expr.types as ir
 
 from features._catalogue import (
-    DAY,
     WINDOWS,
     Declare,
     Family,
     Feature,
+    day_index,
+    days,
+    days_since_epoch,
     exact_mean,
     exact_std,
     exact_sum,
@@ -70,9 +72,7 @@ for w in (30, 90, 365):
     d.count(
         f"order_days_{w}d",
         f"distinct days with an order in the last {w} days",
-        lambda j, w=w: (
-            (j.age <= w).ifelse(j.ts.epoch_seconds() // DAY, None).nunique().cast("int64")
-        ),
+        lambda j, w=w: (j.age <= w).ifelse(day_index(j.ts), None).nunique().cast("int64"),
         window=w,
     )
 for w in (90, 365):
@@ -134,7 +134,7 @@ GAPS_FEATURES = tuple(
 
 def order_days(rows: ir.Table, keys: list[str]) -> ir.Table:
     """Distinct order days per key, each with the gap (days) since the key's previous one."""
-    day = (rows.ts.epoch_seconds() // DAY).cast("int64")
+    day = day_index(rows.ts)
     days = rows.select(*keys, day=day).distinct()
     w = ibis.window(group_by=[days[k] for k in keys], order_by=days.day)
     return days.mutate(gap=(days.day - days.day.lag().over(w)).cast("float64"))
@@ -142,7 +142,7 @@ def order_days(rows: ir.Table, keys: list[str]) -> ir.Table:
 
 def gap_stats(days: ir.Table, snaps: ir.Table, keys: list[str]) -> ir.Table:
     """Gap statistics per key and snapshot, from order days strictly before the snapshot."""
-    snap_day = snaps.snapshot_at.epoch_seconds() / DAY
+    snap_day = days_since_epoch(snaps.snapshot_at)
     s = snaps.mutate(snap_day=snap_day)
     j = days.join(s, days.day < s.snap_day)  # a day counts once it has ended before t
     j = j.filter(j.day + 1 <= j.snap_day)
@@ -268,7 +268,7 @@ def _categories(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
         ts=lines.ts.min(), spend=exact_sum(lines.unit_price * lines.quantity)
     )
     j = per_order.join(snaps, per_order.ts < snaps.snapshot_at)
-    j = j.mutate(age=(j.snapshot_at.epoch_seconds() - j.ts.epoch_seconds()) / DAY)
+    j = j.mutate(age=days(j.snapshot_at, j.ts))
     aggs = {}
     for c in CYCLE_CATEGORIES + OTHER_CATEGORIES:
         is_c = j.category == c

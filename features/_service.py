@@ -5,10 +5,10 @@ from __future__ import annotations
 import ibis.expr.types as ir
 
 from features._catalogue import (
-    DAY,
     Declare,
     Family,
     Feature,
+    days,
     last_age,
     mean_in,
     n_in,
@@ -55,8 +55,8 @@ def _deliveries(src: dict[str, ir.Table]) -> ir.Table:
     s, o = src["shipments"], src["orders"]
     j = s.join(o, "order_id").filter(s.delivered_at.notnull())
     # What the shopper experiences is known on delivery: that is the event's time.
-    days = (j.delivered_at.epoch_seconds() - j.ordered_at.epoch_seconds()) / DAY
-    return j.select("user_id", "late", "damaged", "cost", ts=j.delivered_at, delivery_days=days)
+    took = days(j.delivered_at, j.ordered_at)
+    return j.select("user_id", "late", "damaged", "cost", ts=j.delivered_at, delivery_days=took)
 
 
 d = Declare("fulfilment")
@@ -172,7 +172,7 @@ def _profile(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
     u = src["users"].select("user_id", "signup_at", "city_tier", "membership", "device", "region")
     j = u.join(snaps, u.signup_at < snaps.snapshot_at)
     cols = {
-        "tenure_days": (j.snapshot_at.epoch_seconds() - j.signup_at.epoch_seconds()) / DAY,
+        "tenure_days": days(j.snapshot_at, j.signup_at),
         "city_tier": j.city_tier.cast("int64"),
     }
     cols.update(
