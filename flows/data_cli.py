@@ -57,6 +57,9 @@ def import_orders_cmd(
     timestamp: Annotated[str, typer.Option(help="Column holding the order time.")],
     amount: Annotated[str, typer.Option(help="Column holding the order amount.")],
     quantity: Annotated[str | None, typer.Option(help="Column holding item counts.")] = None,
+    timestamp_format: Annotated[
+        str | None, typer.Option(help="strftime format of the timestamps [ISO 8601].")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Raw tables folder [workspace raw/].")] = None,
     on_bad_rows: Annotated[
         str, typer.Option(help="fail: write nothing if any row is bad; skip: leave them out.")
@@ -76,8 +79,9 @@ def import_orders_cmd(
             timestamp=timestamp,
             amount=amount,
             quantity=quantity,
-            on_bad_rows=on_bad_rows,
-        )  # type: ignore[arg-type]
+            on_bad_rows=on_bad_rows,  # type: ignore[arg-type]
+            timestamp_format=timestamp_format,
+        )
     except OrderLogError as exc:
         err.print(f"[red]{file}: {exc}[/red]")
         raise typer.Exit(code=2) from exc

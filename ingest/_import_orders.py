@@ -70,8 +70,13 @@ def import_orders(
     amount: str,
     quantity: str | None = None,
     on_bad_rows: OnBadRows = "fail",
+    timestamp_format: str | None = None,
 ) -> ImportResult:
-    """Parses the log into the `orders` schema; bad rows fail the import or are skipped."""
+    """Parses the log into the `orders` schema; bad rows fail the import or are skipped.
+
+    Timestamps must be ISO 8601 unless `timestamp_format` (strftime) says otherwise: guessing
+    would read 02.03.2025 as 3 February in one file and 2 March in another.
+    """
     frame = log.frame
     wanted = {"--customer": customer, "--timestamp": timestamp, "--amount": amount}
     if quantity is not None:
@@ -82,6 +87,9 @@ def import_orders(
                 f"{option} '{col}': no such column; the file has {list(frame.columns)}"
             )
     position = np.arange(len(frame)) + log.first
+    # Blank lines are not orders; they keep their place in the numbering and are passed over.
+    blank = frame.fillna("").astype(str).apply(lambda c: c.str.strip() == "").all(axis=1)
+    frame, position = frame[~blank.to_numpy()], position[~blank.to_numpy()]
     bad: list[BadRow] = []
 
     def flag(mask: pd.Series, col: str, reason: str) -> None:
@@ -92,9 +100,15 @@ def import_orders(
     flag(who == "", customer, "empty customer id")
 
     raw_ts = frame[timestamp].fillna("").str.strip()
-    when = pd.to_datetime(raw_ts.where(raw_ts != ""), errors="coerce", utc=True, format="mixed")
+    when = pd.to_datetime(
+        raw_ts.where(raw_ts != ""), errors="coerce", utc=True, format=timestamp_format or "ISO8601"
+    )
     flag(raw_ts == "", timestamp, "missing timestamp")
-    flag((raw_ts != "") & when.isna(), timestamp, "unparseable timestamp")
+    flag(
+        (raw_ts != "") & when.isna(),
+        timestamp,
+        f"not a timestamp in {timestamp_format or 'ISO 8601'} format",
+    )
 
     raw_amount = frame[amount].fillna("").str.strip()
     value = pd.to_numeric(raw_amount.where(raw_amount != ""), errors="coerce")

@@ -37,8 +37,11 @@ def read_end(folder: Path) -> pd.Timestamp | None:
     manifest = folder / "manifest.json"
     if not manifest.exists():
         return None
-    end = json.loads(manifest.read_text()).get("end")
-    return pd.Timestamp(end).tz_convert("UTC") if end else None
+    try:
+        end = json.loads(manifest.read_text()).get("end")
+        return pd.Timestamp(end).tz_convert("UTC") if end else None
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{manifest}: unreadable ({exc})") from exc
 
 
 def validate_dir(folder: Path) -> list[Violation]:
@@ -62,7 +65,11 @@ def validate_dir(folder: Path) -> list[Violation]:
         if problems:
             continue
         tables[name] = pd.read_parquet(path, columns=[f.name for f in T.SCHEMAS[name]])
-    violations += validate_tables(tables, end=read_end(folder))
+    try:
+        end = read_end(folder)
+    except ValueError as exc:
+        return [*violations, Violation("manifest.json", "end", str(exc), 1)]
+    violations += validate_tables(tables, end=end)
     return violations
 
 

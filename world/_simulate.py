@@ -707,9 +707,13 @@ def _taste_pick(rng, cum_taste: np.ndarray) -> np.ndarray:
 
 
 def _time_of_day(rng, peak_hour: np.ndarray) -> np.ndarray:
-    """Seconds into the day, around each shopper's favourite hour."""
+    """Seconds into the day, around each shopper's favourite hour.
+
+    Capped 20 minutes before midnight, so that what follows a visit (a search, a cart add)
+    still falls on the same day and never after the data's end.
+    """
     hours = (peak_hour + rng.normal(0, 2.5, peak_hour.size)) % 24
-    return (hours * 3600).astype(np.int64)
+    return np.minimum(hours * 3600, 86400 - 1200).astype(np.int64)
 
 
 # --- orders ---------------------------------------------------------------------------------

@@ -27,11 +27,12 @@ def test_duckdb_and_spark_compute_identical_features(world_dir):
         assert a.schema == b.schema
         assert a.num_rows == b.num_rows > 0
         for name in a.column_names:
-            x, y = a.column(name).to_numpy(zero_copy_only=False), b.column(name).to_numpy(
-                zero_copy_only=False)
+            x, y = (
+                a.column(name).to_numpy(zero_copy_only=False),
+                b.column(name).to_numpy(zero_copy_only=False),
+            )
             if x.dtype.kind == "f":
                 assert np.array_equal(np.isnan(x), np.isnan(y)), name
-                np.testing.assert_allclose(x, y, rtol=0, atol=1e-9, equal_nan=True,
-                                           err_msg=name)
+                np.testing.assert_allclose(x, y, rtol=0, atol=1e-9, equal_nan=True, err_msg=name)
             else:
                 assert (x == y).all(), name

@@ -90,7 +90,7 @@ BREAKAGES = {
         _scale("shipments", "billed_weight_kg", 0.5),
         "shipments",
         "",
-        "billed_weight_kg == max",
+        "billed_weight_kg >= max",
     ),
     "shipped beyond stock": (_shipped_over, "inventory", "", "shipped <= on_hand"),
     "redeemed before issued": (_redeemed_early, "coupons", "", "redeemed_at >= issued_at"),
@@ -144,3 +144,9 @@ def test_validation_changes_nothing(raw_dir):
     before = snapshot()
     assert validate_dir(raw_dir)
     assert snapshot() == before
+
+
+def test_an_unreadable_manifest_is_a_violation_not_a_crash(raw_dir):
+    (raw_dir / "manifest.json").write_text("{not json")
+    found = validate_dir(raw_dir)
+    assert [(v.table, v.column) for v in found] == [("manifest.json", "end")]

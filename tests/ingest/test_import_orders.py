@@ -65,7 +65,7 @@ def test_bad_rows_fail_with_their_line_numbers(tmp_path):
     with pytest.raises(OrderLogError) as exc:
         import_orders(log, **{k: v for k, v in ODD.items()})
     message = str(exc.value)
-    assert "line 3: Bestell-Datum = 'not a date': unparseable timestamp" in message
+    assert "line 3: Bestell-Datum = 'not a date': not a timestamp in ISO 8601" in message
     assert "line 4: Betrag (EUR) = '-4.00': negative amount" in message
     assert "line 5: Betrag (EUR) = '': missing amount" in message
     assert "line 6: Kunden Nr = '': empty customer id" in message
@@ -104,3 +104,24 @@ def test_staged_dir_keeps_the_old_folder_when_the_write_fails(tmp_path):
         (tmp / "orders.parquet").write_text("new")
     assert (target / "orders.parquet").read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["raw"]
+
+
+def test_timestamps_are_iso_unless_a_format_is_given(tmp_path):
+    text = "who,when,paid\nA,02.03.2025,3.5\n\nB,2025-03-04,1\n"
+    log = read_order_log(_csv(tmp_path, text))
+    result = import_orders(log, customer="who", timestamp="when", amount="paid", on_bad_rows="skip")
+    # 02.03.2025 is ambiguous: refused, not guessed; the blank line 3 is passed over.
+    assert [(b.position, b.column) for b in result.bad_rows] == [(2, "when")]
+    assert "ISO 8601" in result.bad_rows[0].reason
+    text = "who,when,paid\nA,02.03.2025,3.5\n"
+    log = read_order_log(_csv(tmp_path, text))
+    result = import_orders(
+        log, customer="who", timestamp="when", amount="paid", timestamp_format="%d.%m.%Y"
+    )
+    assert result.orders.column("ordered_at")[0].as_py().isoformat() == "2025-03-02T00:00:00+00:00"
+
+
+def test_staged_folders_are_ordinary_folders(tmp_path):
+    with staged_dir(tmp_path / "raw") as tmp:
+        (tmp / "x").write_text("1")
+    assert (tmp_path / "raw").stat().st_mode & 0o055 == 0o055
