@@ -181,3 +181,74 @@ def build(
         console.print(
             f"left out (their tables are missing): {', '.join(manifest['families_left_out'])}"
         )
+
+
+def _store(settings: Settings):
+    from features._store import open_store
+
+    if not (settings.features_dir / "manifest.json").exists():
+        err.print(
+            f"[red]no features in {settings.features_dir}; run `cadence features build`[/red]"
+        )
+        raise typer.Exit(code=2)
+    return open_store(settings.feast_dir, settings.online_store)
+
+
+@features_app.command("apply")
+def apply_cmd(ctx: typer.Context) -> None:
+    """Register entities, one view per family and the feature services in Feast."""
+    from features._store import apply
+
+    settings: Settings = ctx.obj
+    store = _store(settings)
+    with console.status("feast apply"):
+        names = apply(store, settings.features_dir)
+    console.print(f"registered {len(names)} Feast objects in {settings.feast_dir}")
+
+
+@features_app.command("materialize")
+def materialize_cmd(ctx: typer.Context) -> None:
+    """Load the latest snapshot of every view into the online store."""
+    from features._store import materialize
+
+    settings: Settings = ctx.obj
+    store = _store(settings)
+    with console.status(f"materialising to {settings.online_store}"):
+        end = materialize(store, settings.features_dir)
+    console.print(f"materialised features as of {end.isoformat()} to {settings.online_store}")
+
+
+@features_app.command("online")
+def online_cmd(
+    ctx: typer.Context,
+    users: Annotated[list[str], typer.Argument(help="User ids.")],
+    service: Annotated[str, typer.Option(help="Feature service.")] = "repurchase_v1",
+) -> None:
+    """Read a feature service's online vector for some users (as JSON)."""
+    from features._store import online_features
+
+    settings: Settings = ctx.obj
+    frame = online_features(_store(settings), service, [{"user_id": u} for u in users])
+    typer.echo(frame.to_json(orient="records", indent=2))
+
+
+def features_demo(settings: Settings) -> None:
+    """The demo's feature stage: build on the default grid, register, materialise."""
+    from features._store import apply, materialize, open_store
+
+    conf = load_features_conf(settings.conf / "features.yaml")
+    with console.status("building features"):
+        manifest = build_features(settings.raw_dir, settings.features_dir, None, "duckdb", conf)
+    console.print(
+        f"built {manifest['user_features']} user features x {manifest['rows']:,} rows "
+        f"({len(manifest['snapshots'])} snapshots) and {manifest['node_features']} "
+        "node features"
+    )
+    store = open_store(settings.feast_dir, settings.online_store)
+    with console.status("registering in Feast and materialising"):
+        apply(store, settings.features_dir)
+        end = materialize(store, settings.features_dir)
+    console.print(
+        f"feast: views applied, features as of {end.date()} in the "
+        f"{settings.online_store} online store"
+    )

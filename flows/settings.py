@@ -17,12 +17,23 @@ class Settings(BaseSettings):
 
     home: Path = Path(".cadence")
     conf: Path = _PROJECT_CONF
+    # "sqlite" (a file in the workspace) or redis://host:port[/db]
+    online_store: str = "sqlite"
 
     @field_validator("home")
     @classmethod
     def _home_is_not_a_file(cls, value: Path) -> Path:
         if value.exists() and not value.is_dir():
             raise ValueError(f"CADENCE_HOME={value} exists and is not a folder")
+        return value
+
+    @field_validator("online_store")
+    @classmethod
+    def _known_online_store(cls, value: str) -> str:
+        if value != "sqlite" and not value.startswith("redis://"):
+            raise ValueError(
+                f"CADENCE_ONLINE_STORE={value}: expected 'sqlite' or redis://host:port[/db]"
+            )
         return value
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -12,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from flows.settings import Settings
 
 runner = CliRunner()
 SMALL = ["--users", "200", "--days", "30", "--seed", "3"]
@@ -120,7 +122,7 @@ def test_missing_column_in_import_exits_2(tmp_path):
 @pytest.fixture
 def tiny_conf(tmp_path: Path) -> Path:
     conf = tmp_path / "conf"
-    conf.mkdir()
+    shutil.copytree(Settings().conf, conf)
     (conf / "world.yaml").write_text(
         "users: 300\ndays: 35\nseed: 2\nstart: '2025-02-01'\n"
         "truth: {every_days: 7, horizons_days: [7, 30]}\n"
@@ -132,6 +134,8 @@ def test_demo_generates_validates_and_summarises(tmp_path, tiny_conf):
     result = _run(tmp_path / "home", "demo", conf=tiny_conf)
     assert result.exit_code == 0, result.output
     assert "world valid" in result.output and "orders_per_buyer" in result.output
+    assert "user features" in result.output and "online store" in result.output
+    assert (tmp_path / "home" / "feast" / "online.db").exists()
 
 
 def test_unknown_configuration_key_is_refused(tmp_path, tiny_conf):
@@ -139,3 +143,61 @@ def test_unknown_configuration_key_is_refused(tmp_path, tiny_conf):
     result = _run(tmp_path, "world", "generate", conf=tiny_conf)
     assert result.exit_code == 2
     assert "user_count" in result.output
+
+
+def test_features_build_refuses_bad_snapshots_and_keeps_previous_files(tmp_path):
+    assert _run(tmp_path, "world", "generate", *SMALL).exit_code == 0
+    ok = _run(tmp_path, "features", "build", "--snapshots", "2025-01-20,2025-01-31")
+    assert ok.exit_code == 0, ok.output
+    before = _digests(tmp_path / "features" / "users")
+    assert len(before) >= 10
+    outside = _run(tmp_path, "features", "build", "--snapshots", "2025-03-01")
+    assert outside.exit_code == 2
+    assert "2025-03-01" in outside.output and "outside the data's range" in outside.output
+    bad = _run(tmp_path, "features", "build", "--snapshots", "2025-01-20:2025-01-31:x")
+    assert bad.exit_code == 2 and "7d" in bad.output
+    assert _digests(tmp_path / "features" / "users") == before
+
+
+def test_features_build_names_a_missing_column(tmp_path):
+    assert _run(tmp_path, "world", "generate", *SMALL).exit_code == 0
+    raw = tmp_path / "raw"
+    pq.write_table(
+        pq.read_table(raw / "sessions.parquet").drop(["pages"]), raw / "sessions.parquet"
+    )
+    result = _run(tmp_path, "features", "build")
+    assert result.exit_code == 2
+    assert "sessions" in result.output and "pages" in result.output
+
+
+def test_features_build_on_an_imported_order_log(tmp_path):
+    log = tmp_path / "log.csv"
+    rows = [f"c{i % 7},2025-0{1 + i % 3}-{1 + i % 27:02d}T10:00:00,{5 + i}" for i in range(60)]
+    log.write_text("cust,at,total\n" + "\n".join(rows) + "\n")
+    assert (
+        _run(
+            tmp_path,
+            "data",
+            "import-orders",
+            str(log),
+            "--customer",
+            "cust",
+            "--timestamp",
+            "at",
+            "--amount",
+            "total",
+        ).exit_code
+        == 0
+    )
+    result = _run(tmp_path, "features", "build", "--snapshots", "2025-02-15,2025-03-27")
+    assert result.exit_code == 0, result.output
+    assert "left out" in result.output and "sessions" in result.output
+    files = {p.stem for p in (tmp_path / "features" / "users").glob("*.parquet")}
+    assert files == {"orders", "gaps", "time_habits", "trends"}
+
+
+def test_features_list_json_has_the_whole_catalogue(tmp_path):
+    result = _run(tmp_path, "features", "list", "--json")
+    rows = json.loads(result.output)
+    assert len([r for r in rows if r["entity"] == "user_id"]) >= 200
+    assert {"name", "family", "window_days", "dtype", "description"} <= rows[0].keys()

@@ -1,0 +1,77 @@
+"""Feast: rendering the repo config, registering the definitions, materialising, reading."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from string import Template
+from urllib.parse import urlparse
+
+import pandas as pd
+from feast import FeatureStore
+
+from features.feature_repo.definitions import definitions
+
+_TEMPLATE = Path(__file__).parent / "feature_repo" / "feature_store.yaml"
+
+
+def online_store_yaml(online_store: str, feast_dir: Path) -> str:
+    """`sqlite` (a file in the workspace) or `redis://host:port[/db]`."""
+    if online_store == "sqlite":
+        return f"  type: sqlite\n  path: {(feast_dir / 'online.db').resolve()}"
+    url = urlparse(online_store)
+    if url.scheme != "redis" or not url.hostname:
+        raise ValueError(
+            f"online store '{online_store}': expected 'sqlite' or redis://host:port[/db]"
+        )
+    conn = f"{url.hostname}:{url.port or 6379}"
+    if url.path.strip("/"):
+        conn += f",db={url.path.strip('/')}"
+    return f'  type: redis\n  connection_string: "{conn}"'
+
+
+def render_repo(feast_dir: Path, online_store: str) -> Path:
+    """Writes the workspace's feature_store.yaml from the template; returns the repo path."""
+    feast_dir.mkdir(parents=True, exist_ok=True)
+    text = Template(_TEMPLATE.read_text()).substitute(
+        registry=str((feast_dir / "registry.db").resolve()),
+        online_store=online_store_yaml(online_store, feast_dir),
+    )
+    (feast_dir / "feature_store.yaml").write_text(text)
+    return feast_dir
+
+
+def open_store(feast_dir: Path, online_store: str) -> FeatureStore:
+    return FeatureStore(repo_path=str(render_repo(feast_dir, online_store)))
+
+
+def apply(store: FeatureStore, features_dir: Path) -> list[str]:
+    """Registers entities, views and services for the families built in `features_dir`."""
+    manifest = json.loads((features_dir / "manifest.json").read_text())
+    objects = definitions(features_dir, list(manifest["families"]))
+    store.apply(objects)
+    return [getattr(o, "name", "") for o in objects]
+
+
+def materialize(store: FeatureStore, features_dir: Path) -> dt.datetime:
+    """Loads the latest snapshot of every view into the online store; returns its time."""
+    manifest = json.loads((features_dir / "manifest.json").read_text())
+    snaps = [dt.datetime.fromisoformat(s) for s in manifest["snapshots"]]
+    end = max(snaps)
+    # One microsecond past the last snapshot: Feast's window excludes its end.
+    store.materialize(
+        start_date=min(snaps) - dt.timedelta(seconds=1), end_date=end + dt.timedelta(microseconds=1)
+    )
+    return end
+
+
+def online_features(store: FeatureStore, service: str, entity_rows: list[dict]) -> pd.DataFrame:
+    fs = store.get_feature_service(service)
+    return store.get_online_features(features=fs, entity_rows=entity_rows).to_df()
+
+
+def historical_features(store: FeatureStore, service: str, entities: pd.DataFrame):
+    """Feast's own point-in-time join (`entities`: user_id, event_timestamp)."""
+    fs = store.get_feature_service(service)
+    return store.get_historical_features(entity_df=entities, features=fs).to_df()

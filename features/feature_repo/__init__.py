@@ -1,0 +1,1 @@
+"""The Feast repo: declarations (entities, sources, views, services) and the config template."""

@@ -1,0 +1,75 @@
+"""Feast declarations: entities, one FeatureView per family, one FeatureService per model version.
+
+Declarations only. The features are computed by `features._engine` and written as one Parquet
+file per family; each view reads its family's file. The views' schemas come from the catalogue,
+so a feature declared there is served here under the same name and type.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource
+from feast.types import Float64, Int64
+from feast.value_type import ValueType
+
+from features._catalogue import Family
+from features.catalogue import NODE_FAMILIES, USER_FAMILIES
+
+user = Entity(
+    name="user", join_keys=["user_id"], value_type=ValueType.STRING, description="A shopper"
+)
+node = Entity(
+    name="node", join_keys=["node_id"], value_type=ValueType.STRING, description="A fulfilment node"
+)
+
+# Features are rebuilt at least weekly; a row older than this is stale and not served.
+TTL = timedelta(days=400)
+_TYPES = {"int64": Int64, "float64": Float64}
+
+
+def _view(family: Family, entity: Entity, path: Path) -> FeatureView:
+    source = FileSource(name=f"{family.name}_source", path=str(path), timestamp_field="snapshot_at")
+    return FeatureView(
+        name=family.name,
+        entities=[entity],
+        ttl=TTL,
+        schema=[
+            Field(name=f.name, dtype=_TYPES[f.dtype], description=f.description)
+            for f in family.features
+        ],
+        source=source,
+        online=True,
+        description=family.description,
+    )
+
+
+def definitions(offline_dir: Path, families: list[str]) -> list:
+    """Everything to register, for the user families present in `offline_dir`."""
+    offline_dir = Path(offline_dir).resolve()
+    user_views = [
+        _view(f, user, offline_dir / "users" / f"{f.name}.parquet")
+        for f in USER_FAMILIES
+        if f.name in families
+    ]
+    objects: list = [user, node, *user_views]
+    # Model versions are bundles of features: repurchase_v1 is every user family.
+    objects.append(
+        FeatureService(
+            name="repurchase_v1",
+            features=user_views,
+            description="repurchase propensity and timing, version 1",
+        )
+    )
+    if (offline_dir / "nodes.parquet").exists():
+        node_view = _view(NODE_FAMILIES[0], node, offline_dir / "nodes.parquet")
+        objects += [
+            node_view,
+            FeatureService(
+                name="routing_v1",
+                features=[node_view],
+                description="routing cost and time, version 1",
+            ),
+        ]
+    return objects
