@@ -66,9 +66,21 @@ def materialize(store: FeatureStore, features_dir: Path) -> dt.datetime:
     return end
 
 
+class OnlineReader:
+    """Reads one feature service; resolves the service once (a registry lookup costs ~40 ms)."""
+
+    def __init__(self, store: FeatureStore, service: str) -> None:
+        self.store = store
+        self.service = store.get_feature_service(service)
+
+    def read(self, entity_rows: list[dict]) -> dict[str, list]:
+        return self.store.get_online_features(
+            features=self.service, entity_rows=entity_rows
+        ).to_dict()
+
+
 def online_features(store: FeatureStore, service: str, entity_rows: list[dict]) -> pd.DataFrame:
-    fs = store.get_feature_service(service)
-    return store.get_online_features(features=fs, entity_rows=entity_rows).to_df()
+    return pd.DataFrame(OnlineReader(store, service).read(entity_rows))
 
 
 def historical_features(store: FeatureStore, service: str, entities: pd.DataFrame):
