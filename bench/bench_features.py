@@ -145,6 +145,8 @@ def main() -> None:
             f"{pandas_s / duck_rfm_s:.1f}x on the same two families"
         )
 
+        del result, rfm, pdf, ours  # the next steps need the memory
+
         print("\n2. training set")
         snaps = [end.to_pydatetime() - dt.timedelta(days=28), end.to_pydatetime()]
         conf = {"every_days": 7, "first_after_days": 28, "horizon_days": 30}

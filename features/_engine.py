@@ -7,7 +7,10 @@ snapshots on `event time < snapshot_at`).
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
+import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,9 +38,22 @@ class Result:
     families: tuple[Family, ...]  # user families computed (the rest lacked their tables)
 
 
+def _scratch(prefix: str) -> str:
+    """A temporary folder for spills, removed when the process ends."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def connect(engine: str) -> ibis.BaseBackend:
     if engine == "duckdb":
-        return ibis.duckdb.connect()
+        # Half the memory, and a spill folder: the largest joins (events x snapshots) then
+        # spill to disk instead of exhausting the machine.
+        half = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+        return ibis.duckdb.connect(
+            memory_limit=f"{half // 2**20}MB",
+            temp_directory=_scratch("cadence-duckdb-"),
+        )
     if engine == "spark":
         from pyspark.sql import SparkSession
 
@@ -49,7 +65,7 @@ def connect(engine: str) -> ibis.BaseBackend:
             .config("spark.sql.shuffle.partitions", "4")
             .config("spark.driver.memory", "4g")
             # Nothing is written beside the caller: Spark's warehouse goes to a temporary folder.
-            .config("spark.sql.warehouse.dir", tempfile.mkdtemp(prefix="cadence-spark-"))
+            .config("spark.sql.warehouse.dir", _scratch("cadence-spark-"))
             .getOrCreate()
         )
         spark.sparkContext.setLogLevel("ERROR")

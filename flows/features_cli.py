@@ -33,6 +33,13 @@ features_app = typer.Typer(help="User and node features.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
 
+# Snapshots are computed in batches of about this many (user, snapshot) rows.
+ROWS_PER_BATCH = 1_000_000
+
+
+def _batches(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
 
 def load_features_conf(path: Path) -> dict[str, int]:
     data = yaml.safe_load(path.read_text()) or {}
@@ -126,25 +133,50 @@ def build_features(
     except ValueError as exc:
         raise FeatureInputError(str(exc)) from exc
     con = connect(engine)
-    result = compute(con, load_sources(con, tables), snapshots)
-    parts = split_by_family(result.users, result.families)
-    skipped = [f.name for f in USER_FAMILIES if f not in result.families]
-    manifest = {
-        "engine": engine,
-        "data": str(raw),
-        "snapshots": [s.isoformat() for s in snapshots],
-        "rows": result.users.num_rows,
-        "user_features": result.users.num_columns - 2,
-        "families": {name: t.num_columns - 2 for name, t in parts.items()},
-        "families_left_out": skipped,
-        "node_features": 0 if result.nodes is None else result.nodes.num_columns - 2,
-    }
+    src = load_sources(con, tables)
+    n_users = pq.read_metadata(tables["users" if "users" in tables else "orders"]).num_rows
+    rows, families, n_nodes = 0, None, 0
     with staged_dir(out) as tmp:
         (tmp / "users").mkdir()
-        for name, table in parts.items():
-            pq.write_table(table, tmp / "users" / f"{name}.parquet", compression="zstd")
-        if result.nodes is not None:
-            pq.write_table(result.nodes, tmp / "nodes.parquet", compression="zstd")
+        writers: dict[str, pq.ParquetWriter] = {}
+        try:
+            # Snapshots go in batches of about a million rows, so memory stays bounded.
+            for batch in _batches(snapshots, max(1, ROWS_PER_BATCH // max(n_users, 1))):
+                result = compute(con, src, batch)
+                families = result.families
+                rows += result.users.num_rows
+                parts = split_by_family(result.users, result.families)
+                if result.nodes is not None:
+                    parts["_nodes"] = result.nodes
+                    n_nodes = result.nodes.num_columns - 2
+                for name, table in parts.items():
+                    if name not in writers:
+                        path = (
+                            tmp / "nodes.parquet"
+                            if name == "_nodes"
+                            else (tmp / "users" / f"{name}.parquet")
+                        )
+                        writers[name] = pq.ParquetWriter(path, table.schema, compression="zstd")
+                    writers[name].write_table(table)
+        finally:
+            for w in writers.values():
+                w.close()
+        assert families is not None
+        columns = {
+            name: pq.read_schema(tmp / "users" / f"{name}.parquet").names[2:]
+            for name in writers
+            if name != "_nodes"
+        }
+        manifest = {
+            "engine": engine,
+            "data": str(raw),
+            "snapshots": [s.isoformat() for s in snapshots],
+            "rows": rows,
+            "user_features": sum(len(c) for c in columns.values()),
+            "families": {name: len(c) for name, c in columns.items()},
+            "families_left_out": [f.name for f in USER_FAMILIES if f not in families],
+            "node_features": n_nodes,
+        }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
