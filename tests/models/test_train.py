@@ -1,0 +1,93 @@
+"""Training on a small world: the time split holds, calibration helps, baselines are beaten."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from features._training import training_frame
+from flows.features_cli import build_features
+from flows.world_cli import write_world
+from models._train import NotEnoughData, evaluate, fit, prepare
+from world import WorldConfig
+
+WORLD = WorldConfig(users=1500, days=240, seed=5, start=dt.date(2025, 1, 1))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict:
+    home = tmp_path_factory.mktemp("models")
+    write_world(WORLD, home / "raw", home / "truth")
+    conf = {"every_days": 7, "first_after_days": 28, "horizon_days": 30}
+    build_features(home / "raw", home / "features", None, "duckdb", conf)
+    keys = pq.read_table(home / "features/users/orders.parquet", columns=["user_id", "snapshot_at"])
+    frame = training_frame(home / "features", keys.rename_columns(["user_id", "event_timestamp"]))
+    frame = frame.to_pandas().rename(columns={"event_timestamp": "snapshot_at"})
+    orders = pd.read_parquet(home / "raw/orders.parquet", columns=["user_id", "ordered_at"])
+    end = pd.Timestamp(json.loads((home / "raw/manifest.json").read_text())["end"])
+    return {
+        "home": home,
+        "frame": frame,
+        "orders": orders,
+        "end": end,
+        "oracle": pd.read_parquet(home / "truth/oracle.parquet"),
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    feats = [c for c in data["frame"].columns if c not in ("user_id", "snapshot_at")]
+    rows, split = prepare(
+        data["frame"], data["orders"], end=data["end"], horizon_days=30, test=4, calibrate=4
+    )
+    return rows, fit(rows, feats, split, n_estimators=120)
+
+
+def test_no_label_window_of_an_earlier_slice_reaches_a_later_slice(trained):
+    rows, model = trained
+    h = pd.Timedelta(days=30)
+    by = rows.groupby("slice").snapshot_at
+    assert by.max()["train"] + h <= by.min()["calibrate"]
+    assert by.max()["calibrate"] + h <= by.min()["test"]
+
+
+def test_model_beats_baselines_and_is_calibrated(data, trained):
+    rows, model = trained
+    report = evaluate(model, rows, data["orders"], data["oracle"])
+    m = report["model"]
+    assert m["roc_auc"] > report["rule"]["roc_auc"]
+    assert m["roc_auc"] > report["bgnbd"]["roc_auc"]
+    assert m["ece"] < 0.05
+    assert report["oracle"]["roc_auc"] >= m["roc_auc"] - 0.01  # nothing beats the truth
+    assert 0.5 < m["interval_coverage"] <= 1.0
+
+
+def test_isotonic_calibration_improves_on_raw_scores(trained):
+    rows, model = trained
+    test = rows[rows.slice == "test"]
+    y = test.y_30d.to_numpy(int)
+    from models._metrics import ece
+
+    raw = model.propensity.raw(test[model.features])
+    cal = model.propensity.predict_proba(test[model.features])
+    assert ece(y, cal) <= ece(y, raw) + 0.005
+    assert np.all((cal >= 0) & (cal <= 1))
+
+
+def test_too_few_buyers_stops_with_a_message(data):
+    few = data["orders"][data["orders"].user_id.isin(data["orders"].user_id.unique()[:100])]
+    with pytest.raises(NotEnoughData, match="100 buyers"):
+        prepare(data["frame"], few, end=data["end"], horizon_days=30, test=4, calibrate=4)
+
+
+def test_too_few_snapshots_stops_with_a_message(data):
+    frame = data["frame"][
+        data["frame"].snapshot_at <= data["frame"].snapshot_at.min() + pd.Timedelta(days=21)
+    ]
+    with pytest.raises(NotEnoughData, match="labelled snapshots"):
+        prepare(frame, data["orders"], end=data["end"], horizon_days=30, test=4, calibrate=4)
