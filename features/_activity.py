@@ -11,6 +11,7 @@ from features._catalogue import (
     Feature,
     day_index,
     days,
+    declare_time_shares,
     exact_sum,
     last_age,
     mean_in,
@@ -18,7 +19,6 @@ from features._catalogue import (
     ratio,
     sum_in,
 )
-from features._orders import HOUR_BANDS
 
 
 def _sessions(src: dict[str, ir.Table]) -> ir.Table:
@@ -90,21 +90,7 @@ d.count(
     lambda j: n_in(j, 30, j.first_bought.notnull() & (j.first_bought < j.snapshot_at)),
     window=30,
 )
-for band, lo, hi in HOUR_BANDS:
-    d(
-        f"sessions_{band}_share_90d",
-        f"share of sessions in the last 90 days started {lo:02d}:00-{hi:02d}:00 UTC",
-        lambda j, lo=lo, hi=hi: mean_in(
-            j, ((j.ts.hour() >= lo) & (j.ts.hour() < hi)).ifelse(1.0, 0.0), 90
-        ),
-        window=90,
-    )
-d(
-    "sessions_weekend_share_90d",
-    "share of sessions in the last 90 days on a weekend",
-    lambda j: mean_in(j, (j.ts.day_of_week.index() >= 5).ifelse(1.0, 0.0), 90),
-    window=90,
-)
+declare_time_shares(d, "sessions", 90)
 _session_aggs = d.take()
 d(
     "bought_category_share_30d",

@@ -191,3 +191,25 @@ def ratio(num: ir.Value, den: ir.Value) -> ir.Value:
 def _cond(j: ir.Table, window: int | None, where: ir.BooleanValue | None) -> ir.BooleanValue:
     cond = j.age.notnull() if window is None else j.age <= window
     return cond if where is None else cond & where
+
+
+HOUR_BANDS = (("night", 0, 6), ("morning", 6, 12), ("afternoon", 12, 18), ("evening", 18, 24))
+
+
+def declare_time_shares(d: Declare, what: str, window: int) -> None:
+    """Shares of `what` (orders, sessions) by hour band and on weekends, over a window."""
+    for band, lo, hi in HOUR_BANDS:
+        d(
+            f"{what}_{band}_share_{window}d",
+            f"share of {what} in the last {window} days at {lo:02d}:00-{hi:02d}:00 UTC",
+            lambda j, lo=lo, hi=hi: mean_in(
+                j, ((j.ts.hour() >= lo) & (j.ts.hour() < hi)).ifelse(1.0, 0.0), window
+            ),
+            window=window,
+        )
+    d(
+        f"{what}_weekend_share_{window}d",
+        f"share of {what} in the last {window} days on a weekend",
+        lambda j: mean_in(j, (j.ts.day_of_week.index() >= 5).ifelse(1.0, 0.0), window),
+        window=window,
+    )

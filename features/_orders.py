@@ -14,6 +14,7 @@ from features._catalogue import (
     day_index,
     days,
     days_since_epoch,
+    declare_time_shares,
     exact_mean,
     exact_std,
     exact_sum,
@@ -28,7 +29,6 @@ CYCLE_CATEGORIES = ("infant_formula", "diapers", "pet_food", "coffee", "skincare
 OTHER_CATEGORIES = ("snacks", "electronics", "apparel", "books", "appliances", "toys")
 CHANNELS = ("app", "web", "mini_program", "store")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-HOUR_BANDS = (("night", 0, 6), ("morning", 6, 12), ("afternoon", 12, 18), ("evening", 18, 24))
 
 
 def _orders(src: dict[str, ir.Table]) -> ir.Table:
@@ -378,21 +378,7 @@ for i, day in enumerate(WEEKDAYS):
         lambda j, i=i: mean_in(j, (j.ts.day_of_week.index() == i).ifelse(1.0, 0.0), 365),
         window=365,
     )
-for band, lo, hi in HOUR_BANDS:
-    d(
-        f"orders_{band}_share_365d",
-        f"share of orders in the last 365 days placed {lo:02d}:00-{hi:02d}:00 UTC",
-        lambda j, lo=lo, hi=hi: mean_in(
-            j, ((j.ts.hour() >= lo) & (j.ts.hour() < hi)).ifelse(1.0, 0.0), 365
-        ),
-        window=365,
-    )
-d(
-    "orders_weekend_share_365d",
-    "share of orders in the last 365 days placed on a weekend",
-    lambda j: mean_in(j, (j.ts.day_of_week.index() >= 5).ifelse(1.0, 0.0), 365),
-    window=365,
-)
+declare_time_shares(d, "orders", 365)
 d(
     "order_hour_mean_365d",
     "mean hour of day of orders (UTC), last 365 days",
