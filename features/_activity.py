@@ -12,6 +12,7 @@ from features._catalogue import (
     day_index,
     days,
     declare_time_shares,
+    distinct_in,
     exact_sum,
     last_age,
     mean_in,
@@ -69,7 +70,7 @@ d("days_since_last_session", "days since the most recent session", lambda j: las
 d.count(
     "session_days_30d",
     "distinct days with a session in the last 30 days",
-    lambda j: (j.age <= 30).ifelse(day_index(j.ts), None).nunique().cast("int64"),
+    lambda j: distinct_in(j, day_index(j.ts), 30),
     window=30,
 )
 d(
@@ -81,7 +82,7 @@ d(
 d.count(
     "distinct_categories_viewed_30d",
     "distinct main categories viewed in the last 30 days",
-    lambda j: (j.age <= 30).ifelse(j.category, None).nunique().cast("int64"),
+    lambda j: distinct_in(j, j.category, 30),
     window=30,
 )
 d.count(
@@ -223,7 +224,7 @@ for w in (7, 30, 90):
 d.count(
     "distinct_queries_30d",
     "distinct search queries in the last 30 days",
-    lambda j: (j.age <= 30).ifelse(j.query, None).nunique().cast("int64"),
+    lambda j: distinct_in(j, j.query, 30),
     window=30,
 )
 d("days_since_last_search", "days since the most recent search", lambda j: last_age(j))

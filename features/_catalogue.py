@@ -175,6 +175,11 @@ def mean_in(
     return exact_mean(cond.ifelse(value.cast("float64"), ibis.null("float64")))
 
 
+def distinct_in(j: ir.Table, value: ir.Value, window: int) -> ir.Value:
+    """Distinct values among the events in the window."""
+    return (j.age <= window).ifelse(value, None).nunique().cast("int64")
+
+
 def last_age(j: ir.Table, where: ir.BooleanValue | None = None) -> ir.Value:
     """Days since the most recent event (matching `where`)."""
     if where is None:

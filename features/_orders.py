@@ -15,6 +15,7 @@ from features._catalogue import (
     days,
     days_since_epoch,
     declare_time_shares,
+    distinct_in,
     exact_mean,
     exact_std,
     exact_sum,
@@ -72,7 +73,7 @@ for w in (30, 90, 365):
     d.count(
         f"order_days_{w}d",
         f"distinct days with an order in the last {w} days",
-        lambda j, w=w: (j.age <= w).ifelse(day_index(j.ts), None).nunique().cast("int64"),
+        lambda j, w=w: distinct_in(j, day_index(j.ts), w),
         window=w,
     )
 for w in (90, 365):
@@ -341,27 +342,25 @@ d(
 d.count(
     "distinct_skus_365d",
     "distinct products bought in the last 365 days",
-    lambda j: (j.age <= 365).ifelse(j.sku, None).nunique().cast("int64"),
+    lambda j: distinct_in(j, j.sku, 365),
     window=365,
 )
 d.count(
     "distinct_categories_365d",
     "distinct categories bought in the last 365 days",
-    lambda j: (j.age <= 365).ifelse(j.category, None).nunique().cast("int64"),
+    lambda j: distinct_in(j, j.category, 365),
     window=365,
 )
 d(
     "weight_per_order_365d",
     "mean kg per order, last 365 days",
-    lambda j: ratio(
-        sum_in(j, j.weight_kg * j.quantity, 365), (j.age <= 365).ifelse(j.order_id, None).nunique()
-    ),
+    lambda j: ratio(sum_in(j, j.weight_kg * j.quantity, 365), distinct_in(j, j.order_id, 365)),
     window=365,
 )
 d(
     "lines_per_order_365d",
     "mean order lines per order, last 365 days",
-    lambda j: ratio(n_in(j, 365), (j.age <= 365).ifelse(j.order_id, None).nunique()),
+    lambda j: ratio(n_in(j, 365), distinct_in(j, j.order_id, 365)),
     window=365,
 )
 BASKET = Family(

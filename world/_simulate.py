@@ -238,13 +238,18 @@ class _Shop:
             if on_day is not None:
                 on_day(day)
 
+    def _new_ids(self, table: str, n: int) -> np.ndarray:
+        """The next `n` ids of a table, numbered from 1 in the order rows are made."""
+        first = self.counters[table] + 1
+        self.counters[table] += int(n)
+        return np.arange(first, first + int(n))
+
     def _place_orders(self, day, day_us, order_users, du, dc, impulse) -> None:
         n_o = order_users.size
         slot = np.full(self.pop.city.size, -1)
         slot[order_users] = np.arange(n_o)
         t_order = day_us + _time_of_day(self.rng, self.pop.peak_hour[order_users]) * US
-        order_id = self.counters["order"] + 1 + np.arange(n_o)
-        self.counters["order"] += n_o
+        order_id = self._new_ids("order", n_o)
 
         # Lines: replenishments due today, the impulse item (the one waiting in the cart, if any),
         # and now and then an add-on from the shopper's tastes.
@@ -390,8 +395,7 @@ class _Shop:
         n_s = uniq.size
         s_order = (uniq // self.nodes.kind.size).astype(np.int64)
         s_node = (uniq % self.nodes.kind.size).astype(np.int64)
-        sid = self.counters["shipment"] + 1 + np.arange(n_s)
-        self.counters["shipment"] += n_s
+        sid = self._new_ids("shipment", n_s)
         weight = np.round(
             np.bincount(
                 inv, weights=self.cat.weight[item_sku[lines]] * item_qty[lines], minlength=n_s
@@ -460,8 +464,7 @@ class _Shop:
         )
         r = ret & (ret_t < self.cfg.end_us)
         reason = np.where(damaged[ln_ship], 0, self.rng.integers(1, 3, lines.size))
-        rid = self.counters["return"] + 1 + np.arange(r.sum())
-        self.counters["return"] += rid.size
+        rid = self._new_ids("return", r.sum())
         self.out.add(
             "returns",
             return_id=rid,
@@ -481,8 +484,7 @@ class _Shop:
 
     def _add_sessions(self, users, t_us, category, pages_mean) -> None:
         n = users.size
-        sid = self.counters["session"] + 1 + np.arange(n)
-        self.counters["session"] += n
+        sid = self._new_ids("session", n)
         pages = 1 + self.rng.poisson(pages_mean, n)
         self.out.add(
             "sessions",
@@ -497,8 +499,7 @@ class _Shop:
         )
 
     def _cart(self, users, t_us, sku, qty, action) -> None:
-        eid = self.counters["cart"] + 1 + np.arange(users.size)
-        self.counters["cart"] += users.size
+        eid = self._new_ids("cart", users.size)
         self.out.add(
             "cart_events",
             event_id=eid,
@@ -510,8 +511,7 @@ class _Shop:
         )
 
     def _contacts(self, users, t_us, reason, order_id) -> None:
-        cid = self.counters["contact"] + 1 + np.arange(users.size)
-        self.counters["contact"] += users.size
+        cid = self._new_ids("contact", users.size)
         self.out.add(
             "service_contacts",
             contact_id=cid,
@@ -553,8 +553,7 @@ class _Shop:
         search = self.rng.random(users.size) < np.where(interested, 0.5, 0.25)
         s_users, s_cat = users[search], category[search]
         vague = self.rng.random(s_users.size) < 0.1
-        sid = self.counters["search"] + 1 + np.arange(s_users.size)
-        self.counters["search"] += s_users.size
+        sid = self._new_ids("search", s_users.size)
         query = np.where(vague, P.N_CAT, s_cat)
         self.out.add(
             "searches",
