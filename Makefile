@@ -33,6 +33,7 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_world.py
 	$(BIN)/python bench/bench_features.py --materialize-users 20000
+	$(BIN)/python bench/bench_models.py
 
 clean:
 	rm -rf .cadence

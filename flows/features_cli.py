@@ -26,6 +26,7 @@ from features import (
     split_by_family,
 )
 from features.catalogue import NODE_FAMILIES, USER_FAMILIES
+from flows._warnings import quiet
 from flows.settings import Settings
 from ingest import SCHEMAS, read_end, staged_dir, type_problems
 
@@ -218,6 +219,7 @@ def build(
 def _store(settings: Settings):
     from features._store import open_store
 
+    quiet()
     if not (settings.features_dir / "manifest.json").exists():
         err.print(
             f"[red]no features in {settings.features_dir}; run `cadence features build`[/red]"
@@ -268,6 +270,7 @@ def features_demo(settings: Settings) -> None:
     """The demo's feature stage: build on the default grid, register, materialise."""
     from features._store import apply, materialize, open_store
 
+    quiet()
     conf = load_features_conf(settings.conf / "features.yaml")
     with console.status("building features"):
         manifest = build_features(settings.raw_dir, settings.features_dir, None, "duckdb", conf)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _PROJECT_CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     conf: Path = _PROJECT_CONF
     # "sqlite" (a file in the workspace) or redis://host:port[/db]
     online_store: str = "sqlite"
+    # Any MLflow tracking server; unset: a SQLite database in the workspace's mlflow/.
+    mlflow_tracking_uri: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
 
     @field_validator("home")
     @classmethod
@@ -26,6 +28,11 @@ class Settings(BaseSettings):
         if value.exists() and not value.is_dir():
             raise ValueError(f"CADENCE_HOME={value} exists and is not a folder")
         return value
+
+    @field_validator("mlflow_tracking_uri")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None
 
     @field_validator("online_store")
     @classmethod
@@ -51,3 +58,7 @@ class Settings(BaseSettings):
     @property
     def feast_dir(self) -> Path:
         return self.home / "feast"
+
+    @property
+    def lists_dir(self) -> Path:
+        return self.home / "lists"

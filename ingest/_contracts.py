@@ -36,6 +36,7 @@ _DOMAINS: dict[tuple[str, str], tuple] = {
     ("address_changes", "city_tier"): (1, 2, 3, 4, 5),
     ("service_contacts", "channel"): T.CONTACT_CHANNELS,
     ("service_contacts", "reason"): T.CONTACT_REASONS,
+    ("consents", "purpose"): T.CONSENT_PURPOSES,
 }
 
 _GE0 = pa.Check.ge(0)

@@ -34,6 +34,8 @@ AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55+")
 CART_ACTIONS = ("add", "remove", "purchase")
 RETURN_REASONS = ("damaged", "not_as_described", "changed_mind")
 CONTACT_CHANNELS = ("phone", "chat", "email")
+# What a shopper consents to: `profiling` covers scoring them for marketing.
+CONSENT_PURPOSES = ("profiling",)
 CONTACT_REASONS = ("late_delivery", "damaged", "return", "account", "other")
 
 # Columns that hold sensitive attributes: present for audits, never model inputs.
@@ -186,6 +188,14 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("refund", pa.float64()),
         ]
     ),
+    "consents": pa.schema(
+        [
+            ("user_id", pa.string()),
+            ("changed_at", TS),
+            ("purpose", pa.string()),
+            ("granted", pa.bool_()),
+        ]
+    ),
     "address_changes": pa.schema(
         [
             ("user_id", pa.string()),
@@ -240,6 +250,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "shipments": ("shipment_id",),
     "returns": ("return_id",),
     "address_changes": ("user_id", "changed_at"),
+    "consents": ("user_id", "changed_at", "purpose"),
     "service_contacts": ("contact_id",),
 }
 
@@ -255,6 +266,7 @@ FOREIGN_KEYS: dict[tuple[str, str], tuple[str, str]] = {
             "orders",
             "returns",
             "address_changes",
+            "consents",
             "service_contacts",
         )
     },
@@ -283,5 +295,6 @@ TIME_COLUMNS: dict[str, tuple[str, ...]] = {
     "shipments": ("shipped_at", "delivered_at"),
     "returns": ("requested_at",),
     "address_changes": ("changed_at",),
+    "consents": ("changed_at",),
     "service_contacts": ("ts",),
 }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 
 import numpy as np
@@ -40,13 +42,27 @@ class BGNBD:
         self.penalizer = penalizer
 
     def fit(self, summary: pd.DataFrame) -> BGNBD:
+        """Fits by maximum likelihood; where the optimiser does not converge, retries with a
+        penalizer ten times larger (lifetimes' own advice), up to three times."""
         from lifetimes import BetaGeoFitter
+        from lifetimes.fitters import ConvergenceError
 
-        self.fitter_ = BetaGeoFitter(penalizer_coef=self.penalizer)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.fitter_.fit(summary.frequency, summary.recency, summary["T"])
-        return self
+        penalizer = self.penalizer
+        for attempt in range(4):
+            self.fitter_ = BetaGeoFitter(penalizer_coef=penalizer)
+            try:
+                # lifetimes prints the optimiser's state before raising ConvergenceError.
+                with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                    warnings.simplefilter("ignore")
+                    self.fitter_.fit(summary.frequency, summary.recency, summary["T"])
+            except ConvergenceError:
+                if attempt == 3:
+                    raise
+                penalizer *= 10
+                continue
+            self.penalizer_ = penalizer
+            return self
+        raise AssertionError("unreachable")
 
     def expected(self, summary: pd.DataFrame) -> np.ndarray:
         with warnings.catch_warnings():

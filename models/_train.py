@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,20 +16,63 @@ from models._metrics import classification_metrics, timing_metrics
 from models._split import TimeSplit, time_split
 
 MIN_BUYERS = 500
+# A replenishment overdue by more than this has probably ended (the child outgrew formula).
+OVERDUE_DAYS = 10
 
 
 class NotEnoughData(ValueError):
     """Too little data to train; the message says what is missing."""
 
 
+def with_due_dates(frame: pd.DataFrame) -> pd.DataFrame:
+    """Adds days until each replenishment falls due (mean gap minus days since), and the
+    nearest of them: differences a tree cannot form from the two columns by itself."""
+    out = frame.copy()
+    due = []
+    for c in CYCLE_CATEGORIES:
+        if f"{c}_gap_mean" in frame and f"{c}_days_since" in frame:
+            out[f"{c}_due_in_days"] = frame[f"{c}_gap_mean"] - frame[f"{c}_days_since"]
+            due.append(out[f"{c}_due_in_days"])
+    if due:
+        d = pd.concat(due, axis=1)
+        out["next_due_in_days"] = d.where(d > -OVERDUE_DAYS).min(axis=1)
+    if "gap_mean" in frame and "days_since_last_order" in frame:
+        out["gap_due_in_days"] = frame["gap_mean"] - frame["days_since_last_order"]
+    return out
+
+
 @dataclass
 class Trained:
+    """Both estimators, the catalogue features they read, and the split they were judged on."""
+
     propensity: Propensity
     timing: Timing
     features: list[str]
     split: TimeSplit
     horizon_days: int
     report: dict[str, dict] = field(default_factory=dict)
+
+    def inputs(self, frame: pd.DataFrame) -> pd.DataFrame:
+        missing = [f for f in self.features if f not in frame]
+        if missing:
+            raise ValueError(
+                f"the model needs {len(missing)} feature(s) the frame lacks: {missing[:5]}"
+            )
+        return with_due_dates(frame[self.features])
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """probability (of an order within the horizon), expected_days and its 80% interval."""
+        X = self.inputs(frame)
+        low, high = self.timing.interval(X)
+        return pd.DataFrame(
+            {
+                "probability": self.propensity.predict_proba(X),
+                "expected_days": self.timing.predict(X),
+                "days_low": low,
+                "days_high": high,
+            },
+            index=frame.index,
+        )
 
 
 def prepare(
@@ -51,10 +95,17 @@ def prepare(
         )
     except ValueError as exc:
         raise NotEnoughData(str(exc)) from exc
-    rows = label_rows(features, orders, horizons=(horizon_days,), end=end)
+    return split_rows(features, orders, end, split), split
+
+
+def split_rows(
+    frame: pd.DataFrame, orders: pd.DataFrame, end: pd.Timestamp, split: TimeSplit
+) -> pd.DataFrame:
+    """Labels rows and assigns them to a given split's slices (for re-evaluating a model)."""
+    h = split.horizon_days
+    rows = label_rows(frame, orders, horizons=(h,), end=end)
     rows["slice"] = split.slice_of(rows.snapshot_at)
-    rows = rows[rows.slice.notna() & rows[f"y_{horizon_days}d"].notna()]
-    return rows, split
+    return rows[rows.slice.notna() & rows[f"y_{h}d"].notna()]
 
 
 def fit(
@@ -63,23 +114,27 @@ def fit(
     split: TimeSplit,
     *,
     seed: int = 0,
-    n_estimators: int = 400,
+    propensity: dict[str, Any] | None = None,
+    timing: dict[str, Any] | None = None,
 ) -> Trained:
+    """Fits both estimators on the train slice and calibrates them on the calibration slice;
+    `propensity` and `timing` are keyword arguments of `Propensity` and `Timing`."""
     h = split.horizon_days
     train, cal = rows[rows.slice == "train"], rows[rows.slice == "calibrate"]
     y = f"y_{h}d"
-    prop = Propensity(seed=seed, n_estimators=n_estimators).fit(
-        train[feature_names], train[y].to_numpy(int), cal[feature_names], cal[y].to_numpy(int)
+    X, X_cal = with_due_dates(train[feature_names]), with_due_dates(cal[feature_names])
+    prop = Propensity(seed=seed, **(propensity or {})).fit(
+        X, train[y].to_numpy(int), X_cal, cal[y].to_numpy(int)
     )
-    timing = Timing(seed=seed).fit(
-        train[feature_names],
+    timing_model = Timing(seed=seed, **(timing or {})).fit(
+        X,
         train.days_to_next.to_numpy(float),
         train.censored.to_numpy(),
-        cal[feature_names],
+        X_cal,
         cal.days_to_next.to_numpy(float),
         cal.censored.to_numpy(),
     )
-    return Trained(prop, timing, feature_names, split, h)
+    return Trained(prop, timing_model, feature_names, split, h)
 
 
 def evaluate(
@@ -89,14 +144,23 @@ def evaluate(
     oracle: pd.DataFrame | None = None,
 ) -> dict[str, dict]:
     """Metrics of the model and each baseline on the test slice (and of the oracle, if known)."""
+    return evaluate_scores(model, rows, orders, oracle)[0]
+
+
+def evaluate_scores(
+    model: Trained,
+    rows: pd.DataFrame,
+    orders: pd.DataFrame,
+    oracle: pd.DataFrame | None = None,
+) -> tuple[dict[str, dict], np.ndarray, dict[str, np.ndarray]]:
+    """The report, the test labels, and each scorer's probabilities on the test rows."""
     h = model.horizon_days
     y_col = f"y_{h}d"
     test, cal = rows[rows.slice == "test"], rows[rows.slice == "calibrate"]
     y = test[y_col].to_numpy(int)
-    X = test[model.features]
-    p = model.propensity.predict_proba(X)
-    median = model.timing.predict(X)
-    low, high = model.timing.interval(X)
+    pred = model.predict(test)
+    p = pred.probability.to_numpy()
+    median, low, high = (pred[c].to_numpy() for c in ("expected_days", "days_low", "days_high"))
     report = {
         "model": {
             **classification_metrics(y, p),
@@ -118,7 +182,16 @@ def evaluate(
 
     iso = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1)
     iso.fit(rule_score(cal), cal[y_col].to_numpy(int))
-    report["rule"] = classification_metrics(y, iso.predict(rule_score(test)))
+    scores = {"model": p, "rule": iso.predict(rule_score(test))}
+    report["rule"] = classification_metrics(y, scores["rule"])
+    # Its timing: the nearest replenishment due date, else the shopper's mean gap since the
+    # last order, else the calibration slice's median time to the next order.
+    due = rule_due_days(test, cal)
+    report["rule"].update(timing_metrics(test.days_to_next, test.censored, due, due, due))
+    del report["rule"]["interval_coverage"]
+    if cyc.any():
+        t = timing_metrics(test.days_to_next[cyc], test.censored[cyc], due[cyc], due[cyc], due[cyc])
+        report["rule"]["timing_mae_days_cycle"] = t["timing_mae_days"]
 
     # BG/NBD: fitted on the history before the last training snapshot, calibrated likewise.
     bg = BGNBD(h).fit(rfm_summary(orders, max(model.split.train)))
@@ -126,6 +199,7 @@ def evaluate(
     bg.calibrate(cal_p, cal[y_col].to_numpy(int))
     test_p = bg.calibrator_.predict(_bgnbd_rows(bg, test, orders))
     report["bgnbd"] = classification_metrics(y, test_p)
+    scores["bgnbd"] = test_p
 
     if oracle is not None:
         o = test[["user_id", "snapshot_at"]].merge(
@@ -133,11 +207,23 @@ def evaluate(
         )
         known = o[f"p_{h}d"].notna().to_numpy()
         if known.all():
-            report["oracle"] = classification_metrics(y, o[f"p_{h}d"].to_numpy(float))
+            scores["oracle"] = o[f"p_{h}d"].to_numpy(float)
+            report["oracle"] = classification_metrics(y, scores["oracle"])
             report["model"]["share_of_oracle_auc"] = (
                 report["model"]["roc_auc"] / report["oracle"]["roc_auc"]
             )
-    return report
+    return report, y, scores
+
+
+def rule_due_days(rows: pd.DataFrame, cal: pd.DataFrame) -> np.ndarray:
+    d = with_due_dates(rows)
+    seen = cal.days_to_next[~cal.censored]
+    fallback = float(seen.median()) if len(seen) else 30.0
+    due = pd.Series(np.nan, index=rows.index)
+    for col in ("next_due_in_days", "gap_due_in_days"):
+        if col in d:
+            due = due.fillna(d[col].where(d[col] > -OVERDUE_DAYS))
+    return due.fillna(fallback).clip(lower=0.5).to_numpy(float)
 
 
 def cycle_buyers(rows: pd.DataFrame) -> pd.Series:

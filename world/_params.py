@@ -84,3 +84,8 @@ LOAD_KNEE = 0.85
 # Returns: share of delivered items returned, by category; damaged goods mostly come back.
 RETURN_RATE = np.array([0.01, 0.01, 0.01, 0.01, 0.03, 0.01, 0.005, 0.05, 0.12, 0.02, 0.04, 0.03])
 RETURN_IF_DAMAGED = 0.6
+
+# Consent to profiling: the share of shoppers who withdraw it at some point, and the share of
+# those who grant it again 30-120 days later.
+CONSENT_WITHDRAW_SHARE = 0.04
+CONSENT_REGRANT_SHARE = 0.25

@@ -151,6 +151,7 @@ class _Shop:
         finally:
             self.pool.shutdown(wait=True, cancel_futures=True)
         yield "coupons", self.coupons.table(self.ids)
+        yield "consents", _consents_table(self.cfg, self.pop, self.ids)
         yield "truth_latent", truth_latent(self.pop, self.st.alive, self.ids)
         yield "truth_cycles", _cycles_table(self.pop, self.st, self.ids)
 
@@ -814,6 +815,32 @@ def _oracle_table(cfg, snap, st, pop, mult, ids) -> pa.Table:
     for h, p in zip(cfg.horizons_days, probs, strict=True):
         cols[f"p_{h}d"] = pa.array(p)
     return pa.table(cols)
+
+
+def _consents_table(cfg, pop, ids) -> pa.Table:
+    """Withdrawals of consent to profiling (and some later re-grants), at any time between
+    signing up and the end. Drawn from a stream of their own, so the shop's behaviour, and
+    every other table, is what it was without them; nobody's buying depends on consent."""
+    rng = np.random.default_rng([cfg.seed, 0xC0])
+    n = cfg.users
+    withdraw = np.flatnonzero(rng.random(n) < P.CONSENT_WITHDRAW_SHARE)
+    span_s = cfg.days * DAY_S
+    first = np.maximum(pop.signup_s[withdraw], 0)
+    at_s = first + rng.random(withdraw.size) * (span_s - first)
+    again = rng.random(withdraw.size) < P.CONSENT_REGRANT_SHARE
+    back_s = at_s + rng.uniform(30, 120, withdraw.size) * DAY_S
+    again &= back_s < span_s
+    users = np.concatenate([withdraw, withdraw[again]])
+    times = np.concatenate([at_s, back_s[again]]).astype(np.int64)
+    order = np.lexsort((times, users))
+    return pa.table(
+        {
+            "user_id": ids.user.take(pa.array(users[order])),
+            "changed_at": pa.array(cfg.start_us + times[order] * US, pa.timestamp("us", "UTC")),
+            "purpose": pa.array(np.full(users.size, "profiling")),
+            "granted": pa.array(np.arange(users.size)[order] >= withdraw.size),
+        }
+    )
 
 
 def _cycles_table(pop, st, ids) -> pa.Table:

@@ -107,6 +107,13 @@ BREAKAGES = {
         "not found in users.user_id",
     ),
     "after the end": (_after_end, "orders", "ordered_at", "after the data's end"),
+    "consent purpose": (_set("consents", "purpose", "lottery"), "consents", "purpose", "isin"),
+    "consent of nobody": (
+        _set("consents", "user_id", "nobody"),
+        "consents",
+        "user_id",
+        "not found in users.user_id",
+    ),
     "missing column": (_drop_column, "sessions", "dwell_seconds", "missing column"),
     "missing orders": (_drop_orders, "orders", "", "required table is missing"),
 }

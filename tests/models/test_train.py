@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
+import pyarrow as pa
 import pytest
 
-from features._training import training_frame
-from flows.features_cli import build_features
-from flows.world_cli import write_world
+from models._data import feature_rows
 from models._train import NotEnoughData, evaluate, fit, prepare
-from world import WorldConfig
-
-WORLD = WorldConfig(users=1500, days=240, seed=5, start=dt.date(2025, 1, 1))
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> dict:
-    home = tmp_path_factory.mktemp("models")
-    write_world(WORLD, home / "raw", home / "truth")
-    conf = {"every_days": 7, "first_after_days": 28, "horizon_days": 30}
-    build_features(home / "raw", home / "features", None, "duckdb", conf)
-    keys = pq.read_table(home / "features/users/orders.parquet", columns=["user_id", "snapshot_at"])
-    frame = training_frame(home / "features", keys.rename_columns(["user_id", "event_timestamp"]))
-    frame = frame.to_pandas().rename(columns={"event_timestamp": "snapshot_at"})
+def data(model_home) -> dict:
+    home = model_home
+    frame = feature_rows(home / "features")
     orders = pd.read_parquet(home / "raw/orders.parquet", columns=["user_id", "ordered_at"])
     end = pd.Timestamp(json.loads((home / "raw/manifest.json").read_text())["end"])
     return {
@@ -45,7 +34,7 @@ def trained(data):
     rows, split = prepare(
         data["frame"], data["orders"], end=data["end"], horizon_days=30, test=4, calibrate=4
     )
-    return rows, fit(rows, feats, split, n_estimators=120)
+    return rows, fit(rows, feats, split, propensity={"n_estimators": 120})
 
 
 def test_no_label_window_of_an_earlier_slice_reaches_a_later_slice(trained):
@@ -73,8 +62,8 @@ def test_isotonic_calibration_improves_on_raw_scores(trained):
     y = test.y_30d.to_numpy(int)
     from models._metrics import ece
 
-    raw = model.propensity.raw(test[model.features])
-    cal = model.propensity.predict_proba(test[model.features])
+    raw = model.propensity.raw(model.inputs(test))
+    cal = model.propensity.predict_proba(model.inputs(test))
     assert ece(y, cal) <= ece(y, raw) + 0.005
     assert np.all((cal >= 0) & (cal <= 1))
 
@@ -91,3 +80,18 @@ def test_too_few_snapshots_stops_with_a_message(data):
     ]
     with pytest.raises(NotEnoughData, match="labelled snapshots"):
         prepare(frame, data["orders"], end=data["end"], horizon_days=30, test=4, calibrate=4)
+
+
+def test_feature_rows_read_side_by_side_equal_the_point_in_time_join(data):
+    from features._training import training_frame
+
+    home = data["home"]
+    at = sorted(data["frame"].snapshot_at.unique())[-3:]
+    fast = feature_rows(home / "features", at).sort_values(["user_id", "snapshot_at"])
+    keys = fast[["user_id", "snapshot_at"]].rename(columns={"snapshot_at": "event_timestamp"})
+    slow = training_frame(home / "features", pa.Table.from_pandas(keys, preserve_index=False))
+    slow = slow.to_pandas().rename(columns={"event_timestamp": "snapshot_at"})
+    assert len(fast) > 1000 and set(fast.snapshot_at) == set(at)
+    pd.testing.assert_frame_equal(
+        fast.reset_index(drop=True), slow.reset_index(drop=True), check_dtype=False
+    )

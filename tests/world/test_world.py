@@ -152,3 +152,17 @@ def test_oracle_agrees_with_observed_outcomes(frames, horizon):
     assert ((g.y - g.p).abs() <= tol).all(), g
     # And it separates: the oracle is worth scoring against.
     assert g.y.iloc[-1] - g.y.iloc[0] > 0.5
+
+
+def test_consent_withdrawals_come_after_signup_and_leave_buying_alone(frames):
+    c = frames["consents"]
+    signup = frames["users"].set_index("user_id").signup_at
+    assert (c.changed_at.to_numpy() >= signup.loc[c.user_id].to_numpy()).all()
+    assert c.changed_at.max() < END and set(c.purpose) == {"profiling"}
+    first = c.sort_values("changed_at").groupby("user_id").granted.first()
+    assert not first.any()  # a shopper's first change is always a withdrawal
+    assert 0.02 < len(first) / len(frames["users"]) < 0.06
+    # Consent is drawn from a stream of its own: withdrawers order like everyone else.
+    per_user = frames["orders"].groupby("user_id").size().reindex(signup.index, fill_value=0)
+    out = per_user.index.isin(first.index)
+    assert abs(per_user[out].mean() - per_user[~out].mean()) < 0.25 * per_user.mean()

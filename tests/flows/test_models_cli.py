@@ -1,0 +1,202 @@
+"""The repurchase model's life cycle through the `cadence` CLI: train, evaluate, promote (and
+refuse), roll back, score; and the same on an orders-only import."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+runner = CliRunner()
+CONF = Path(__file__).resolve().parents[2] / "conf"
+METRICS = {"roc_auc", "pr_auc", "brier", "ece", "lift_top_decile"}
+
+
+def _conf(folder: Path, **changes) -> Path:
+    """A copy of conf/ with models.yaml changed: {"promotion.max_ece": 0.1, ...}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in CONF.glob("*.yaml"):
+        shutil.copy(f, folder / f.name)
+    data = yaml.safe_load((folder / "models.yaml").read_text())
+    # The small world's test slice has ~5,000 rows; its calibration error is noisier.
+    data["promotion"]["max_ece"] = 0.05
+    for key, value in changes.items():
+        section, name = key.split(".")
+        data[section][name] = value
+    (folder / "models.yaml").write_text(yaml.safe_dump(data))
+    return folder
+
+
+def _run(home: Path, conf: Path, *args: str):
+    env = {"CADENCE_HOME": str(home), "CADENCE_CONF": str(conf), "MLFLOW_TRACKING_URI": ""}
+    return runner.invoke(app, list(args), env=env)
+
+
+def _client(home: Path) -> MlflowClient:
+    uri = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@pytest.fixture(scope="module")
+def life(model_home, tmp_path_factory) -> dict:
+    """Runs the whole life cycle once, in order, and keeps every step's result."""
+    home = tmp_path_factory.mktemp("life")
+    for part in ("raw", "truth", "features"):
+        shutil.copytree(model_home / part, home / part)
+    conf = _conf(home.parent / f"{home.name}-conf")
+    weak = {"n_estimators": 2, "max_depth": 1, "learning_rate": 0.1}
+    worse = _conf(home.parent / f"{home.name}-worse", **{"training.propensity": weak})
+    anyway = _conf(home.parent / f"{home.name}-anyway", **{"promotion.margin_roc_auc": -1.0})
+    steps = {"home": home}
+    steps["score_first"] = _run(home, conf, "score")
+    steps["train"] = _run(home, conf, "train", "repurchase")
+    steps["evaluate"] = _run(home, conf, "evaluate", "repurchase", "--json")
+    steps["promote"] = _run(home, conf, "promote", "repurchase")
+    steps["score"] = _run(home, conf, "score")
+    steps["score_bad_date"] = _run(home, conf, "score", "--as-of", "2020-01-01")
+    steps["train_worse"] = _run(home, worse, "train", "repurchase")
+    steps["promote_worse"] = _run(home, worse, "promote", "repurchase")
+    steps["train_third"] = _run(home, anyway, "train", "repurchase")
+    steps["promote_third"] = _run(home, anyway, "promote", "repurchase", "--reason", "retrain")
+    steps["rollback"] = _run(home, conf, "rollback", "repurchase", "--reason", "bad week")
+    steps["rollback_again"] = _run(home, conf, "rollback", "repurchase", "--reason", "again")
+    return steps
+
+
+def test_score_before_any_champion_says_to_train_first(life):
+    r = life["score_first"]
+    assert r.exit_code == 2
+    assert "no champion" in r.output and "cadence train repurchase" in r.output
+
+
+def test_train_logs_the_run_and_registers_a_challenger(life):
+    assert life["train"].exit_code == 0, life["train"].output
+    client = _client(life["home"])
+    v = client.get_model_version("repurchase", "1")
+    run = client.get_run(v.run_id)
+    assert run.data.params["horizon_days"] == "30"
+    assert int(run.data.params["features"]) >= 200
+    assert run.data.tags["feature_service"] == "repurchase_v1"
+    assert {"data_window", "train_window", "test_window"} <= run.data.tags.keys()
+    for name in ("model", "rule", "bgnbd", "oracle"):
+        assert 0.5 < run.data.metrics[f"{name}.roc_auc"] <= 1
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"calibration.png", "gain.png", "feature_importance.csv", "evaluation.json"} <= artifacts
+    info = mlflow.models.get_model_info("models:/repurchase/1")
+    assert info.signature is not None and info.saved_input_example_info is not None
+    # The artifacts live in the workspace, beside the database.
+    assert (life["home"] / "mlflow" / "artifacts").is_dir()
+
+
+def test_evaluate_json_reports_every_scorer(life):
+    r = life["evaluate"]
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    for name in ("model", "rule", "bgnbd", "oracle"):
+        assert METRICS <= out[name].keys(), name
+    assert {"timing_mae_days", "interval_coverage"} <= out["model"].keys()
+    assert out["horizon_days"] == 30 and out["n_test"] > 1000
+    assert ".." in out["test_window"]
+    assert out["model"]["roc_auc"] > out["bgnbd"]["roc_auc"]
+
+
+def test_first_challenger_passing_its_gates_becomes_champion(life):
+    assert life["promote"].exit_code == 0, life["promote"].output
+    client = _client(life["home"])
+    champion = client.get_model_version_by_alias("repurchase", "champion")
+    assert str(champion.version) == "1"
+    assert "no champion yet" in champion.tags["promotion_reason"]
+
+
+def test_score_writes_the_list_without_users_who_withdrew_consent(life):
+    r = life["score"]
+    assert r.exit_code == 0, r.output
+    assert "high" in r.output and "expected within 30 days" in r.output.replace("orders ", "")
+    folder = next((life["home"] / "lists").glob("repurchase-*"))
+    scored = pd.read_parquet(folder / "scores.parquet")
+    csv = pd.read_csv(folder / "scores.csv")
+    assert len(scored) == len(csv) > 500
+    assert scored.user_id.is_unique
+    consents = pd.read_parquet(life["home"] / "raw" / "consents.parquet")
+    as_of = scored.as_of.iloc[0]
+    last = consents[consents.changed_at < as_of].sort_values("changed_at")
+    last = last.groupby("user_id").granted.last()
+    out = set(last.index[~last])
+    assert out and not out & set(scored.user_id)
+    assert scored.probability.between(0, 1).all()
+    assert (scored.likelihood == (scored.probability * 100).round().astype(int)).all()
+    assert (scored[scored.band == "high"].probability >= 0.6).all()
+    assert (scored[scored.band == "low"].probability < 0.3).all()
+    assert (scored.next_order_date_low <= scored.expected_next_order_date).all()
+    assert (scored.expected_next_order_date <= scored.next_order_date_high).all()
+    assert (pd.to_datetime(scored.contact_date) >= as_of.tz_localize(None).floor("D")).all()
+    assert scored.driver_1.notna().all() and (scored.model_version == "repurchase/1").all()
+    # The drivers are the largest contributions, in order.
+    assert (scored.driver_1_shap.abs() >= scored.driver_2_shap.abs()).all()
+
+
+def test_score_for_a_date_without_features_says_so(life):
+    r = life["score_bad_date"]
+    assert r.exit_code == 2 and "no features as of 2020-01-01" in r.output
+
+
+def test_a_worse_challenger_is_refused_and_the_champion_stays(life):
+    assert life["train_worse"].exit_code == 0, life["train_worse"].output
+    r = life["promote_worse"]
+    assert r.exit_code == 1 and "FAIL beats_champion" in r.output.replace("FAIL ", "FAIL ")
+    client = _client(life["home"])
+    v2 = client.get_model_version("repurchase", "2")
+    assert "beats_champion: FAIL" in v2.tags["promotion_refused_reason"]
+    assert "promoted_at" not in v2.tags
+    # Refused, it stayed challenger until the next training replaced it.
+    assert client.get_model_version("repurchase", "3").tags["previous_champion"] == "1"
+
+
+def test_rollback_restores_the_previous_champion_with_its_reason(life):
+    assert life["promote_third"].exit_code == 0, life["promote_third"].output
+    assert life["rollback"].exit_code == 0, life["rollback"].output
+    client = _client(life["home"])
+    assert str(client.get_model_version_by_alias("repurchase", "champion").version) == "1"
+    v3 = client.get_model_version("repurchase", "3")
+    assert v3.tags["rollback_reason"] == "bad week"
+    assert v3.tags["promotion_reason"].startswith("retrain")
+    r = life["rollback_again"]
+    assert r.exit_code == 2 and "first champion" in r.output
+
+
+def test_orders_only_import_trains_promotes_and_scores(model_home, tmp_path):
+    """A shop's own order log, with its own column names, end to end."""
+    orders = pd.read_parquet(model_home / "raw" / "orders.parquet")
+    log = tmp_path / "shop.csv"
+    orders.rename(columns={"user_id": "Kunde", "ordered_at": "Zeit", "amount": "Betrag"})[
+        ["Kunde", "Zeit", "Betrag"]
+    ].to_csv(log, index=False)
+    # An order log alone gives a thinner model whose calibration on ~5,000 test rows is noisier.
+    home, conf = tmp_path / "home", _conf(tmp_path / "conf", **{"promotion.max_ece": 0.1})
+    steps = [
+        ("data", "import-orders", str(log), "--customer", "Kunde", "--timestamp", "Zeit")
+        + ("--amount", "Betrag"),
+        ("features", "build"),
+        ("train", "repurchase"),
+        ("promote", "repurchase"),
+        ("score",),
+    ]
+    for args in steps:
+        r = _run(home, conf, *args)
+        assert r.exit_code == 0, f"{args}: {r.output}"
+    assert "no consent log" in r.output
+    scored = pd.read_parquet(next((home / "lists").glob("repurchase-*")) / "scores.parquet")
+    assert len(scored) > 500 and scored.band.isin(["low", "medium", "high"]).all()
+    evaluation = json.loads(_run(home, conf, "evaluate", "repurchase", "--json").output)
+    assert "oracle" not in evaluation
+    assert evaluation["model"]["roc_auc"] > evaluation["bgnbd"]["roc_auc"] - 0.02
