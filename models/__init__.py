@@ -1,8 +1,7 @@
-"""Models: repurchase propensity and timing, their baselines and evaluation (in progress).
+"""Models: repurchase propensity and timing, their baselines, evaluation, registry and lists.
 
-Built so far: labels per (user, snapshot) with censoring, the time-only split, the calibrated
-XGBoost propensity, the XGBoost AFT timing model, the rule and BG/NBD baselines, and the
-evaluation against them and the world's oracle. Not built yet: MLflow tracking and the
-registry, promotion gates, scored lists and the `cadence train/evaluate/promote/score`
-commands; the routing models.
+Labels per (user, snapshot) with censoring, the time-only split, the calibrated XGBoost
+propensity, the XGBoost AFT timing model, the rule and BG/NBD baselines, the evaluation against
+them and the world's oracle, MLflow tracking with the `repurchase` registry (challenger,
+champion, gates, rollback) and the scored list. Not built yet: the routing models.
 """
