@@ -30,7 +30,7 @@ _CONF_KEYS = {
     "split": {"test_snapshots", "calibrate_snapshots"},
     "training": {"seed", "propensity", "timing"},
     "promotion": {"margin_roc_auc", "max_ece"},
-    "scoring": {"lead_days", "bands"},
+    "scoring": {"lead_days", "drivers", "bands"},
 }
 
 
@@ -44,6 +44,8 @@ def load_models_conf(path: Path) -> dict[str, Any]:
             unknown |= {f"{key}.{k}" for k in set(data[key]) - allowed}
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}")
+    if data["scoring"]["drivers"] not in ("treeshap", "approximate"):
+        raise ValueError(f"{path}: scoring.drivers must be treeshap or approximate")
     bands = data["scoring"]["bands"]
     if not 0 < bands["medium"] < bands["high"] < 1:
         raise ValueError(f"{path}: scoring.bands needs 0 < medium < high < 1, got {bands}")
@@ -367,7 +369,7 @@ def score_users(
     from ingest import staged_dir
     from models import _data
     from models._registry import CHAMPION, alias_version, load
-    from models._score import pick_snapshot, score_frame, summary
+    from models._score import pick_snapshot, score_frame, summary, write_list
 
     ctx = _Ctx(settings)
     version = alias_version(ctx.name, CHAMPION)
@@ -397,11 +399,11 @@ def score_users(
         medium=float(scoring["bands"]["medium"]),
         high=float(scoring["bands"]["high"]),
         model_version=f"{ctx.name}/{version}",
+        exact_drivers=scoring["drivers"] == "treeshap",
     )
     target = settings.lists_dir / f"{ctx.name}-{snap.date()}"
     with staged_dir(target) as tmp:
-        scored.to_parquet(tmp / "scores.parquet", index=False)
-        scored.to_csv(tmp / "scores.csv", index=False)
+        write_list(scored, tmp)
     info = {
         **summary(scored),
         "as_of": snap.isoformat(),

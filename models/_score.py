@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from models._train import Trained
 
@@ -38,15 +43,19 @@ def score_frame(
     medium: float,
     high: float,
     model_version: str,
+    exact_drivers: bool = True,
 ) -> pd.DataFrame:
     """One row per user in `frame`: probability, band, expected date and interval, contact
-    date, the three features that moved the score most (TreeSHAP), model version, as-of."""
-    pred = trained.predict(frame)
+    date, the three features that moved the score most (TreeSHAP, or its fast approximation
+    with `exact_drivers=False`), model version, as-of."""
+    X = trained.inputs(frame)
+    dm = trained.matrix(X)
+    pred = trained.predict_inputs(X, dm)
     p = pred.probability.to_numpy()
-    day = snapshot.floor("D")
+    day = np.datetime64(snapshot.floor("D").tz_localize(None), "D")
 
     def on(days: np.ndarray) -> np.ndarray:
-        return (day + pd.to_timedelta(np.round(days), unit="D")).date
+        return day + np.round(days).astype("timedelta64[D]")
 
     expected_days = pred.expected_days.to_numpy()
     out = pd.DataFrame(
@@ -62,9 +71,13 @@ def score_frame(
             "contact_date": on(np.maximum(np.round(expected_days) - lead_days, 0)),
         }
     )
-    X = trained.inputs(frame)
-    contrib = trained.propensity.contributions(X)
-    top = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :DRIVERS]
+    contrib = trained.propensity.contributions(dm, exact=exact_drivers)
+    # The three largest contributions by size, largest first (a partition, then a sort of 3).
+    size = np.abs(contrib)
+    top = np.argpartition(-size, DRIVERS - 1, axis=1)[:, :DRIVERS]
+    top = np.take_along_axis(
+        top, np.argsort(-np.take_along_axis(size, top, 1), axis=1, kind="stable"), 1
+    )
     names = np.asarray(X.columns)
     for k in range(DRIVERS):
         out[f"driver_{k + 1}"] = names[top[:, k]]
@@ -72,6 +85,17 @@ def score_frame(
     out["model_version"] = model_version
     out["as_of"] = snapshot
     return out
+
+
+def write_list(scored: pd.DataFrame, folder: Path) -> None:
+    """The list as Parquet and CSV (dates as YYYY-MM-DD), written by Arrow."""
+    table = pa.Table.from_pandas(scored, preserve_index=False)
+    dates = ("expected_next_order_date", "next_order_date_low", "next_order_date_high")
+    for col in (*dates, "contact_date"):
+        i = table.schema.get_field_index(col)
+        table = table.set_column(i, col, table[col].cast(pa.date32()))
+    pq.write_table(table, folder / "scores.parquet", compression="zstd")
+    pacsv.write_csv(table, folder / "scores.csv")
 
 
 def summary(scored: pd.DataFrame) -> dict[str, object]:

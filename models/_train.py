@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xgboost as xgb
 
 from features._orders import CYCLE_CATEGORIES
 from models._baselines import BGNBD, rfm_summary, rule_score
@@ -61,17 +62,26 @@ class Trained:
         return with_due_dates(frame[self.features])
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """probability (of an order within the horizon), expected_days and its 80% interval."""
-        X = self.inputs(frame)
-        low, high = self.timing.interval(X)
+        """probability (of an order within the horizon), expected_days (to the next order, for
+        a shopper who orders again) and its 80% interval."""
+        return self.predict_inputs(self.inputs(frame))
+
+    def matrix(self, X: pd.DataFrame) -> xgb.DMatrix:
+        """The model inputs as one XGBoost matrix, to share between predictions."""
+        return xgb.DMatrix(X, nthread=self.propensity.n_jobs)
+
+    def predict_inputs(self, X: pd.DataFrame, dm: xgb.DMatrix | None = None) -> pd.DataFrame:
+        dm = self.matrix(X) if dm is None else dm
+        expected = self.timing.predict(dm)
+        low, high = self.timing.interval_around(expected)
         return pd.DataFrame(
             {
-                "probability": self.propensity.predict_proba(X),
-                "expected_days": self.timing.predict(X),
+                "probability": self.propensity.predict_proba(dm),
+                "expected_days": expected,
                 "days_low": low,
                 "days_high": high,
             },
-            index=frame.index,
+            index=X.index,
         )
 
 

@@ -70,6 +70,7 @@ def life(model_home, tmp_path_factory) -> dict:
     steps["promote_third"] = _run(home, anyway, "promote", "repurchase", "--reason", "retrain")
     steps["rollback"] = _run(home, conf, "rollback", "repurchase", "--reason", "bad week")
     steps["rollback_again"] = _run(home, conf, "rollback", "repurchase", "--reason", "again")
+    steps["train_7d"] = _run(home, conf, "train", "repurchase", "--horizon", "7")
     return steps
 
 
@@ -200,3 +201,11 @@ def test_orders_only_import_trains_promotes_and_scores(model_home, tmp_path):
     evaluation = json.loads(_run(home, conf, "evaluate", "repurchase", "--json").output)
     assert "oracle" not in evaluation
     assert evaluation["model"]["roc_auc"] > evaluation["bgnbd"]["roc_auc"] - 0.02
+
+
+def test_the_7_day_horizon_is_a_registered_model_of_its_own(life):
+    assert life["train_7d"].exit_code == 0, life["train_7d"].output
+    client = _client(life["home"])
+    v = client.get_model_version_by_alias("repurchase-7d", "challenger")
+    assert client.get_run(v.run_id).data.params["horizon_days"] == "7"
+    assert str(client.get_model_version_by_alias("repurchase", "champion").version) == "1"

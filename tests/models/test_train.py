@@ -95,3 +95,17 @@ def test_feature_rows_read_side_by_side_equal_the_point_in_time_join(data):
     pd.testing.assert_frame_equal(
         fast.reset_index(drop=True), slow.reset_index(drop=True), check_dtype=False
     )
+
+
+def test_drivers_are_contributions_that_add_up_to_the_score(trained):
+    import xgboost as xgb
+
+    rows, model = trained
+    X = model.inputs(rows[rows.slice == "test"].head(300))
+    booster = model.propensity.model_.get_booster()
+    margin = booster.predict(xgb.DMatrix(X), output_margin=True)
+    bias = booster.predict(xgb.DMatrix(X), pred_contribs=True)[:, -1]
+    for exact in (True, False):
+        c = model.propensity.contributions(X, exact=exact)
+        assert c.shape == X.shape
+        np.testing.assert_allclose(c.sum(axis=1) + bias, margin, atol=1e-3)
