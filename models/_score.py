@@ -28,8 +28,8 @@ def pick_snapshot(
     if not before or as_of - max(before) >= pd.Timedelta(days=every_days):
         raise ValueError(
             f"no features as of {as_of.isoformat()}: snapshots run from "
-            f"{min(available).date()} to {max(available).date()} every {every_days} days; run "
-            f"`cadence features build --snapshots {as_of.date()}` to score that date"
+            f"{min(available).date()} to {max(available).date()} every {every_days} days; "
+            "pick a date they cover, or rebuild the features on a grid that covers it"
         )
     return max(before)
 
