@@ -73,16 +73,17 @@ class _Ctx:
 
 
 def _data(settings: Settings, at: list[pd.Timestamp] | None = None):
+    """Feature rows (all, or at the given snapshots), the order log and the data's end."""
     from models import _data
 
     log = _data.orders(settings.raw_dir)
     end = _data.data_end(settings.raw_dir, log)
-    frame = _data.feature_rows(settings.features_dir, at)
-    return frame, log, end, _data.oracle(settings.truth_dir)
+    return _data.feature_rows(settings.features_dir, at), log, end
 
 
 def train_repurchase(settings: Settings, horizon: int | None = None) -> dict[str, Any]:
     """Train on the workspace's features, evaluate, log to MLflow, register a challenger."""
+    from models._data import oracle as read_oracle
     from models._data import snapshots
     from models._plots import calibration_figure, curves, gain_figure
     from models._registry import log_and_register
@@ -96,7 +97,8 @@ def train_repurchase(settings: Settings, horizon: int | None = None) -> dict[str
         stages[name] = time.perf_counter() - started - sum(stages.values())
 
     with console.status("reading features and orders"):
-        frame, log, end, oracle = _data(settings)
+        frame, log, end = _data(settings)
+        oracle = read_oracle(settings.truth_dir)
     split_conf, training = ctx.conf["split"], ctx.conf["training"]
     rows, split = prepare(
         frame,
@@ -114,7 +116,6 @@ def train_repurchase(settings: Settings, horizon: int | None = None) -> dict[str
     with console.status("evaluating against the baselines"):
         report, y, scores = evaluate_scores(trained, rows, log, oracle)
     lap("evaluate")
-    trained.report = report
     points = curves(y, scores)
     figures = {
         "calibration.png": calibration_figure(points, ctx.horizon),
@@ -124,9 +125,7 @@ def train_repurchase(settings: Settings, horizon: int | None = None) -> dict[str
     all_snaps = snapshots(settings.features_dir)
     windows = {
         "data_window": f"{min(all_snaps).date()}..{end.date()}",
-        "train_window": f"{split.train[0].date()}..{split.train[-1].date()}",
-        "calibrate_window": f"{split.calibrate[0].date()}..{split.calibrate[-1].date()}",
-        "test_window": f"{split.test[0].date()}..{split.test[-1].date()}",
+        **{f"{name}_window": split.window(name) for name in ("train", "calibrate", "test")},
     }
     tags = {
         **windows,
@@ -178,20 +177,25 @@ def train_repurchase(settings: Settings, horizon: int | None = None) -> dict[str
     }
 
 
+_REPORTED = (
+    "roc_auc",
+    "pr_auc",
+    "brier",
+    "ece",
+    "lift_top_decile",
+    "timing_mae_days",
+    "timing_mae_days_cycle",
+    "interval_coverage",
+)
+
+
 def _report_table(report: dict[str, dict], title: str) -> Table:
     table = Table(title=title)
-    keys = ("roc_auc", "pr_auc", "brier", "ece", "lift_top_decile", "timing_mae_days")
     table.add_column("scorer")
-    for k in (*keys, "timing_mae_days_cycle", "interval_coverage"):
+    for k in _REPORTED:
         table.add_column(k.replace("_", " "), justify="right")
     for name, m in report.items():
-        table.add_row(
-            name,
-            *(
-                f"{m[k]:.3f}" if k in m else ""
-                for k in (*keys, "timing_mae_days_cycle", "interval_coverage")
-            ),
-        )
+        table.add_row(name, *(f"{m[k]:.3f}" if k in m else "" for k in _REPORTED))
     return table
 
 
@@ -218,21 +222,25 @@ def train(
     )
 
 
-def _rows_for(settings: Settings, trained) -> tuple[pd.DataFrame, pd.DataFrame, Any]:
-    """The labelled calibration and test rows of a model's own split, from the workspace."""
+def _rows_for(
+    settings: Settings, trained, *, calibrate: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The labelled test rows of a model's own split (and its calibration rows, which the
+    baselines are calibrated on), from the workspace; and the order log."""
     from models._train import split_rows
 
     split = trained.split
-    frame, log, end, oracle = _data(settings, [*split.calibrate, *split.test])
+    frame, log, end = _data(settings, [*(split.calibrate if calibrate else []), *split.test])
     if frame.empty or not frame.snapshot_at.isin(split.test).any():
         raise ValueError(
             f"the workspace's features lack the model's test snapshots "
-            f"({split.test[0].date()}..{split.test[-1].date()}); rebuild them or pass --model"
+            f"({split.window('test')}); rebuild them or pass --model"
         )
-    return split_rows(frame, log, end, split), log, oracle
+    return split_rows(frame, log, end, split), log
 
 
 def evaluate_report(settings: Settings, uri: str | None) -> dict[str, Any]:
+    from models._data import oracle
     from models._registry import latest_version, load
     from models._train import evaluate
 
@@ -243,14 +251,13 @@ def evaluate_report(settings: Settings, uri: str | None) -> dict[str, Any]:
             raise ValueError(f"no {ctx.name} model yet: run `cadence train repurchase`")
         uri = f"models:/{ctx.name}/{version}"
     trained = load(uri)
-    rows, log, oracle = _rows_for(settings, trained)
-    report = evaluate(trained, rows, log, oracle)
-    test = trained.split.test
+    rows, log = _rows_for(settings, trained)
+    report = evaluate(trained, rows, log, oracle(settings.truth_dir))
     return {
         **report,
         "model_uri": uri,
         "horizon_days": trained.horizon_days,
-        "test_window": f"{test[0].date()}..{test[-1].date()}",
+        "test_window": trained.split.window("test"),
         "n_test": int((rows.slice == "test").sum()),
     }
 
@@ -300,7 +307,7 @@ def promote_repurchase(settings: Settings, note: str | None = None) -> tuple[boo
     if version is None:
         raise ValueError(f"{ctx.name} has no challenger: run `cadence train repurchase` first")
     challenger = load(f"models:/{ctx.name}@{CHALLENGER}")
-    rows, _, _ = _rows_for(settings, challenger)
+    rows, _ = _rows_for(settings, challenger, calibrate=False)
     test = rows[rows.slice == "test"]
     y = test[f"y_{challenger.horizon_days}d"].to_numpy(int)
     metrics = classification_metrics(y, challenger.predict(test).probability.to_numpy())
@@ -309,7 +316,7 @@ def promote_repurchase(settings: Settings, note: str | None = None) -> tuple[boo
     if champion_version is not None:
         champion = load(f"models:/{ctx.name}@{CHAMPION}")
         champion_metrics = classification_metrics(y, champion.predict(test).probability.to_numpy())
-    window = f"{challenger.split.test[0].date()}..{challenger.split.test[-1].date()}"
+    window = challenger.split.window("test")
     candidate = Candidate(
         name=ctx.name,
         version=version,

@@ -77,6 +77,3 @@ class BGNBD:
     def calibrate(self, p: np.ndarray, y: np.ndarray) -> BGNBD:
         self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(p, y)
         return self
-
-    def predict_proba(self, summary: pd.DataFrame) -> np.ndarray:
-        return self.calibrator_.predict(self.expected(summary))

@@ -19,11 +19,15 @@ class MissingInput(ValueError):
     """A file or snapshot the step needs is not in the workspace; the message names it."""
 
 
-def snapshots(features_dir: Path) -> list[pd.Timestamp]:
-    manifest = features_dir / "manifest.json"
-    if not manifest.exists():
+def _manifest(features_dir: Path) -> dict:
+    path = features_dir / "manifest.json"
+    if not path.exists():
         raise MissingInput(f"no features in {features_dir}; run `cadence features build` first")
-    return [pd.Timestamp(s) for s in json.loads(manifest.read_text())["snapshots"]]
+    return json.loads(path.read_text())
+
+
+def snapshots(features_dir: Path) -> list[pd.Timestamp]:
+    return [pd.Timestamp(s) for s in _manifest(features_dir)["snapshots"]]
 
 
 def feature_rows(features_dir: Path, at: list[pd.Timestamp] | None = None) -> pd.DataFrame:
@@ -33,9 +37,7 @@ def feature_rows(features_dir: Path, at: list[pd.Timestamp] | None = None) -> pd
     The build writes every family's rows in the same order, so its files are read side by
     side; if they ever differ in their keys, the rows go through the point-in-time join
     training sets use (the same values, more slowly)."""
-    manifest = features_dir / "manifest.json"
-    snapshots(features_dir)
-    families = json.loads(manifest.read_text())["families"]
+    families = _manifest(features_dir)["families"]
     tables = [pq.read_table(features_dir / "users" / f"{f}.parquet") for f in families]
     keys = tables[0].select(["user_id", "snapshot_at"])
     if at is not None:

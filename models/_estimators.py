@@ -1,10 +1,12 @@
 """The repurchase estimators: calibrated XGBoost propensity and XGBoost AFT timing.
 
-Both follow scikit-learn's contract: `__init__` stores parameters, `fit` learns and returns
-self, learned attributes end in `_`.
+Both follow scikit-learn's contract: settings are the (dataclass) fields, `fit` learns and
+returns self, learned attributes end in `_`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -15,25 +17,25 @@ from sklearn.isotonic import IsotonicRegression
 Z80 = float(norm.ppf(0.9))  # half-width of a central 80% interval, in standard deviations
 
 
-class Propensity:
+@dataclass(kw_only=True)
+class _Trees:
+    """The settings both gradient-boosted estimators share (`tree_method=hist`)."""
+
+    n_estimators: int
+    learning_rate: float
+    max_depth: int = 5
+    subsample: float = 0.8
+    colsample_bytree: float = 0.4
+    n_jobs: int = 2
+    seed: int = 0
+
+
+@dataclass(kw_only=True)
+class Propensity(_Trees):
     """P(order within the horizon): XGBoost, then isotonic calibration on a later slice."""
 
-    def __init__(
-        self,
-        *,
-        n_estimators: int = 200,
-        learning_rate: float = 0.1,
-        max_depth: int = 5,
-        colsample_bytree: float = 0.4,
-        n_jobs: int = 2,
-        seed: int = 0,
-    ) -> None:
-        self.n_estimators = n_estimators
-        self.learning_rate = learning_rate
-        self.max_depth = max_depth
-        self.colsample_bytree = colsample_bytree
-        self.n_jobs = n_jobs
-        self.seed = seed
+    n_estimators: int = 200
+    learning_rate: float = 0.1
 
     def fit(
         self, X: pd.DataFrame, y: np.ndarray, X_cal: pd.DataFrame, y_cal: np.ndarray
@@ -43,7 +45,7 @@ class Propensity:
             n_estimators=self.n_estimators,
             learning_rate=self.learning_rate,
             max_depth=self.max_depth,
-            subsample=0.8,
+            subsample=self.subsample,
             colsample_bytree=self.colsample_bytree,
             min_child_weight=5,
             n_jobs=self.n_jobs,
@@ -53,7 +55,6 @@ class Propensity:
         self.model_.fit(X, y)
         self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
         self.calibrator_.fit(self.raw(X_cal), y_cal)
-        self.features_ = list(X.columns)
         return self
 
     def raw(self, X: pd.DataFrame | xgb.DMatrix) -> np.ndarray:
@@ -80,7 +81,8 @@ class Propensity:
         return booster.predict(dm, pred_contribs=True, approx_contribs=not exact)[:, :-1]
 
 
-class Timing:
+@dataclass(kw_only=True)
+class Timing(_Trees):
     """Days to the next order of a shopper who orders again, respecting censoring: XGBoost
     with the `survival:aft` loss.
 
@@ -92,26 +94,10 @@ class Timing:
     inside it is set to 80% there), not taken from the loss's scale parameter.
     """
 
-    def __init__(
-        self,
-        *,
-        n_estimators: int = 100,
-        learning_rate: float = 0.08,
-        max_depth: int = 5,
-        colsample_bytree: float = 0.4,
-        sigma: float = 0.3,
-        lapsed_after_days: float | None = 90,
-        n_jobs: int = 2,
-        seed: int = 0,
-    ) -> None:
-        self.n_estimators = n_estimators
-        self.learning_rate = learning_rate
-        self.max_depth = max_depth
-        self.colsample_bytree = colsample_bytree
-        self.sigma = sigma
-        self.lapsed_after_days = lapsed_after_days
-        self.n_jobs = n_jobs
-        self.seed = seed
+    n_estimators: int = 100
+    learning_rate: float = 0.08
+    sigma: float = 0.3
+    lapsed_after_days: float | None = 90
 
     def fit(
         self,
@@ -138,7 +124,7 @@ class Timing:
             "tree_method": "hist",
             "learning_rate": self.learning_rate,
             "max_depth": self.max_depth,
-            "subsample": 0.8,
+            "subsample": self.subsample,
             "colsample_bytree": self.colsample_bytree,
             "nthread": self.n_jobs,
             "seed": self.seed,
@@ -155,9 +141,6 @@ class Timing:
         """Median days to the next order."""
         dm = X if isinstance(X, xgb.DMatrix) else xgb.DMatrix(X, nthread=self.n_jobs)
         return self.booster_.predict(dm)
-
-    def interval(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        return self.interval_around(self.predict(X))
 
     def interval_around(self, median: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return median * np.exp(-self.half_width_), median * np.exp(self.half_width_)

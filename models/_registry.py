@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +170,6 @@ class Candidate:
     champion_metrics: dict[str, float] | None
     test_window: str
     conf: dict[str, Any]
-    tags: dict[str, str] = field(default_factory=dict)
 
 
 Gate = Callable[[Candidate], GateResult]

@@ -14,6 +14,11 @@ class TimeSplit:
     test: list[pd.Timestamp]
     horizon_days: int
 
+    def window(self, name: str) -> str:
+        """'first..last' snapshot dates of a slice ('train', 'calibrate' or 'test')."""
+        snaps = getattr(self, name)
+        return f"{snaps[0].date()}..{snaps[-1].date()}"
+
     def slice_of(self, snapshots: pd.Series) -> pd.Series:
         """'train', 'calibrate', 'test' or missing, per snapshot."""
         where = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -51,7 +51,6 @@ class Trained:
     features: list[str]
     split: TimeSplit
     horizon_days: int
-    report: dict[str, dict] = field(default_factory=dict)
 
     def inputs(self, frame: pd.DataFrame) -> pd.DataFrame:
         missing = [f for f in self.features if f not in frame]
