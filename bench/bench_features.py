@@ -83,13 +83,14 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores")
 
-    from features import compute, connect, load_sources
-    from features._store import OnlineReader, apply, materialize, open_store
-    from features._training import training_frame
-    from flows.features_cli import build_features, raw_inputs
-    from flows.world_cli import write_world
-    from ingest import read_end
-    from world import WorldConfig
+    from cadence.features import compute, connect, load_sources
+    from cadence.features._store import OnlineReader, apply, materialize, open_store
+    from cadence.features._training import training_frame
+    from cadence.flows.conf import FeaturesConf
+    from cadence.flows.steps.features import build_features, raw_inputs
+    from cadence.flows.steps.world import generate as write_world
+    from cadence.ingest import read_end
+    from cadence.world import WorldConfig
 
     work = Path(tempfile.mkdtemp(prefix="cadence-bench-"))
     home = args.world or work
@@ -149,7 +150,7 @@ def main() -> None:
 
         print("\n2. training set")
         snaps = [end.to_pydatetime() - dt.timedelta(days=28), end.to_pydatetime()]
-        conf = {"every_days": 7, "first_after_days": 28, "horizon_days": 30}
+        conf = FeaturesConf()
         _, build_s = _timed(
             "build: every feature, 2 snapshots, to offline files",
             lambda: build_features(raw, home / "features", snaps, "duckdb", conf),

@@ -35,14 +35,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
 
-    from flows._warnings import quiet
-    from flows.models_cli import load_models_conf, train_repurchase
-    from flows.settings import Settings
-    from models import _data
-    from models._score import score_frame, write_list
-    from models._train import fit, prepare
+    from cadence.cli._logs import silence_warnings
+    from cadence.flows.settings import Settings
+    from cadence.flows.steps import _read as _data
+    from cadence.flows.steps import models as step
+    from cadence.models._score import score_frame, write_list
+    from cadence.models._train import fit, prepare
 
-    quiet()
+    silence_warnings()
     if not (args.home / "features" / "manifest.json").exists():
         raise SystemExit(f"no features in {args.home}: run `make demo` first")
     print(f"machine: {os.cpu_count()} cores")
@@ -51,7 +51,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(home=args.home, mlflow_tracking_uri=f"sqlite:///{tmp}/mlflow.db")
         t0 = time.perf_counter()
-        out = train_repurchase(settings)
+        out = step.train(step.context(settings, settings.decisions()))
         total = time.perf_counter() - t0
         m = out["report"]["model"]
         print(
@@ -60,18 +60,18 @@ def main() -> None:
         )
 
     # 2. Training on a million rows.
-    conf = load_models_conf(Settings().conf / "models.yaml")
+    conf = Settings().decisions().models
     frame = _data.feature_rows(args.home / "features")
     log = _data.orders(args.home / "raw")
     end = _data.data_end(args.home / "raw", log)
-    split = conf["split"]
+    split = conf.split
     rows, tsplit = prepare(
         frame,
         log,
         end=end,
-        horizon_days=int(conf["horizon_days"]),
-        test=int(split["test_snapshots"]),
-        calibrate=int(split["calibrate_snapshots"]),
+        horizon_days=conf.horizon_days,
+        test=split.test_snapshots,
+        calibrate=split.calibrate_snapshots,
     )
     features = [c for c in frame.columns if c not in ("user_id", "snapshot_at")]
     rng = np.random.default_rng(0)
@@ -81,7 +81,16 @@ def main() -> None:
     cal = rows[rows.slice == "calibrate"]
     both = __import__("pandas").concat([big, cal], ignore_index=True)
     t0 = time.perf_counter()
-    trained = fit(both, features, tsplit, **conf["training"])
+    t = conf.training
+    trained = fit(
+        both,
+        features,
+        tsplit,
+        seed=t.seed,
+        n_jobs=t.n_jobs,
+        propensity=t.propensity.model_dump(),
+        timing=t.timing.model_dump(),
+    )
     took = time.perf_counter() - t0
     print(
         f"training on {len(big):,} rows x {len(features)} features "
@@ -94,16 +103,16 @@ def main() -> None:
     users = frame.iloc[rng.integers(0, len(frame), args.rows)].reset_index(drop=True)
     users["user_id"] = [f"b{i:07d}" for i in range(len(users))]
     snap = frame.snapshot_at.max()
-    sc = conf["scoring"]
+    sc = conf.scoring
 
     def score(part, exact: bool):
         return score_frame(
             trained,
             part,
             snapshot=snap,
-            lead_days=int(sc["lead_days"]),
-            medium=float(sc["bands"]["medium"]),
-            high=float(sc["bands"]["high"]),
+            lead_days=sc.lead_days,
+            medium=sc.bands.medium,
+            high=sc.bands.high,
             model_version="bench",
             exact_drivers=exact,
         )

@@ -23,8 +23,8 @@ TARGETS = {20_000: (20.0, None), 1_000_000: (300.0, 8 * 1024)}
 
 
 def _one(users: int, days: int, out: Path) -> None:
-    from flows.world_cli import write_world
-    from world import WorldConfig
+    from cadence.flows.steps.world import generate as write_world
+    from cadence.world import WorldConfig
 
     t0 = time.perf_counter()
     manifest = write_world(WorldConfig(users=users, days=days, seed=1), out / "raw", out / "truth")

@@ -7,8 +7,8 @@ them as the Feast offline files (one per family), registers them in Feast and ma
 latest snapshot to the online store (SQLite by default, Redis in production).
 """
 
-from features._docs import catalogue_markdown
-from features._engine import (
+from cadence.features._docs import catalogue_markdown
+from cadence.features._engine import (
     ENGINES,
     FeatureInputError,
     Result,
@@ -18,11 +18,19 @@ from features._engine import (
     load_sources,
     split_by_family,
 )
-from features._snapshots import check_range, default_grid, parse_snapshots
+from cadence.features._manifest import (
+    FeatureManifest,
+    MissingFeatures,
+    read_manifest,
+    write_manifest,
+)
+from cadence.features._snapshots import check_range, default_grid, parse_snapshots
 
 __all__ = [
     "ENGINES",
     "FeatureInputError",
+    "FeatureManifest",
+    "MissingFeatures",
     "Result",
     "available",
     "catalogue_markdown",
@@ -32,5 +40,7 @@ __all__ = [
     "default_grid",
     "load_sources",
     "parse_snapshots",
+    "read_manifest",
     "split_by_family",
+    "write_manifest",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-from features._catalogue import (
+from cadence.features._catalogue import (
     Declare,
     Family,
     Feature,

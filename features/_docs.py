@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from features.catalogue import NODE_FAMILIES, USER_FAMILIES
+from cadence.features.catalogue import NODE_FAMILIES, USER_FAMILIES
 
 
 def catalogue_markdown() -> str:

@@ -21,8 +21,8 @@ import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
 
-from features._catalogue import Family
-from features.catalogue import NODE_FAMILIES, USER_FAMILIES
+from cadence.features._catalogue import Family
+from cadence.features.catalogue import NODE_FAMILIES, USER_FAMILIES
 
 ENGINES = ("duckdb", "spark")
 

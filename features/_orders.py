@@ -6,7 +6,7 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-from features._catalogue import (
+from cadence.features._catalogue import (
     WINDOWS,
     Declare,
     Family,

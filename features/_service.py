@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ibis.expr.types as ir
 
-from features._catalogue import (
+from cadence.features._catalogue import (
     Declare,
     Family,
     Feature,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import json
+import io
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from string import Template
 from urllib.parse import urlparse
@@ -11,7 +14,8 @@ from urllib.parse import urlparse
 import pandas as pd
 from feast import FeatureStore
 
-from features.feature_repo.definitions import definitions
+from cadence.features._manifest import read_manifest
+from cadence.features.feature_repo.definitions import SCORES_VIEW, definitions, scores_view
 
 _TEMPLATE = Path(__file__).parent / "feature_repo" / "feature_store.yaml"
 
@@ -48,21 +52,36 @@ def open_store(feast_dir: Path, online_store: str) -> FeatureStore:
 
 def apply(store: FeatureStore, features_dir: Path) -> list[str]:
     """Registers entities, views and services for the families built in `features_dir`."""
-    manifest = json.loads((features_dir / "manifest.json").read_text())
-    objects = definitions(features_dir, list(manifest["families"]))
-    store.apply(objects)
+    objects = definitions(features_dir, list(read_manifest(features_dir).families))
+    with _feast_output():
+        store.apply(objects)
     return [getattr(o, "name", "") for o in objects]
+
+
+@contextlib.contextmanager
+def _feast_output() -> Iterator[None]:
+    """Feast prints its progress (coloured, even when piped) and draws tqdm bars; both go to
+    the `feast` logger instead, which the command line sends to the workspace log."""
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            yield
+    finally:
+        text = out.getvalue().strip()
+        if text:
+            logging.getLogger("feast").info("%s", text)
 
 
 def materialize(store: FeatureStore, features_dir: Path) -> dt.datetime:
     """Loads the latest snapshot of every view into the online store; returns its time."""
-    manifest = json.loads((features_dir / "manifest.json").read_text())
-    snaps = [dt.datetime.fromisoformat(s) for s in manifest["snapshots"]]
+    snaps = read_manifest(features_dir).snapshots
     end = max(snaps)
     # One microsecond past the last snapshot: Feast's window excludes its end.
-    store.materialize(
-        start_date=min(snaps) - dt.timedelta(seconds=1), end_date=end + dt.timedelta(microseconds=1)
-    )
+    with _feast_output():
+        store.materialize(
+            start_date=min(snaps) - dt.timedelta(seconds=1),
+            end_date=end + dt.timedelta(microseconds=1),
+        )
     return end
 
 
@@ -87,3 +106,19 @@ def historical_features(store: FeatureStore, service: str, entities: pd.DataFram
     """Feast's own point-in-time join (`entities`: user_id, event_timestamp)."""
     fs = store.get_feature_service(service)
     return store.get_historical_features(entity_df=entities, features=fs).to_df()
+
+
+def publish_scores(store: FeatureStore, scores: Path) -> dt.datetime:
+    """Registers the scores view over a list's Parquet file and loads it into the online
+    store; returns the list's as-of time."""
+    import pyarrow.parquet as pq
+
+    as_of = pq.read_table(scores, columns=["as_of"]).column(0)[0].as_py()
+    with _feast_output():
+        store.apply(scores_view(scores))
+        store.materialize(
+            start_date=as_of - dt.timedelta(seconds=1),
+            end_date=as_of + dt.timedelta(microseconds=1),
+            feature_views=[SCORES_VIEW],
+        )
+    return as_of

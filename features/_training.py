@@ -8,27 +8,26 @@ agree. A row at time ts gets each family's latest snapshot at or before ts
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.feature_repo.definitions import TTL
+from cadence.features._manifest import read_manifest
+from cadence.features.feature_repo.definitions import TTL
 
 
 def training_frame(features_dir: Path, entities: pa.Table) -> pa.Table:
     """`entities`: user_id, event_timestamp (UTC). Returns them with every user feature."""
-    manifest = json.loads((features_dir / "manifest.json").read_text())
+    manifest = read_manifest(features_dir)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.register("entities", entities)
     grid = pa.table(
         {
             "snapshot_at": pa.array(
-                [dt.datetime.fromisoformat(s) for s in manifest["snapshots"]],
+                manifest.snapshots,
                 pa.timestamp("us", tz="UTC"),
             )
         }
@@ -46,7 +45,7 @@ def training_frame(features_dir: Path, entities: pa.Table) -> pa.Table:
         ASOF LEFT JOIN grid g ON x.event_timestamp >= g.snapshot_at
     """)
     select, joins = ["e.user_id", "e.event_timestamp"], []
-    for i, family in enumerate(manifest["families"]):
+    for i, family in enumerate(manifest.families):
         path = features_dir / "users" / f"{family}.parquet"
         cols = [c for c in pq.read_schema(path).names if c not in ("user_id", "snapshot_at")]
         select += [f"f{i}.{c}" for c in cols]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from features._activity import CART, CART_STATE, COUPONS, SEARCH, SESSIONS
-from features._catalogue import Family, Feature
-from features._nodes import NODE
-from features._orders import BASKET, CATEGORIES, GAPS, ORDERS, TIME_HABITS
-from features._service import CONTACTS, FULFILMENT, MOVES, PROFILE, RETURNS, TRENDS
+from cadence.features._activity import CART, CART_STATE, COUPONS, SEARCH, SESSIONS
+from cadence.features._catalogue import Family, Feature
+from cadence.features._nodes import NODE
+from cadence.features._orders import BASKET, CATEGORIES, GAPS, ORDERS, TIME_HABITS
+from cadence.features._service import CONTACTS, FULFILMENT, MOVES, PROFILE, RETURNS, TRENDS
 
 USER_FAMILIES: tuple[Family, ...] = (
     ORDERS,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_PROJECT_CONF = Path(__file__).resolve().parent.parent / "conf"
+from cadence.flows.conf import Conf, default_folder
 
 
 class Settings(BaseSettings):
@@ -16,7 +16,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CADENCE_", extra="ignore")
 
     home: Path = Path(".cadence")
-    conf: Path = _PROJECT_CONF
+    # The decisions' folder (conf/*.yaml); unset: the defaults shipped in the package.
+    conf: Path = Field(default_factory=default_folder)
     # "sqlite" (a file in the workspace) or redis://host:port[/db]
     online_store: str = "sqlite"
     # Any MLflow tracking server; unset: a SQLite database in the workspace's mlflow/.
@@ -27,6 +28,13 @@ class Settings(BaseSettings):
     def _home_is_not_a_file(cls, value: Path) -> Path:
         if value.exists() and not value.is_dir():
             raise ValueError(f"CADENCE_HOME={value} exists and is not a folder")
+        return value
+
+    @field_validator("conf")
+    @classmethod
+    def _conf_is_a_folder(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"CADENCE_CONF={value} is not a folder")
         return value
 
     @field_validator("mlflow_tracking_uri")
@@ -42,6 +50,14 @@ class Settings(BaseSettings):
                 f"CADENCE_ONLINE_STORE={value}: expected 'sqlite' or redis://host:port[/db]"
             )
         return value
+
+    _decisions: Conf | None = PrivateAttr(default=None)
+
+    def decisions(self) -> Conf:
+        """The YAML decisions in `conf` (one object per settings, each file read once)."""
+        if self._decisions is None:
+            self._decisions = Conf(self.conf)
+        return self._decisions
 
     @property
     def raw_dir(self) -> Path:
@@ -62,3 +78,15 @@ class Settings(BaseSettings):
     @property
     def lists_dir(self) -> Path:
         return self.home / "lists"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "cadence.log"

@@ -8,8 +8,8 @@ data's end) and returns every violation; `import_orders` turns any order log int
 `orders` table. Writes go through `staged_dir` / `write_table_atomic`, never half-done.
 """
 
-from ingest._contracts import contract, type_problems
-from ingest._import_orders import (
+from cadence.ingest._contracts import contract, type_problems
+from cadence.ingest._import_orders import (
     BadRow,
     ImportResult,
     OrderLog,
@@ -17,8 +17,9 @@ from ingest._import_orders import (
     import_orders,
     read_order_log,
 )
-from ingest._io import staged_dir, write_table_atomic
-from ingest._tables import (
+from cadence.ingest._io import staged_dir, write_table_atomic
+from cadence.ingest._manifest import RawManifest, read_manifest, write_manifest
+from cadence.ingest._tables import (
     FOREIGN_KEYS,
     KEYS,
     NULLABLE,
@@ -27,7 +28,7 @@ from ingest._tables import (
     SENSITIVE_COLUMNS,
     TIME_COLUMNS,
 )
-from ingest._validate import Violation, read_end, validate_dir, validate_tables
+from cadence.ingest._validate import Violation, read_end, validate_dir, validate_tables
 
 __all__ = [
     "FOREIGN_KEYS",
@@ -41,14 +42,17 @@ __all__ = [
     "ImportResult",
     "OrderLog",
     "OrderLogError",
+    "RawManifest",
     "Violation",
     "contract",
     "import_orders",
     "read_end",
+    "read_manifest",
     "read_order_log",
     "staged_dir",
     "type_problems",
     "validate_dir",
     "validate_tables",
+    "write_manifest",
     "write_table_atomic",
 ]

@@ -14,7 +14,7 @@ import pandas as pd
 import pandera.pandas as pa
 import pyarrow as pa_arrow
 
-from ingest import _tables as T
+from cadence.ingest import _tables as T
 
 VOLUMETRIC_DIVISOR = 6000.0
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ingest._tables import SCHEMAS
+from cadence.ingest._tables import SCHEMAS
 
 OnBadRows = Literal["fail", "skip"]
 

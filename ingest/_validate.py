@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,8 +9,9 @@ import pandas as pd
 import pandera.errors
 import pyarrow.parquet as pq
 
-from ingest import _tables as T
-from ingest._contracts import ROW_CHECKS, contract, type_problems
+from cadence.ingest import _tables as T
+from cadence.ingest._contracts import ROW_CHECKS, contract, type_problems
+from cadence.ingest._manifest import read_manifest
 
 MAX_EXAMPLES = 5
 
@@ -34,14 +34,8 @@ class Violation:
 
 def read_end(folder: Path) -> pd.Timestamp | None:
     """The data's end instant from manifest.json, if there is one."""
-    manifest = folder / "manifest.json"
-    if not manifest.exists():
-        return None
-    try:
-        end = json.loads(manifest.read_text()).get("end")
-        return pd.Timestamp(end).tz_convert("UTC") if end else None
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{manifest}: unreadable ({exc})") from exc
+    manifest = read_manifest(folder)
+    return None if manifest is None else pd.Timestamp(manifest.end).tz_convert("UTC")
 
 
 def validate_dir(folder: Path) -> list[Violation]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from models._metrics import calibration_curve, gain_curve
+from cadence.models._metrics import calibration_curve, gain_curve
 
 
 def curves(y: np.ndarray, scores: dict[str, np.ndarray]) -> dict[str, dict[str, list]]:

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from models._train import Trained
+from cadence.models._train import Trained
 
 DRIVERS = 3
 
@@ -32,6 +32,19 @@ def pick_snapshot(
             "pick a date they cover, or rebuild the features on a grid that covers it"
         )
     return max(before)
+
+
+def eligible(
+    frame: pd.DataFrame, *, active_days: int, withdrawn: set[str] | None
+) -> tuple[pd.DataFrame, int]:
+    """The shoppers a list may hold: active (an order within `active_days` before the
+    snapshot) and not among those who withdrew consent to profiling. Returns them and how
+    many active shoppers consent left out."""
+    active = frame[frame.days_since_last_order.to_numpy(float) <= active_days]
+    if not withdrawn:
+        return active.reset_index(drop=True), 0
+    keep = ~active.user_id.isin(withdrawn)
+    return active[keep].reset_index(drop=True), int((~keep).sum())
 
 
 def score_frame(

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from world import WorldConfig
+from cadence.world import WorldConfig
 
 # A small world for stages after the foundation: big enough to have every kind of event.
 STAGE_WORLD = WorldConfig(
@@ -16,7 +16,7 @@ STAGE_WORLD = WorldConfig(
 @pytest.fixture(scope="session")
 def world_dir(tmp_path_factory) -> Path:
     """A generated workspace (`raw/`, `truth/`) shared by the tests of later stages."""
-    from flows.world_cli import write_world
+    from cadence.flows.steps.world import generate as write_world
 
     home = tmp_path_factory.mktemp("home")
     write_world(STAGE_WORLD, home / "raw", home / "truth")
@@ -30,11 +30,49 @@ MODEL_WORLD = WorldConfig(users=1500, days=240, seed=5, start=dt.date(2025, 1, 1
 @pytest.fixture(scope="session")
 def model_home(tmp_path_factory) -> Path:
     """A workspace with the model world's `raw/`, `truth/` and `features/` (weekly grid)."""
-    from flows.features_cli import build_features
-    from flows.world_cli import write_world
+    from cadence.flows.conf import FeaturesConf
+    from cadence.flows.steps.features import build_features
+    from cadence.flows.steps.world import generate as write_world
 
     home = tmp_path_factory.mktemp("model-home")
     write_world(MODEL_WORLD, home / "raw", home / "truth")
-    conf = {"every_days": 7, "first_after_days": 28, "horizon_days": 30}
-    build_features(home / "raw", home / "features", None, "duckdb", conf)
+    build_features(home / "raw", home / "features", None, "duckdb", FeaturesConf())
     return home
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """One temporary Prefect server for the whole session (it takes about 15 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+# A world small enough to run the whole pipeline in a test: a 7-day horizon needs fewer weeks.
+FLOW_WORLD = {"users": 700, "days": 150, "seed": 11, "start": "2025-01-01"}
+
+
+def flow_conf(folder: Path, **world) -> Path:
+    """A copy of the default conf/ sized for FLOW_WORLD (7-day horizon, fewer buyers, a looser
+    calibration limit for its few thousand test rows, no retry delays)."""
+    import yaml
+
+    from cadence.flows.conf import default_folder
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in default_folder().glob("*.yaml"):
+        (folder / f.name).write_text(f.read_text())
+    data = {
+        "world": {**FLOW_WORLD, **world},
+        "models": yaml.safe_load((folder / "models.yaml").read_text()),
+        "flows": yaml.safe_load((folder / "flows.yaml").read_text()),
+    }
+    data["models"]["horizon_days"] = 7
+    data["models"]["training"]["min_buyers"] = 200
+    data["models"]["promotion"]["max_ece"] = 0.1
+    data["flows"]["retries"] = 0
+    data["flows"]["retry_delay_seconds"] = 0
+    for name in ("world", "models", "flows"):
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(data[name]))
+    return folder

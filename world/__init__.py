@@ -7,9 +7,15 @@ files. The true logistics functions (`shipping_cost`, `delivery_days`, `damage_p
 routing decisions counterfactually; no model may read the truth at training time.
 """
 
-from world._logistics import billed_weight, damage_prob, delivery_days, shipping_cost, zone_of
-from world._simulate import WorldConfig, simulate
-from world._summary import summarise
+from cadence.world._logistics import (
+    billed_weight,
+    damage_prob,
+    delivery_days,
+    shipping_cost,
+    zone_of,
+)
+from cadence.world._simulate import WorldConfig, simulate
+from cadence.world._summary import summarise
 
 __all__ = [
     "WorldConfig",

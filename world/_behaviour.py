@@ -11,7 +11,7 @@ import datetime as dt
 import numpy as np
 from scipy.special import ndtr, ndtri
 
-from world import _params as P
+from cadence.world import _params as P
 
 
 def calendar(start: dt.date, n_days: int) -> np.ndarray:

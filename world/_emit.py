@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ingest import _tables as T
-from world import _params as P
+from cadence.ingest import _tables as T
+from cadence.world import _params as P
 
 _ENUMS = {
     "channel": T.CHANNELS,
@@ -142,6 +142,6 @@ def _concat(values: list[Any]) -> Any:
 
 
 def _region_names() -> tuple[str, ...]:
-    from world._geo import REGIONS
+    from cadence.world._geo import REGIONS
 
     return REGIONS

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from world import _params as P
-from world._geo import Geography, Nodes, haversine_km
+from cadence.world import _params as P
+from cadence.world._geo import Geography, Nodes, haversine_km
 
 
 def zone_of(geo: Geography, node_city: np.ndarray, dest_city: np.ndarray) -> np.ndarray:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from world import _behaviour as B
-from world import _params as P
+from cadence.world import _behaviour as B
+from cadence.world import _params as P
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ingest._tables import CATEGORIES
+from cadence.ingest._tables import CATEGORIES
 
 N_CAT = len(CATEGORIES)
 CAT_INDEX = {c: i for i, c in enumerate(CATEGORIES)}

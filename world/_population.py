@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from world import _params as P
-from world._geo import Geography
+from cadence.world import _params as P
+from cadence.world._geo import Geography
 
 # Age bands by city tier (rows tier 1..5); bigger cities are younger.
 _AGE_BY_TIER = np.array(

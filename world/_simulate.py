@@ -27,12 +27,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pyarrow as pa
 
-from ingest import _tables as T
-from world import _behaviour as B
-from world import _params as P
-from world._emit import Batches, Lookup, Nullable, to_table
-from world._geo import make_geography, make_nodes
-from world._logistics import (
+from cadence.ingest import _tables as T
+from cadence.world import _behaviour as B
+from cadence.world import _params as P
+from cadence.world._emit import Batches, Lookup, Nullable, to_table
+from cadence.world._geo import make_geography, make_nodes
+from cadence.world._logistics import (
     billed_weight,
     damage_prob,
     delivery_days,
@@ -42,9 +42,9 @@ from world._logistics import (
     shipping_cost,
     zone_of,
 )
-from world._oracle import OracleInputs, oracle_probabilities
-from world._population import make_catalogue, make_population, pick_sku
-from world._static import static_tables, truth_latent
+from cadence.world._oracle import OracleInputs, oracle_probabilities
+from cadence.world._population import make_catalogue, make_population, pick_sku
+from cadence.world._static import static_tables, truth_latent
 
 DAY_S = 86400
 US = 1_000_000
@@ -651,7 +651,7 @@ def _expected_daily_orders(pop, cat) -> np.ndarray:
 
 def _weather(rng: np.random.Generator, n_days: int) -> np.ndarray:
     """Storm days per region: a two-state chain that starts 2% and ends 30% of days."""
-    from world._geo import REGIONS
+    from cadence.world._geo import REGIONS
 
     storm = np.zeros((n_days, len(REGIONS)), dtype=bool)
     state = np.zeros(len(REGIONS), dtype=bool)
@@ -663,7 +663,7 @@ def _weather(rng: np.random.Generator, n_days: int) -> np.ndarray:
 
 
 def _weather_table(cfg, storm) -> pa.Table:
-    from world._geo import REGIONS
+    from cadence.world._geo import REGIONS
 
     days, regions = np.nonzero(storm[: cfg.days])
     dates = np.datetime64(cfg.start, "D") + days
@@ -758,7 +758,7 @@ class _CouponLog:
 
 
 def _dist(lat1, lon1, lat2, lon2):
-    from world._geo import haversine_km
+    from cadence.world._geo import haversine_km
 
     return haversine_km(lat1, lon1, lat2, lon2)
 

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 import numpy as np
 import pyarrow as pa
 
-from world import _params as P
-from world._emit import Lookup, Nullable, to_table
+from cadence.world import _params as P
+from cadence.world._emit import Lookup, Nullable, to_table
 
 
 def static_tables(cfg, geo, cat, pop, nodes, ids) -> Iterator[tuple[str, pa.Table]]:
-    from world._emit import Batches
+    from cadence.world._emit import Batches
 
     place = Batches(ids, geo, 0, 0, cfg.start)
     lookups = place.lookups

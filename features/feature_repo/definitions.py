@@ -11,11 +11,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource
-from feast.types import Float64, Int64
+from feast.types import Float64, Int64, String
 from feast.value_type import ValueType
 
-from features._catalogue import Family
-from features.catalogue import NODE_FAMILIES, USER_FAMILIES
+from cadence.features._catalogue import Family
+from cadence.features.catalogue import NODE_FAMILIES, USER_FAMILIES
 
 user = Entity(
     name="user", join_keys=["user_id"], value_type=ValueType.STRING, description="A shopper"
@@ -73,3 +73,36 @@ def definitions(offline_dir: Path, families: list[str]) -> list:
             ),
         ]
     return objects
+
+
+# The champion's latest scores, served to the merge service by user; the score flow writes the
+# list and points this view at it.
+SCORES_VIEW = "repurchase_scores"
+_SCORE_FIELDS = {
+    "probability": Float64,
+    "band": String,
+    "model_version": String,
+    "driver_1": String,
+    "driver_2": String,
+    "driver_3": String,
+}
+
+
+def scores_view(path: Path) -> list:
+    """The scores view over one list's Parquet file, and its service `repurchase_scores_v1`."""
+    source = FileSource(
+        name=f"{SCORES_VIEW}_source", path=str(Path(path).resolve()), timestamp_field="as_of"
+    )
+    view = FeatureView(
+        name=SCORES_VIEW,
+        entities=[user],
+        ttl=TTL,
+        schema=[Field(name=n, dtype=t) for n, t in _SCORE_FIELDS.items()],
+        source=source,
+        online=True,
+        description="the champion's latest repurchase scores",
+    )
+    service = FeatureService(
+        name=f"{SCORES_VIEW}_v1", features=[view], description="latest repurchase scores"
+    )
+    return [user, view, service]

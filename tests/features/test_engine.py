@@ -10,9 +10,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from features import compute, connect, load_sources
-from features.catalogue import NODE_FAMILIES, USER_FAMILIES
-from ingest import SCHEMAS
+from cadence.features import compute, connect, load_sources
+from cadence.features.catalogue import NODE_FAMILIES, USER_FAMILIES
+from cadence.ingest import SCHEMAS
 from tests.conftest import STAGE_WORLD
 
 T = dt.datetime(2025, 3, 3, tzinfo=dt.UTC)

@@ -7,8 +7,8 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from features import compute, connect, load_sources
-from ingest import SCHEMAS
+from cadence.features import compute, connect, load_sources
+from cadence.ingest import SCHEMAS
 
 SNAPS = [dt.datetime(2025, 2, 17, tzinfo=dt.UTC), dt.datetime(2025, 4, 1, tzinfo=dt.UTC)]
 

@@ -12,17 +12,22 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from features._store import apply, historical_features, materialize, online_features, open_store
-from features._training import training_frame
-from flows.features_cli import build_features, load_features_conf
-from flows.settings import Settings
+from cadence.features._store import (
+    apply,
+    historical_features,
+    materialize,
+    online_features,
+    open_store,
+)
+from cadence.features._training import training_frame
+from cadence.flows.conf import FeaturesConf
+from cadence.flows.steps.features import build_features
 
 
 @pytest.fixture(scope="module")
 def built(world_dir, tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("feat")
-    conf = load_features_conf(Settings().conf / "features.yaml")
-    build_features(world_dir / "raw", home / "features", None, "duckdb", conf)
+    build_features(world_dir / "raw", home / "features", None, "duckdb", FeaturesConf())
     return home
 
 
@@ -55,7 +60,7 @@ def test_apply_materialise_sqlite_and_read_online(built):
     assert {"repurchase_v1", "routing_v1", "orders", "sessions", "node"} <= set(names)
     end = materialize(store, built / "features")
     manifest = json.loads((built / "features" / "manifest.json").read_text())
-    assert end.isoformat() == manifest["snapshots"][-1]
+    assert end == dt.datetime.fromisoformat(manifest["snapshots"][-1])
     _check_online(store, built)
     nodes = online_features(store, "routing_v1", [{"node_id": "RDC-01"}])
     assert nodes.node_load_28d.iloc[0] > 0

@@ -8,8 +8,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from cadence.world import WorldConfig
 from tests.world.conftest import run_world
-from world import WorldConfig
 
 TINY = WorldConfig(users=150, days=40, seed=3, start=dt.date(2025, 5, 1), truth_every_days=10)
 END = pd.Timestamp(TINY.start, tz="UTC") + pd.Timedelta(days=TINY.days)

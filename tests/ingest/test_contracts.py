@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingest import validate_dir, validate_tables
+from cadence.ingest import validate_dir, validate_tables
 from tests.ingest.conftest import END
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ingest import OrderLogError, import_orders, read_order_log, staged_dir, validate_tables
+from cadence.ingest import OrderLogError, import_orders, read_order_log, staged_dir, validate_tables
 
 ODD = dict(customer="Kunden Nr", timestamp="Bestell-Datum", amount="Betrag (EUR)", quantity="Stück")
 GOOD_CSV = """Kunden Nr,Bestell-Datum,Betrag (EUR),Stück,Filiale

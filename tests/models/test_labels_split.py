@@ -3,8 +3,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from models._labels import label_rows
-from models._split import time_split
+from cadence.models._labels import label_rows
+from cadence.models._split import time_split
 
 T = pd.Timestamp
 

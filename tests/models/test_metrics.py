@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models._metrics import classification_metrics, ece, gain_curve, lift_top_decile
+from cadence.models._metrics import classification_metrics, ece, gain_curve, lift_top_decile
 
 
 def test_a_calibrated_score_has_small_ece_and_a_shifted_one_does_not():

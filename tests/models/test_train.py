@@ -9,8 +9,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from models._data import feature_rows
-from models._train import NotEnoughData, evaluate, fit, prepare
+from cadence.flows.steps._read import feature_rows
+from cadence.models._train import NotEnoughData, evaluate, fit, prepare
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_isotonic_calibration_improves_on_raw_scores(trained):
     rows, model = trained
     test = rows[rows.slice == "test"]
     y = test.y_30d.to_numpy(int)
-    from models._metrics import ece
+    from cadence.models._metrics import ece
 
     raw = model.propensity.raw(model.inputs(test))
     cal = model.propensity.predict_proba(model.inputs(test))
@@ -83,7 +83,7 @@ def test_too_few_snapshots_stops_with_a_message(data):
 
 
 def test_feature_rows_read_side_by_side_equal_the_point_in_time_join(data):
-    from features._training import training_frame
+    from cadence.features._training import training_frame
 
     home = data["home"]
     at = sorted(data["frame"].snapshot_at.unique())[-3:]

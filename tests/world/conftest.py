@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from world import WorldConfig, simulate
+from cadence.world import WorldConfig, simulate
 
 SMALL = WorldConfig(users=4000, days=180, seed=11, start=dt.date(2025, 3, 1), truth_every_days=7)
 

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ingest._tables import SCHEMAS
+from cadence.ingest._tables import SCHEMAS
+from cadence.world import WorldConfig, billed_weight
 from tests.world.conftest import SMALL, run_world
-from world import WorldConfig, billed_weight
 
 START = pd.Timestamp(SMALL.start, tz="UTC")
 END = START + pd.Timedelta(days=SMALL.days)

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.settings import Settings
+from cadence.cli.app import app
+from cadence.flows.settings import Settings
 
 runner = CliRunner()
 SMALL = ["--users", "200", "--days", "30", "--seed", "3"]

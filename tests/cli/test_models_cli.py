@@ -14,7 +14,7 @@ import yaml
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from flows.cli import app
+from cadence.cli.app import app
 
 runner = CliRunner()
 CONF = Path(__file__).resolve().parents[2] / "conf"

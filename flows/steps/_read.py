@@ -1,9 +1,8 @@
-"""What training, evaluation and scoring read from the workspace: feature rows, orders, the
-data's end, consent, and (on simulated data, for evaluation only) the oracle."""
+"""What the model steps read from the workspace: feature rows, orders, the data's end, consent,
+and (on simulated data, for evaluation only) the oracle."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -11,23 +10,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features._training import training_frame
-from ingest import read_end
+from cadence.features import read_manifest
+from cadence.features._training import training_frame
+from cadence.ingest import read_end
 
 
 class MissingInput(ValueError):
     """A file or snapshot the step needs is not in the workspace; the message names it."""
 
 
-def _manifest(features_dir: Path) -> dict:
-    path = features_dir / "manifest.json"
-    if not path.exists():
-        raise MissingInput(f"no features in {features_dir}; run `cadence features build` first")
-    return json.loads(path.read_text())
-
-
 def snapshots(features_dir: Path) -> list[pd.Timestamp]:
-    return [pd.Timestamp(s) for s in _manifest(features_dir)["snapshots"]]
+    return [pd.Timestamp(s) for s in read_manifest(features_dir).snapshots]
 
 
 def feature_rows(features_dir: Path, at: list[pd.Timestamp] | None = None) -> pd.DataFrame:
@@ -37,7 +30,7 @@ def feature_rows(features_dir: Path, at: list[pd.Timestamp] | None = None) -> pd
     The build writes every family's rows in the same order, so its files are read side by
     side; if they ever differ in their keys, the rows go through the point-in-time join
     training sets use (the same values, more slowly)."""
-    families = _manifest(features_dir)["families"]
+    families = list(read_manifest(features_dir).families)
     tables = [pq.read_table(features_dir / "users" / f"{f}.parquet") for f in families]
     keys = tables[0].select(["user_id", "snapshot_at"])
     if at is not None:

@@ -1,0 +1,5 @@
+"""`python -m cadence`: the command line."""
+
+from cadence.cli.app import main
+
+main()

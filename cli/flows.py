@@ -1,0 +1,179 @@
+"""`cadence run`, `cadence deploy` and `cadence demo`: the Prefect flows from the command line."""
+
+from __future__ import annotations
+
+import enum
+import os
+from typing import Annotated, Any
+
+import typer
+
+from cadence.cli._render import console, fail
+
+
+class FlowName(enum.StrEnum):
+    ingest = "ingest"
+    build_features = "build_features"
+    train = "train"
+    promote = "promote"
+    score = "score"
+    pipeline = "pipeline"
+
+
+def prefect_env(settings) -> None:
+    """Prefect keeps its database and results in the workspace unless told otherwise; set
+    before Prefect is imported, since it reads its settings then."""
+    os.environ.setdefault("PREFECT_HOME", str((settings.home / "prefect").resolve()))
+    os.environ.setdefault(
+        "PREFECT_LOCAL_STORAGE_PATH", str((settings.home / "prefect" / "storage").resolve())
+    )
+    # The temporary server's output and Prefect's own logs go to the workspace log, as all
+    # third-party chatter does.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+
+
+def parse_params(model: type, args: list[str]) -> Any:
+    """`--key value` pairs (dotted keys for nested parameters, `--key` alone for true) into the
+    flow's parameter model; values are read as YAML scalars, then validated."""
+    import yaml
+    from pydantic import ValidationError
+
+    data: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or len(arg) == 2:
+            fail(f"expected --name value, got '{arg}'")
+        key = arg[2:].replace("-", "_")
+        if "=" in key:
+            key, raw = key.split("=", 1)
+            i += 1
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            raw = args[i + 1]
+            i += 2
+        else:
+            raw = "true"
+            i += 1
+        value = yaml.safe_load(raw) if raw != "" else None
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            f"--{'.'.join(str(p) for p in e['loc']).replace('_', '-')}: "
+            + ("unknown parameter" if e["type"] == "extra_forbidden" else e["msg"])
+            for e in exc.errors()
+        ]
+        fail("; ".join(problems))
+
+
+def run(
+    ctx: typer.Context,
+    name: Annotated[FlowName, typer.Argument(help="The flow to run.")],
+) -> None:
+    """Run one Prefect flow: `cadence run train --horizon 7`, `cadence run pipeline
+    --ingest.users 5000`. Reports to PREFECT_API_URL's server if set; otherwise Prefect starts
+    a temporary local one (about 15 s)."""
+    out = _run_flow(ctx.obj, name.value, ctx.args)
+    import json
+
+    console.print_json(json.dumps(out, default=str))
+
+
+def _run_flow(settings, name: str, args: list[str]) -> Any:
+    prefect_env(settings)
+    from cadence.flows.pipeline import FLOWS, task_runner
+
+    flow, model = FLOWS[name]
+    params = parse_params(model, args)
+    if name == "build_features":
+        flow = flow.with_options(task_runner=task_runner(settings))
+    with console.status(f"running flow {name}"):
+        state = flow(params, return_state=True)
+    from cadence.cli._logs import after_heavy_imports
+
+    after_heavy_imports()
+    if not state.is_completed():
+        try:
+            state.result()
+        except Exception as exc:
+            fail(f"flow {name} {state.name.lower()}: {exc}")
+        fail(f"flow {name} {state.name.lower()}")
+    return state.result()
+
+
+def deploy(
+    ctx: typer.Context,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Start a local Prefect server when none is configured, and serve the "
+            "deployments from this process until interrupted.",
+        ),
+    ] = False,
+    work_pool: Annotated[
+        str | None,
+        typer.Option(
+            "--work-pool",
+            help="Deploy to this Prefect work pool (`prefect work-pool create NAME --type "
+            "process`), whose worker runs the flows: `prefect worker start --pool NAME`.",
+        ),
+    ] = None,
+) -> None:
+    """Register the scheduled deployments (score daily, train and promote weekly; cron in
+    conf/flows.yaml) on the Prefect server at PREFECT_API_URL."""
+    prefect_env(ctx.obj)
+    from cadence.flows.deploy import DeployError, deploy_all
+
+    try:
+        deploy_all(ctx.obj, serve=serve, echo=console.print, work_pool=work_pool)
+    except DeployError as exc:
+        fail(exc)
+
+
+def demo(ctx: typer.Context) -> None:
+    """Run the `pipeline` flow on the embedded default world and print where everything is."""
+    from rich.table import Table
+
+    settings = ctx.obj
+    out = _run_flow(settings, "pipeline", [])
+    train = out["train"]
+    report = train["report"]
+    table = Table(title=f"repurchase v{train['version']}, test window {train['test_window']}")
+    table.add_column("scorer")
+    for col in ("ROC AUC", "Brier", "ECE"):
+        table.add_column(col, justify="right")
+    for name in ("model", "bgnbd", "rule", "oracle"):
+        if name in report:
+            m = report[name]
+            table.add_row(name, f"{m['roc_auc']:.3f}", f"{m['brier']:.4f}", f"{m['ece']:.4f}")
+    console.print(table)
+    promote = out["promote"]
+    verdict = (
+        "is champion"
+        if promote["promoted"]
+        else f"stays challenger (v{promote['champion']} is champion)"
+    )
+    console.print(f"v{promote['version']} {verdict}")
+    score = out["score"]
+    if score.get("scored", True):
+        bands = Table(title=f"scored list as of {score['as_of'][:10]}: {score['users']:,} shoppers")
+        for col in ("high", "medium", "low"):
+            bands.add_column(col, justify="right")
+        bands.add_row(*(f"{score['bands'][b]:,}" for b in ("high", "medium", "low")))
+        console.print(bands)
+        console.print(f"list: {score['list']}/scores.csv")
+    tracking = (
+        settings.mlflow_tracking_uri or f"sqlite:///{(settings.mlflow_dir / 'mlflow.db').resolve()}"
+    )
+    console.print(f"MLflow UI: mlflow ui --backend-store-uri {tracking}")
+    api = os.environ.get("PREFECT_API_URL")
+    if api:
+        console.print(f"Prefect UI: {api.removesuffix('/api')}")
+    else:
+        console.print("Prefect UI: `cadence deploy --serve` starts a server and its UI")

@@ -1,0 +1,186 @@
+"""`cadence train / evaluate / promote / rollback / score`: the repurchase model's life cycle."""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Annotated, Any
+
+import typer
+
+from cadence.cli._render import console, fail, progress
+
+
+class Target(enum.StrEnum):
+    repurchase = "repurchase"
+
+
+REPORTED = (
+    "roc_auc",
+    "pr_auc",
+    "brier",
+    "ece",
+    "lift_top_decile",
+    "timing_mae_days",
+    "timing_mae_days_cycle",
+    "interval_coverage",
+)
+
+
+def report_table(report: dict[str, dict], title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("scorer")
+    for k in REPORTED:
+        table.add_column(k.replace("_", " "), justify="right")
+    for name, m in report.items():
+        table.add_row(name, *(f"{m[k]:.3f}" if k in m else "" for k in REPORTED))
+    return table
+
+
+def _context(settings, horizon: int | None = None):
+    from cadence.cli._logs import after_heavy_imports
+    from cadence.flows.steps import models as step
+
+    ctx = step.context(settings, settings.decisions(), horizon)
+    after_heavy_imports()
+    return ctx
+
+
+def _errors() -> tuple[type[Exception], ...]:
+    """What a user can fix: a missing input, too little data, an unknown model version."""
+    from mlflow.exceptions import MlflowException
+
+    return (MlflowException, ValueError)
+
+
+def train(
+    ctx: typer.Context,
+    what: Annotated[Target, typer.Argument(help="Which model.")],
+    horizon: Annotated[
+        int | None,
+        typer.Option(help="Days ahead.", show_default="conf/models.yaml horizon_days"),
+    ] = None,
+) -> None:
+    """Train on the workspace's features, log the run to MLflow, register a challenger."""
+    from cadence.flows.steps import models as step
+
+    try:
+        c = _context(ctx.obj, horizon)
+        with progress("training") as report:
+            out = step.train(c, report=report)
+    except _errors() as exc:
+        fail(exc)
+    console.print(report_table(out["report"], f"test window {out['test_window']}"))
+    laps = ", ".join(f"{k} {v:.0f} s" for k, v in out["stages"].items())
+    console.print(
+        f"registered {out['name']} v{out['version']} as challenger "
+        f"(run {out['run_id']}; {out['seconds']:.0f} s: {laps})"
+    )
+
+
+def evaluate(
+    ctx: typer.Context,
+    what: Annotated[Target, typer.Argument(help="Which model.")],
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model URI.", show_default="the most recently trained version"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Evaluate a model and the baselines (and the oracle, on simulated data) on its test slice."""
+    from cadence.flows.steps import models as step
+
+    try:
+        with console.status("evaluating"):
+            out = step.evaluate(_context(ctx.obj), model)
+    except _errors() as exc:
+        fail(exc)
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    report = {k: v for k, v in out.items() if isinstance(v, dict)}
+    title = f"{out['model_uri']}: {out['n_test']:,} test rows, {out['test_window']}"
+    console.print(report_table(report, title))
+
+
+def print_gates(results: list) -> None:
+    for r in results:
+        mark = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
+        console.print(f"{mark} {r.gate}: {r.detail}")
+
+
+def promote(
+    ctx: typer.Context,
+    what: Annotated[Target, typer.Argument(help="Which model.")],
+    reason: Annotated[str | None, typer.Option(help="A note recorded with the decision.")] = None,
+) -> None:
+    """Run every gate on the challenger; make it champion only if all pass (exit 1 if not)."""
+    from cadence.flows.steps import models as step
+
+    try:
+        with console.status("running the gates"):
+            promoted, results, version = step.promote(_context(ctx.obj), reason)
+    except _errors() as exc:
+        fail(exc)
+    print_gates(results)
+    if not promoted:
+        fail(f"v{version} stays challenger: a gate failed", code=1)
+    console.print(f"[green]v{version} is champion[/green]")
+
+
+def rollback(
+    ctx: typer.Context,
+    what: Annotated[Target, typer.Argument(help="Which model.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded as a tag).")],
+) -> None:
+    """Move `champion` back to the version the current champion replaced."""
+    from cadence.flows.steps import models as step
+
+    try:
+        c = _context(ctx.obj)
+        old, new = step.rollback(c, reason)
+    except _errors() as exc:
+        fail(exc)
+    console.print(f"champion {c.name}: v{old} -> v{new} ({reason})")
+
+
+def score(
+    ctx: typer.Context,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="YYYY-MM-DD.", show_default="the latest snapshot"),
+    ] = None,
+    lead_days: Annotated[
+        int | None,
+        typer.Option(help="Contact this many days before.", show_default="conf/models.yaml"),
+    ] = None,
+) -> None:
+    """Write the scored list of active users under lists/ (Parquet and CSV) with the champion."""
+    import pandas as pd
+
+    from cadence.flows.steps import models as step
+
+    try:
+        when = pd.Timestamp(as_of, tz="UTC") if as_of else None
+        with console.status("scoring"):
+            target, info = step.score(_context(ctx.obj), ctx.obj.decisions(), when, lead_days)
+    except _errors() as exc:
+        fail(exc)
+    print_score(target, info)
+
+
+def print_score(target, info: dict[str, Any]) -> None:
+    b = info["bands"]
+    console.print(
+        f"scored {info['users']:,} active users as of {info['as_of'][:10]} with {info['model']}: "
+        f"high {b['high']:,}, medium {b['medium']:,}, low {b['low']:,}; "
+        f"{info['expected_orders_in_horizon']:,.0f} orders expected within "
+        f"{info['horizon_days']} days"
+    )
+    if info["consent_log"]:
+        console.print(f"left out {info['withdrawn_consent']:,} who withdrew consent to profiling")
+    else:
+        console.print("no consent log in the raw data: nobody was left out for consent")
+    console.print(f"wrote {target}/scores.parquet and scores.csv")

@@ -1,0 +1,238 @@
+"""What the pipeline decides with: each YAML file in `conf/` read into a typed, validated model.
+
+A file with an unknown key, a wrong type or a bad value stops with the file, the key and the
+reason (`ConfError`). The defaults ship inside the package (`cadence.conf`); `CADENCE_CONF`
+points at another folder holding the same files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Positive = Annotated[int, Field(gt=0)]
+Share = Annotated[float, Field(gt=0, lt=1)]
+
+
+class ConfError(ValueError):
+    """A configuration file is missing, unreadable or invalid; the message names file and key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- world.yaml -----------------------------------------------------------------------------
+
+
+class TruthConf(_Strict):
+    every_days: Positive = 7
+    horizons_days: tuple[Positive, ...] = (7, 30)
+
+
+class WorldConf(_Strict):
+    users: Positive = 20_000
+    days: Positive = 365
+    seed: Annotated[int, Field(ge=0)] = 7
+    start: dt.date = dt.date(2025, 1, 1)
+    truth: TruthConf = TruthConf()
+
+
+# --- features.yaml --------------------------------------------------------------------------
+
+
+class SnapshotsConf(_Strict):
+    every_days: Positive = 7
+    first_after_days: Annotated[int, Field(ge=0)] = 28
+
+
+class FeaturesConf(_Strict):
+    snapshots: SnapshotsConf = SnapshotsConf()
+    longest_horizon_days: Positive = 30
+    # Snapshots are computed in batches of about this many (user, snapshot) rows.
+    rows_per_batch: Positive = 1_000_000
+
+
+# --- models.yaml ----------------------------------------------------------------------------
+
+
+class SplitConf(_Strict):
+    test_snapshots: Positive = 4
+    calibrate_snapshots: Positive = 4
+
+
+class _TreesConf(_Strict):
+    n_estimators: Positive
+    learning_rate: Annotated[float, Field(gt=0, le=1)]
+    max_depth: Positive = 5
+    subsample: Annotated[float, Field(gt=0, le=1)] = 0.8
+    colsample_bytree: Annotated[float, Field(gt=0, le=1)] = 0.4
+
+
+class PropensityConf(_TreesConf):
+    n_estimators: Positive = 200
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.1
+
+
+class TimingConf(_TreesConf):
+    n_estimators: Positive = 100
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.08
+    sigma: Annotated[float, Field(gt=0)] = 0.3
+    lapsed_after_days: Annotated[float, Field(gt=0)] | None = 90
+
+
+class TrainingConf(_Strict):
+    seed: Annotated[int, Field(ge=0)] = 0
+    # XGBoost threads per model.
+    n_jobs: Positive = 2
+    # Fewer distinct buyers than this and there is nothing to learn from.
+    min_buyers: Positive = 500
+    propensity: PropensityConf = PropensityConf()
+    timing: TimingConf = TimingConf()
+
+
+class PromotionConf(_Strict):
+    gates: list[str] = Field(default_factory=lambda: ["beats_champion", "calibrated"], min_length=1)
+    margin_roc_auc: float = 0.002
+    max_ece: Annotated[float, Field(gt=0, le=1)] = 0.02
+
+
+class BandsConf(_Strict):
+    medium: Share = 0.3
+    high: Share = 0.6
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BandsConf:
+        if not self.medium < self.high:
+            raise ValueError(f"needs medium < high, got medium {self.medium}, high {self.high}")
+        return self
+
+
+class ScoringConf(_Strict):
+    lead_days: Annotated[int, Field(ge=0)] = 3
+    drivers: Literal["treeshap", "approximate"] = "treeshap"
+    bands: BandsConf = BandsConf()
+    # A shopper is active, and scored, with an order in this many days before the snapshot.
+    active_days: Positive = 365
+
+
+class ModelsConf(_Strict):
+    horizon_days: Positive = 30
+    split: SplitConf = SplitConf()
+    training: TrainingConf = TrainingConf()
+    promotion: PromotionConf = PromotionConf()
+    scoring: ScoringConf = ScoringConf()
+
+
+# --- flows.yaml -----------------------------------------------------------------------------
+
+
+class SchedulesConf(_Strict):
+    """Cron expressions (UTC) for the deployments `cadence deploy` registers."""
+
+    score: str = "0 5 * * *"
+    train: str = "0 3 * * 1"
+    promote: str = "0 4 * * 1"
+    timezone: str = "UTC"
+
+
+class DriftConf(_Strict):
+    # Population stability index: above this for any model input, or for the score, retrain.
+    max_feature_psi: Annotated[float, Field(gt=0)] = 0.25
+    max_score_psi: Annotated[float, Field(gt=0)] = 0.2
+    # Retrain when the champion's realised ROC AUC falls this far below its test AUC.
+    max_auc_drop: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    bins: Annotated[int, Field(ge=2)] = 10
+
+
+class FlowsConf(_Strict):
+    # Threads building snapshots in parallel; `dask` runs them on a Dask cluster instead.
+    task_runner: Literal["threads", "dask"] = "threads"
+    dask_address: str | None = None
+    workers: Positive = 2
+    # Retries of a task that talks to an outside service (MLflow server, Redis, PostgreSQL).
+    retries: Annotated[int, Field(ge=0)] = 2
+    retry_delay_seconds: Annotated[float, Field(ge=0)] = 5
+    schedules: SchedulesConf = SchedulesConf()
+    drift: DriftConf = DriftConf()
+
+
+_FILES: dict[str, type[_Strict]] = {
+    "world": WorldConf,
+    "features": FeaturesConf,
+    "models": ModelsConf,
+    "flows": FlowsConf,
+}
+
+
+def _where(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def read_file(path: Path, model: type[_Strict]) -> _Strict:
+    """One YAML file as its typed model; `ConfError` names the file, key and reason."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfError(f"{path}: no such file") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfError(f"{path}: cannot read it ({exc})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfError(f"{path}: not valid YAML ({exc})") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfError(f"{path}: expected a mapping of keys, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors():
+            reason = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+            problems.append(f"{_where(e['loc'])}: {reason}")
+        raise ConfError(f"{path}: " + "; ".join(problems)) from exc
+
+
+class Conf:
+    """The four files of a conf folder, each read (and validated) the first time it is used."""
+
+    def __init__(self, folder: Path) -> None:
+        if not folder.is_dir():
+            raise ConfError(f"configuration folder {folder} does not exist (CADENCE_CONF)")
+        self.folder = folder
+
+    def _read(self, name: str):
+        return read_file(self.folder / f"{name}.yaml", _FILES[name])
+
+    @cached_property
+    def world(self) -> WorldConf:
+        return self._read("world")
+
+    @cached_property
+    def features(self) -> FeaturesConf:
+        return self._read("features")
+
+    @cached_property
+    def models(self) -> ModelsConf:
+        return self._read("models")
+
+    @cached_property
+    def flows(self) -> FlowsConf:
+        return self._read("flows")
+
+    def check(self) -> None:
+        """Reads every file now, so a bad one stops a flow before its first step."""
+        for name in _FILES:
+            getattr(self, name)
+
+
+def default_folder() -> Path:
+    """The defaults shipped inside the package."""
+    from importlib.resources import files
+
+    return Path(str(files("cadence.conf")))

@@ -1,0 +1,395 @@
+"""The Prefect flows: `ingest`, `build_features`, `train`, `promote`, `score` and `pipeline`.
+
+Each flow reads the settings when it starts, wraps the steps as tasks and logs their progress
+to the run's log. Parameters are Pydantic models, so the Prefect UI shows them as a form.
+
+Resuming: a flow re-run after a fault does again only what the fault left undone. A world of
+the same settings is not regenerated (same seed, same bytes) and an order log with the same
+bytes is not re-imported; feature batches are cached on the raw files' fingerprint and their
+snapshot dates; training is cached on the fingerprints of the features and orders and on the
+decisions. Nothing a step writes is visible until it is whole (staged folders), and the
+champion moves only when every gate passes, so a failure leaves the champion and the lists
+as they were.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cadence.flows import _fingerprint
+from cadence.flows.settings import Settings
+from cadence.flows.steps._progress import Progress
+
+# --- parameters -----------------------------------------------------------------------------
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IngestParams(_Params):
+    """Where the raw data comes from: the simulated world (default) or a shop's order log."""
+
+    source: Literal["world", "orders"] = "world"
+    users: int | None = Field(default=None, gt=0, description="world: shoppers [conf]")
+    days: int | None = Field(default=None, gt=0, description="world: days simulated [conf]")
+    seed: int | None = Field(default=None, ge=0, description="world: random seed [conf]")
+    start: dt.date | None = Field(default=None, description="world: first day [conf]")
+    file: Path | None = Field(default=None, description="orders: the log, .csv or .parquet")
+    customer: str | None = Field(default=None, description="orders: customer id column")
+    timestamp: str | None = Field(default=None, description="orders: order time column")
+    amount: str | None = Field(default=None, description="orders: amount column")
+    quantity: str | None = Field(default=None, description="orders: item count column")
+    timestamp_format: str | None = Field(default=None, description="orders: strftime format")
+    on_bad_rows: Literal["fail", "skip"] = "fail"
+    force: bool = Field(default=False, description="regenerate or re-import even if unchanged")
+
+    @model_validator(mode="after")
+    def _orders_named(self) -> IngestParams:
+        if self.source == "orders":
+            missing = [
+                k for k in ("file", "customer", "timestamp", "amount") if not getattr(self, k)
+            ]
+            if missing:
+                raise ValueError(f"source 'orders' needs {', '.join(missing)}")
+        return self
+
+
+class FeaturesParams(_Params):
+    snapshots: str | None = Field(
+        default=None, description="START:END:7d or d1,d2,... [weekly grid + the data's end]"
+    )
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    materialize: bool = Field(default=True, description="register in Feast and materialise")
+    force: bool = Field(default=False, description="rebuild even if the raw data is unchanged")
+
+
+class TrainParams(_Params):
+    horizon: int | None = Field(default=None, gt=0, description="days ahead [conf]")
+
+
+class PromoteParams(_Params):
+    reason: str | None = Field(default=None, description="a note recorded with the decision")
+    horizon: int | None = Field(default=None, gt=0, description="days ahead [conf]")
+
+
+class ScoreParams(_Params):
+    as_of: dt.date | None = Field(default=None, description="[the latest snapshot]")
+    lead_days: int | None = Field(default=None, ge=0, description="contact lead [conf]")
+    drift: bool = Field(default=True, description="check drift after scoring")
+
+
+class PipelineParams(_Params):
+    ingest: IngestParams = IngestParams()
+    features: FeaturesParams = FeaturesParams()
+    train: TrainParams = TrainParams()
+    promote: PromoteParams = PromoteParams(reason="pipeline")
+    score: ScoreParams = ScoreParams()
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _report(step: str):
+    logger = get_run_logger()
+
+    def report(event: Progress) -> None:
+        count = f" ({event.done}/{event.total})" if event.total else ""
+        logger.info("%s: %s%s", step, event.message, count)
+
+    return report
+
+
+def _results(settings: Settings) -> Path:
+    return (settings.home / "prefect" / "results").resolve()
+
+
+def _outside(settings: Settings, fn):
+    """A task that talks to an outside service retries, as conf/flows.yaml says."""
+    conf = settings.decisions().flows
+    return fn.with_options(retries=conf.retries, retry_delay_seconds=conf.retry_delay_seconds)
+
+
+# --- ingest -----------------------------------------------------------------------------------
+
+
+@task(name="generate-world", cache_policy=NONE)
+def _generate_world(settings: Settings, params: IngestParams) -> dict[str, Any]:
+    from cadence.flows.steps import world as step
+    from cadence.ingest import read_manifest
+
+    cfg = step.world_config(
+        settings.decisions().world,
+        users=params.users,
+        days=params.days,
+        seed=params.seed,
+        start=params.start,
+    )
+    if not params.force and step.unchanged(settings.raw_dir, settings.truth_dir, cfg):
+        get_run_logger().info("the workspace already holds this world; not regenerated")
+        manifest = read_manifest(settings.raw_dir)
+    else:
+        manifest = step.generate(cfg, settings.raw_dir, settings.truth_dir, report=_report("world"))
+    return manifest.model_dump(mode="json")
+
+
+@task(name="import-orders", cache_policy=NONE)
+def _import_orders(settings: Settings, params: IngestParams) -> dict[str, Any]:
+    from cadence.flows.steps import ingest as step
+    from cadence.ingest import read_manifest
+
+    assert params.file is not None and params.customer and params.timestamp and params.amount
+    options = {
+        "customer": params.customer,
+        "timestamp": params.timestamp,
+        "amount": params.amount,
+        "quantity": params.quantity,
+        "timestamp_format": params.timestamp_format,
+        "on_bad_rows": params.on_bad_rows,
+    }
+    if not params.force and step.unchanged(settings.raw_dir, params.file, **options):
+        get_run_logger().info("the workspace already holds this order log; not re-imported")
+        manifest = read_manifest(settings.raw_dir)
+        assert manifest is not None
+        return manifest.model_dump(mode="json")
+    result = step.import_order_log(params.file, settings.raw_dir, **options)
+    if result.bad_rows:
+        get_run_logger().warning("left out %d bad %s(s)", len(result.bad_rows), result.unit)
+    return result.manifest.model_dump(mode="json")
+
+
+@task(name="validate", cache_policy=NONE)
+def _validate(settings: Settings) -> None:
+    from cadence.flows.steps import ingest as step
+
+    violations, _, _ = step.validate(settings.raw_dir)
+    if violations:
+        raise ValueError(
+            f"{len(violations)} contract violation(s) in {settings.raw_dir}: "
+            + "; ".join(str(v) for v in violations[:5])
+        )
+
+
+@flow(name="ingest")
+def ingest(params: IngestParams = IngestParams()) -> dict[str, Any]:
+    """Generate the simulated world or import an order log into raw/; validate it."""
+    settings = Settings()
+    settings.decisions().check()
+    fn = _generate_world if params.source == "world" else _import_orders
+    manifest = fn(settings, params)
+    _validate(settings)
+    return manifest
+
+
+# --- features ---------------------------------------------------------------------------------
+
+
+def _batch_key(_context, parameters: dict[str, Any]) -> str:
+    return parameters["key"]
+
+
+@task(name="feature-batch", cache_key_fn=_batch_key, persist_result=True)
+def _feature_batch(plan, snapshots: list[dt.datetime], engine: str, key: str):
+    from cadence.flows.steps import features as step
+
+    return step.compute_batch(plan, snapshots, engine)
+
+
+@task(name="materialize", cache_policy=NONE)
+def _materialize(settings: Settings) -> str:
+    from cadence.flows.steps import features as step
+
+    step.apply(settings.features_dir, settings.feast_dir, settings.online_store)
+    end = step.materialize(settings.features_dir, settings.feast_dir, settings.online_store)
+    return end.isoformat()
+
+
+def task_runner(settings: Settings):
+    """Threads by default; a Dask cluster (prefect-dask) when conf/flows.yaml says `dask`."""
+    conf = settings.decisions().flows
+    if conf.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if conf.dask_address:
+            return DaskTaskRunner(address=conf.dask_address)
+        return DaskTaskRunner(
+            cluster_kwargs={"n_workers": conf.workers, "threads_per_worker": 1, "processes": True}
+        )
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=conf.workers)
+
+
+@flow(name="build_features")
+def build_features(params: FeaturesParams = FeaturesParams()) -> dict[str, Any]:
+    """Build every feature as of each snapshot (batches in parallel), register the views in
+    Feast and materialise the latest snapshot to the online store."""
+    from cadence.features import parse_snapshots
+    from cadence.flows.steps import features as step
+
+    settings = Settings()
+    conf = settings.decisions()
+    logger = get_run_logger()
+    snaps = parse_snapshots(params.snapshots) if params.snapshots else None
+    workers = conf.flows.workers
+    plan = step.plan_build(settings.raw_dir, snaps, conf.features, min_batches=workers)
+    raw_key = _fingerprint.files(settings.raw_dir)
+    if not params.force and step.unchanged(settings.features_dir, plan, raw_key, params.engine):
+        logger.info("features are up to date with the raw data; not rebuilt")
+        manifest = step.read_build(settings.features_dir)
+    else:
+        batch = _feature_batch.with_options(result_storage=_results(settings))
+        futures = [
+            batch.submit(
+                plan, s, params.engine, _fingerprint.of("features", raw_key, params.engine, s)
+            )
+            for s in plan.batches
+        ]
+        manifest = step.write_build(
+            plan,
+            (f.result() for f in futures),
+            settings.features_dir,
+            params.engine,
+            raw_fingerprint=raw_key,
+            report=_report("features"),
+        )
+    out: dict[str, Any] = {
+        "user_features": manifest.user_features,
+        "rows": manifest.rows,
+        "snapshots": len(manifest.snapshots),
+    }
+    if params.materialize:
+        out["online_as_of"] = _outside(settings, _materialize)(settings)
+    return out
+
+
+# --- models -----------------------------------------------------------------------------------
+
+
+def _train_key(_context, parameters: dict[str, Any]) -> str:
+    return parameters["key"]
+
+
+@task(name="train-repurchase", cache_key_fn=_train_key, persist_result=True)
+def _train(settings: Settings, horizon: int | None, key: str) -> dict[str, Any]:
+    from cadence.flows.steps import models as step
+
+    ctx = step.context(settings, settings.decisions(), horizon)
+    out = step.train(ctx, report=_report("train"))
+    return {k: v for k, v in out.items() if k != "stages"}
+
+
+@flow(name="train")
+def train(params: TrainParams = TrainParams()) -> dict[str, Any]:
+    """Train the repurchase models, evaluate them beside the baselines, register a challenger.
+    Cached: the same features, orders and decisions do not train twice."""
+    settings = Settings()
+    conf = settings.decisions()
+    key = _fingerprint.of(
+        "train",
+        _fingerprint.files(settings.features_dir),
+        _fingerprint.files(settings.raw_dir, "orders.parquet"),
+        conf.models.model_dump(mode="json"),
+        params.horizon,
+        settings.mlflow_tracking_uri or str(settings.mlflow_dir.resolve()),
+    )
+    fn = _outside(settings, _train).with_options(result_storage=_results(settings))
+    return fn(settings, params.horizon, key)
+
+
+@task(name="promote-repurchase", cache_policy=NONE)
+def _promote(settings: Settings, params: PromoteParams) -> dict[str, Any]:
+    from cadence.flows.steps import models as step
+    from cadence.models._registry import CHALLENGER, CHAMPION, alias_version
+
+    ctx = step.context(settings, settings.decisions(), params.horizon)
+    champion = alias_version(ctx.name, CHAMPION)
+    if alias_version(ctx.name, CHALLENGER) is None and champion is not None:
+        get_run_logger().info("no challenger waiting; v%s stays champion", champion)
+        return {"promoted": False, "version": champion, "gates": [], "champion": champion}
+    promoted, results, version = step.promote(ctx, params.reason)
+    for r in results:
+        get_run_logger().info("%s %s: %s", "pass" if r.passed else "FAIL", r.gate, r.detail)
+    return {
+        "promoted": promoted,
+        "version": version,
+        "gates": [r.__dict__ for r in results],
+        "champion": alias_version(ctx.name, CHAMPION),
+    }
+
+
+@flow(name="promote")
+def promote(params: PromoteParams = PromoteParams()) -> dict[str, Any]:
+    """Run the configured gates on the challenger; it becomes champion only if all pass."""
+    settings = Settings()
+    return _outside(settings, _promote)(settings, params)
+
+
+@task(name="score-repurchase", cache_policy=NONE)
+def _score(settings: Settings, params: ScoreParams) -> dict[str, Any]:
+    import pandas as pd
+
+    from cadence.flows.steps import models as step
+
+    conf = settings.decisions()
+    ctx = step.context(settings, conf)
+    as_of = pd.Timestamp(params.as_of, tz="UTC") if params.as_of else None
+    target, info = step.score(ctx, conf, as_of, params.lead_days)
+    info["list"] = str(target)
+    info["online"] = step.publish_scores(settings, target)
+    return info
+
+
+@flow(name="score")
+def score(params: ScoreParams = ScoreParams()) -> dict[str, Any]:
+    """Score the active shoppers with the champion: the list under lists/, and the scores
+    in the online store for the service to read; then the drift check."""
+    from cadence.models._registry import CHAMPION, alias_version
+
+    settings = Settings()
+    conf = settings.decisions()
+    from cadence.flows.steps import models as step
+
+    ctx = step.context(settings, conf)
+    if alias_version(ctx.name, CHAMPION) is None:
+        get_run_logger().warning("%s has no champion yet: nothing scored", ctx.name)
+        return {"scored": False}
+    info = _outside(settings, _score)(settings, params)
+    if params.drift:
+        from cadence.flows.drift import check_drift
+
+        info["drift"] = check_drift(settings)
+    return info
+
+
+# --- the whole pipeline -------------------------------------------------------------------
+
+
+@flow(name="pipeline")
+def pipeline(params: PipelineParams = PipelineParams()) -> dict[str, Any]:
+    """ingest -> build_features -> train -> promote -> score, in order."""
+    settings = Settings()
+    settings.decisions().check()
+    runner = task_runner(settings)
+    out: dict[str, Any] = {"ingest": ingest(params.ingest)}
+    out["features"] = build_features.with_options(task_runner=runner)(params.features)
+    out["train"] = train(params.train)
+    out["promote"] = promote(params.promote)
+    out["score"] = score(params.score)
+    return out
+
+
+FLOWS = {
+    "ingest": (ingest, IngestParams),
+    "build_features": (build_features, FeaturesParams),
+    "train": (train, TrainParams),
+    "promote": (promote, PromoteParams),
+    "score": (score, ScoreParams),
+    "pipeline": (pipeline, PipelineParams),
+}

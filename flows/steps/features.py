@@ -1,0 +1,245 @@
+"""Feature steps: build the catalogue as of each snapshot, register it in Feast, materialise it.
+
+A build is planned (the raw tables, the data's window, the snapshots in batches), each batch
+is computed (in turn here, or in parallel by the `build_features` flow), and the results are
+written in snapshot order into a staged folder that replaces the old build whole.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cadence.features import (
+    FeatureInputError,
+    FeatureManifest,
+    check_range,
+    compute,
+    connect,
+    default_grid,
+    load_sources,
+    read_manifest,
+    split_by_family,
+    write_manifest,
+)
+from cadence.features.catalogue import USER_FAMILIES
+from cadence.flows.conf import FeaturesConf
+from cadence.flows.steps._progress import Progress, Report, silent
+from cadence.ingest import SCHEMAS, read_end, staged_dir, type_problems
+from cadence.ingest import read_manifest as read_raw_manifest
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    raw: Path
+    tables: dict[str, Path]
+    start: dt.datetime
+    end: dt.datetime
+    snapshots: list[dt.datetime]
+    batches: list[list[dt.datetime]]
+    data_written_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch's user features split by family (and the node features, if any)."""
+
+    parts: dict[str, pa.Table]
+    families: list[str]
+    rows: int
+
+
+def raw_inputs(raw: Path) -> tuple[dict[str, Path], dt.datetime, dt.datetime]:
+    """The raw tables present, and the data's start and end; refuses what features cannot use."""
+    if not (raw / "orders.parquet").exists():
+        raise FeatureInputError(f"{raw}: no orders.parquet; features need at least orders")
+    tables = {t: raw / f"{t}.parquet" for t in SCHEMAS if (raw / f"{t}.parquet").exists()}
+    for name, path in tables.items():
+        for column, problem in type_problems(name, pq.read_schema(path)):
+            raise FeatureInputError(f"table {name}, column {column}: {problem}")
+    ts = pq.read_table(tables["orders"], columns=["ordered_at"]).column(0)
+    first, last = ts.combine_chunks().to_pandas().agg(["min", "max"])
+    manifest = read_raw_manifest(raw)
+    end = read_end(raw)
+    start_t = manifest.start if manifest and manifest.start else first.to_pydatetime()
+    end_t = end.to_pydatetime() if end is not None else last.to_pydatetime()
+    return tables, start_t.astimezone(dt.UTC), end_t.astimezone(dt.UTC)
+
+
+def plan_build(
+    raw: Path,
+    snapshots: list[dt.datetime] | None,
+    conf: FeaturesConf,
+    *,
+    min_batches: int = 1,
+) -> BuildPlan:
+    """The snapshots (the default grid unless given), in batches of about
+    `conf.rows_per_batch` (user, snapshot) rows, and at least `min_batches` of them."""
+    tables, start, end = raw_inputs(raw)
+    if snapshots is None:
+        snapshots = default_grid(
+            start,
+            end,
+            every_days=conf.snapshots.every_days,
+            first_after_days=conf.snapshots.first_after_days,
+            horizon_days=conf.longest_horizon_days,
+        )
+    if not snapshots:
+        raise FeatureInputError("no snapshots to build")
+    try:
+        check_range(snapshots, start, end)
+    except ValueError as exc:
+        raise FeatureInputError(str(exc)) from exc
+    n_users = pq.read_metadata(tables["users" if "users" in tables else "orders"]).num_rows
+    size = max(1, conf.rows_per_batch // max(n_users, 1))
+    size = min(size, max(1, -(-len(snapshots) // min_batches)))
+    batches = [snapshots[i : i + size] for i in range(0, len(snapshots), size)]
+    manifest = read_raw_manifest(raw)
+    return BuildPlan(
+        raw, tables, start, end, snapshots, batches, manifest.written_at if manifest else None
+    )
+
+
+def compute_batch(plan: BuildPlan, snapshots: list[dt.datetime], engine: str) -> Batch:
+    """Every available feature as of each of `snapshots`, on its own engine connection."""
+    con = connect(engine)
+    result = compute(con, load_sources(con, plan.tables), snapshots)
+    parts = split_by_family(result.users, result.families)
+    if result.nodes is not None:
+        parts["_nodes"] = result.nodes
+    return Batch(parts, [f.name for f in result.families], result.users.num_rows)
+
+
+def write_build(
+    plan: BuildPlan,
+    batches: Iterable[Batch],
+    out: Path,
+    engine: str,
+    *,
+    raw_fingerprint: str | None = None,
+    report: Report = silent,
+) -> FeatureManifest:
+    """Writes the batches, in order, as one Parquet file per family into a staged folder that
+    replaces `out` whole when every batch is in."""
+    rows, families, n_nodes = 0, None, 0
+    with staged_dir(out) as tmp:
+        (tmp / "users").mkdir()
+        writers: dict[str, pq.ParquetWriter] = {}
+        try:
+            for i, batch in enumerate(batches, 1):
+                families = batch.families
+                rows += batch.rows
+                for name, table in batch.parts.items():
+                    if name == "_nodes":
+                        n_nodes = table.num_columns - 2
+                    if name not in writers:
+                        path = (
+                            tmp / "nodes.parquet"
+                            if name == "_nodes"
+                            else tmp / "users" / f"{name}.parquet"
+                        )
+                        writers[name] = pq.ParquetWriter(path, table.schema, compression="zstd")
+                    writers[name].write_table(table)
+                report(
+                    Progress(
+                        "build",
+                        f"batch {i}: {len(batch.families)} families, {rows:,} rows",
+                        i,
+                        len(plan.batches),
+                    )
+                )
+        finally:
+            for w in writers.values():
+                w.close()
+        if families is None:
+            raise FeatureInputError("the build produced no batches")
+        columns = {
+            name: pq.read_schema(tmp / "users" / f"{name}.parquet").names[2:]
+            for name in writers
+            if name != "_nodes"
+        }
+        manifest = FeatureManifest(
+            engine=engine,
+            data=str(plan.raw),
+            snapshots=plan.snapshots,
+            rows=rows,
+            user_features=sum(len(c) for c in columns.values()),
+            families={name: len(c) for name, c in columns.items()},
+            families_left_out=[f.name for f in USER_FAMILIES if f.name not in families],
+            node_features=n_nodes,
+            data_written_at=plan.data_written_at,
+            data_fingerprint=raw_fingerprint,
+        )
+        write_manifest(tmp, manifest)
+    return manifest
+
+
+def read_build(features_dir: Path) -> FeatureManifest:
+    return read_manifest(features_dir)
+
+
+def unchanged(features_dir: Path, plan: BuildPlan, raw_fingerprint: str, engine: str) -> bool:
+    """True when `features_dir` holds a whole build of these raw files, snapshots and engine."""
+    try:
+        manifest = read_manifest(features_dir)
+    except ValueError:
+        return False
+    return (
+        manifest.data_fingerprint == raw_fingerprint
+        and manifest.engine == engine
+        and manifest.snapshots == plan.snapshots
+    )
+
+
+def build_features(
+    raw: Path,
+    out: Path,
+    snapshots: list[dt.datetime] | None,
+    engine: str,
+    conf: FeaturesConf,
+    *,
+    report: Report = silent,
+) -> FeatureManifest:
+    """Plans the build and computes its batches one after another (memory stays bounded)."""
+    plan = plan_build(raw, snapshots, conf)
+
+    def batches() -> Iterator[Batch]:
+        for snaps in plan.batches:
+            report(Progress("build", f"computing {len(snaps)} snapshot(s)"))
+            yield compute_batch(plan, snaps, engine)
+
+    return write_build(plan, batches(), out, engine, report=report)
+
+
+def open_store(features_dir: Path, feast_dir: Path, online_store: str):
+    """The workspace's Feast store; MissingFeatures when nothing is built yet."""
+    from cadence.features._store import open_store as _open
+
+    read_manifest(features_dir)
+    return _open(feast_dir, online_store)
+
+
+def apply(features_dir: Path, feast_dir: Path, online_store: str) -> list[str]:
+    """Registers entities, one view per family and the feature services in Feast."""
+    from cadence.features._store import apply as _apply
+
+    return _apply(open_store(features_dir, feast_dir, online_store), features_dir)
+
+
+def materialize(features_dir: Path, feast_dir: Path, online_store: str) -> dt.datetime:
+    """Loads the latest snapshot of every view into the online store; returns its time."""
+    from cadence.features._store import materialize as _materialize
+
+    return _materialize(open_store(features_dir, feast_dir, online_store), features_dir)
+
+
+def online(features_dir: Path, feast_dir: Path, online_store: str, service: str, users: list[str]):
+    from cadence.features._store import online_features
+
+    store = open_store(features_dir, feast_dir, online_store)
+    return online_features(store, service, [{"user_id": u} for u in users])

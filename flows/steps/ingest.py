@@ -1,0 +1,113 @@
+"""Ingest steps: validate a raw folder; import a shop's own order log as a raw dataset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pyarrow.parquet as pq
+
+from cadence.ingest import (
+    SCHEMAS,
+    BadRow,
+    OrderLogError,
+    RawManifest,
+    Violation,
+    import_orders,
+    read_order_log,
+    staged_dir,
+    validate_dir,
+    write_manifest,
+)
+
+
+@dataclass(frozen=True)
+class Imported:
+    orders: int
+    replaced: bool
+    bad_rows: list[BadRow]
+    unit: str
+    manifest: RawManifest
+
+
+def validate(folder: Path) -> tuple[list[Violation], int, int]:
+    """(violations, tables present, rows in them). Changes nothing."""
+    violations = validate_dir(folder)
+    present = [t for t in SCHEMAS if (folder / f"{t}.parquet").exists()]
+    rows = sum(pq.read_metadata(folder / f"{t}.parquet").num_rows for t in present)
+    return violations, len(present), rows
+
+
+def _sha256(file: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with Path(file).open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _options(**options: str | None) -> dict[str, str | None]:
+    return dict(sorted(options.items()))
+
+
+def unchanged(out: Path, file: Path, **options: str | None) -> bool:
+    """True when `out` holds an import of these very bytes, read with these options."""
+    from cadence.ingest import read_manifest
+
+    try:
+        manifest = read_manifest(out)
+    except ValueError:
+        return False
+    return (
+        manifest is not None
+        and manifest.source == "import"
+        and (out / "orders.parquet").exists()
+        and manifest.file_sha256 == _sha256(file)
+        and manifest.options == _options(**options)
+    )
+
+
+def import_order_log(
+    file: Path,
+    out: Path,
+    *,
+    customer: str,
+    timestamp: str,
+    amount: str,
+    quantity: str | None = None,
+    timestamp_format: str | None = None,
+    on_bad_rows: Literal["fail", "skip"] = "fail",
+) -> Imported:
+    """Reads the log, checks every row, and swaps the `orders` table (with its manifest) into
+    `out` whole; OrderLogError (naming the file, column or line) leaves `out` as it was."""
+    log = read_order_log(file)
+    options = {
+        "customer": customer,
+        "timestamp": timestamp,
+        "amount": amount,
+        "quantity": quantity,
+        "timestamp_format": timestamp_format,
+        "on_bad_rows": on_bad_rows,
+    }
+    result = import_orders(log, **options)  # type: ignore[arg-type]
+    if result.orders.num_rows == 0:
+        raise OrderLogError("no valid orders to import; nothing was written")
+    ts = result.orders["ordered_at"]
+    manifest = RawManifest(
+        source="import",
+        file=str(file),
+        start=ts[0].as_py(),
+        end=ts[-1].as_py(),
+        tables={"orders": result.orders.num_rows},
+    )
+    manifest = manifest.model_copy(
+        update={"file_sha256": _sha256(file), "options": _options(**options)}
+    )
+    replaced = out.exists() and any(out.iterdir())
+    with staged_dir(out) as tmp:
+        pq.write_table(result.orders, tmp / "orders.parquet", compression="zstd")
+        write_manifest(tmp, manifest)
+    return Imported(result.orders.num_rows, replaced, result.bad_rows, result.unit, manifest)

@@ -1,0 +1,288 @@
+"""Model steps: train, evaluate, promote, roll back and score the repurchase model.
+
+Each reads the workspace (features, orders, truth), calls the models stage, talks to MLflow
+(the workspace's SQLite database unless `MLFLOW_TRACKING_URI` names a server) and writes the
+list through a staged folder. Errors a user can fix are `ValueError`s naming what is missing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cadence.flows.conf import Conf, ModelsConf
+from cadence.flows.settings import Settings
+from cadence.flows.steps import _read
+from cadence.flows.steps._progress import Progress, Report, silent
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    """The decisions, the registered model's name and the MLflow experiment, set up once."""
+
+    settings: Settings
+    conf: ModelsConf
+    horizon: int
+    name: str
+    experiment: str
+
+
+def context(settings: Settings, conf: Conf, horizon: int | None = None) -> ModelContext:
+    from cadence.models._registry import configure, model_name
+
+    models = conf.models
+    if horizon is not None and horizon < 1:
+        raise ValueError(f"--horizon must be a positive number of days, got {horizon}")
+    h = horizon or models.horizon_days
+    experiment = configure(settings.home, settings.mlflow_tracking_uri)
+    return ModelContext(settings, models, h, model_name(h, models.horizon_days), experiment)
+
+
+def _data(settings: Settings, at: list[pd.Timestamp] | None = None):
+    """Feature rows (all, or at the given snapshots), the order log and the data's end."""
+    log = _read.orders(settings.raw_dir)
+    end = _read.data_end(settings.raw_dir, log)
+    return _read.feature_rows(settings.features_dir, at), log, end
+
+
+def train(ctx: ModelContext, *, report: Report = silent) -> dict[str, Any]:
+    """Train on the workspace's features, evaluate, log to MLflow, register a challenger."""
+    from cadence.features import read_manifest
+    from cadence.models._plots import calibration_figure, curves, gain_figure
+    from cadence.models._registry import log_and_register
+    from cadence.models._train import evaluate_scores, fit, prepare
+
+    settings = ctx.settings
+    started = time.perf_counter()
+    stages: dict[str, float] = {}
+
+    def lap(name: str, message: str) -> None:
+        stages[name] = time.perf_counter() - started - sum(stages.values())
+        report(Progress("train", message, len(stages), 4))
+
+    frame, log, end = _data(settings)
+    oracle = _read.oracle(settings.truth_dir)
+    split_conf, training = ctx.conf.split, ctx.conf.training
+    rows, split = prepare(
+        frame,
+        log,
+        end=end,
+        horizon_days=ctx.horizon,
+        test=split_conf.test_snapshots,
+        calibrate=split_conf.calibrate_snapshots,
+        min_buyers=training.min_buyers,
+    )
+    features = [c for c in frame.columns if c not in ("user_id", "snapshot_at")]
+    lap("read", f"read {len(rows):,} labelled rows, {len(features)} features")
+    trained = fit(
+        rows,
+        features,
+        split,
+        seed=training.seed,
+        n_jobs=training.n_jobs,
+        propensity=training.propensity.model_dump(),
+        timing=training.timing.model_dump(),
+    )
+    lap("fit", f"fitted on {int((rows.slice == 'train').sum()):,} rows")
+    report_, y, scores = evaluate_scores(trained, rows, log, oracle)
+    lap("evaluate", "evaluated beside the baselines")
+    points = curves(y, scores)
+    figures = {
+        "calibration.png": calibration_figure(points, ctx.horizon),
+        "gain.png": gain_figure(points),
+    }
+    manifest = read_manifest(settings.features_dir)
+    all_snaps = _read.snapshots(settings.features_dir)
+    windows = {
+        "data_window": f"{min(all_snaps).date()}..{end.date()}",
+        **{f"{name}_window": split.window(name) for name in ("train", "calibrate", "test")},
+    }
+    tags = {
+        **windows,
+        "feature_service": "repurchase_v1",
+        "feature_families": ",".join(manifest.families),
+        "feature_engine": manifest.engine,
+        "horizon_days": str(ctx.horizon),
+    }
+    counts = rows.slice.value_counts()
+    params = {
+        "seed": training.seed,
+        **{f"propensity_{k}": v for k, v in training.propensity.model_dump().items()},
+        **{f"timing_{k}": v for k, v in training.timing.model_dump().items()},
+        "horizon_days": ctx.horizon,
+        "features": len(features),
+        "rows_train": int(counts.get("train", 0)),
+        "rows_calibrate": int(counts.get("calibrate", 0)),
+        "rows_test": int(counts.get("test", 0)),
+        "snapshots_train": len(split.train),
+        "snapshots_calibrate": len(split.calibrate),
+        "snapshots_test": len(split.test),
+        "timing_loss": "survival:aft",
+        "calibration": "isotonic",
+    }
+    run_id, version = log_and_register(
+        trained,
+        report_,
+        name=ctx.name,
+        experiment_id=ctx.experiment,
+        params=params,
+        tags=tags,
+        # Every feature is declared a double: counts may be missing where a family is.
+        example=frame[features].head(5).astype("float64"),
+        figures=figures,
+        importances=trained.propensity.importances(),
+        curves=points,
+    )
+    lap("log", f"registered {ctx.name} v{version} as challenger")
+    return {
+        "name": ctx.name,
+        "version": version,
+        "run_id": run_id,
+        "report": report_,
+        "test_window": windows["test_window"],
+        "n_test": int(counts.get("test", 0)),
+        "seconds": time.perf_counter() - started,
+        "stages": stages,
+    }
+
+
+def _rows_for(
+    settings: Settings, trained, *, calibrate: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The labelled test rows of a model's own split (and its calibration rows, which the
+    baselines are calibrated on), from the workspace; and the order log."""
+    from cadence.models._train import split_rows
+
+    split = trained.split
+    frame, log, end = _data(settings, [*(split.calibrate if calibrate else []), *split.test])
+    if frame.empty or not frame.snapshot_at.isin(split.test).any():
+        raise ValueError(
+            f"the workspace's features lack the model's test snapshots "
+            f"({split.window('test')}); rebuild them or pass --model"
+        )
+    return split_rows(frame, log, end, split), log
+
+
+def evaluate(ctx: ModelContext, uri: str | None) -> dict[str, Any]:
+    """The model (default: the latest version) and the baselines on its own test slice."""
+    from cadence.models._registry import latest_version, load
+    from cadence.models._train import evaluate as evaluate_model
+
+    if uri is None:
+        version = latest_version(ctx.name)
+        if version is None:
+            raise ValueError(f"no {ctx.name} model yet: run `cadence train repurchase`")
+        uri = f"models:/{ctx.name}/{version}"
+    trained = load(uri)
+    rows, log = _rows_for(ctx.settings, trained)
+    report = evaluate_model(trained, rows, log, _read.oracle(ctx.settings.truth_dir))
+    return {
+        **report,
+        "model_uri": uri,
+        "horizon_days": trained.horizon_days,
+        "test_window": trained.split.window("test"),
+        "n_test": int((rows.slice == "test").sum()),
+    }
+
+
+def promote(ctx: ModelContext, note: str | None = None) -> tuple[bool, list, str]:
+    """Runs the configured gates on the challenger; makes it champion only if all pass.
+    Returns (promoted, gate results, the challenger's version)."""
+    from cadence.models._gates import candidate, check_gates, run_gates
+    from cadence.models._registry import CHALLENGER, CHAMPION, alias_version, load
+    from cadence.models._registry import promote as set_champion
+
+    gates = ctx.conf.promotion.gates
+    check_gates(gates)
+    version = alias_version(ctx.name, CHALLENGER)
+    if version is None:
+        raise ValueError(f"{ctx.name} has no challenger: run `cadence train repurchase` first")
+    challenger = load(f"models:/{ctx.name}@{CHALLENGER}")
+    rows, _ = _rows_for(ctx.settings, challenger, calibrate=False)
+    champion_version = alias_version(ctx.name, CHAMPION)
+    champion = load(f"models:/{ctx.name}@{CHAMPION}") if champion_version else None
+    cand = candidate(
+        name=ctx.name,
+        version=version,
+        challenger=challenger,
+        champion=champion,
+        champion_version=champion_version,
+        test=rows[rows.slice == "test"],
+        conf=ctx.conf.promotion.model_dump(),
+    )
+    results = run_gates(cand, gates)
+    return set_champion(cand, results, note), results, version
+
+
+def rollback(ctx: ModelContext, reason: str) -> tuple[str, str]:
+    from cadence.models._registry import rollback as _rollback
+
+    return _rollback(ctx.name, reason)
+
+
+def score(
+    ctx: ModelContext,
+    conf: Conf,
+    as_of: pd.Timestamp | None,
+    lead_days: int | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Scores the eligible shoppers with the champion into lists/<name>-<date>/."""
+    from cadence.ingest import staged_dir
+    from cadence.models._registry import CHAMPION, alias_version, load
+    from cadence.models._score import eligible, pick_snapshot, score_frame, summary, write_list
+
+    settings = ctx.settings
+    version = alias_version(ctx.name, CHAMPION)
+    if version is None:
+        raise ValueError(
+            f"{ctx.name} has no champion yet: run `cadence train repurchase` and "
+            "`cadence promote repurchase` first"
+        )
+    if lead_days is not None and lead_days < 0:
+        raise ValueError(f"--lead-days must be 0 or more, got {lead_days}")
+    every = conf.features.snapshots.every_days
+    snap = pick_snapshot(_read.snapshots(settings.features_dir), as_of, every)
+    trained = load(f"models:/{ctx.name}@{CHAMPION}")
+    scoring = ctx.conf.scoring
+    out_of = _read.withdrawn(settings.raw_dir, snap)
+    frame, excluded = eligible(
+        _read.feature_rows(settings.features_dir, [snap]),
+        active_days=scoring.active_days,
+        withdrawn=out_of,
+    )
+    scored = score_frame(
+        trained,
+        frame,
+        snapshot=snap,
+        lead_days=scoring.lead_days if lead_days is None else lead_days,
+        medium=scoring.bands.medium,
+        high=scoring.bands.high,
+        model_version=f"{ctx.name}/{version}",
+        exact_drivers=scoring.drivers == "treeshap",
+    )
+    target = settings.lists_dir / f"{ctx.name}-{snap.date()}"
+    with staged_dir(target) as tmp:
+        write_list(scored, tmp)
+    info = {
+        **summary(scored),
+        "as_of": snap.isoformat(),
+        "model": f"models:/{ctx.name}@{CHAMPION} (v{version})",
+        "withdrawn_consent": excluded,
+        "consent_log": out_of is not None,
+        "horizon_days": trained.horizon_days,
+    }
+    return target, info
+
+
+def publish_scores(settings: Settings, target: Path) -> str:
+    """Loads a written list into the online store (view `repurchase_scores`), where the
+    service reads a shopper's latest score; returns the list's as-of time."""
+    from cadence.features._store import open_store
+    from cadence.features._store import publish_scores as publish
+
+    store = open_store(settings.feast_dir, settings.online_store)
+    return publish(store, target / "scores.parquet").isoformat()

@@ -1,0 +1,166 @@
+"""The Prefect flows end to end: the pipeline, a fault and the resumed run, the demo summary,
+`cadence run` parameters, and the feature build on a local Dask cluster."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cadence.cli.app import app
+from tests.conftest import flow_conf
+
+pytestmark = pytest.mark.e2e
+
+runner = CliRunner()
+
+
+def _env(monkeypatch, home: Path, conf: Path, online: str = "sqlite") -> None:
+    monkeypatch.setenv("CADENCE_HOME", str(home))
+    monkeypatch.setenv("CADENCE_CONF", str(conf))
+    monkeypatch.setenv("CADENCE_ONLINE_STORE", online)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
+    monkeypatch.setenv("PREFECT_HOME", str(home / "prefect"))
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _champion(home: Path) -> str | None:
+    from cadence.models._registry import CHAMPION, alias_version, configure
+
+    configure(home, None)
+    return alias_version("repurchase-7d", CHAMPION) or alias_version("repurchase", CHAMPION)
+
+
+@pytest.fixture(scope="module")
+def first_run(prefect_api, tmp_path_factory) -> dict:
+    """The whole pipeline once, in a fresh workspace."""
+    from cadence.flows.pipeline import PipelineParams, pipeline
+
+    home = tmp_path_factory.mktemp("flow-home")
+    conf = flow_conf(home.parent / f"{home.name}-conf")
+    mp = pytest.MonkeyPatch()
+    _env(mp, home, conf)
+    try:
+        out = pipeline(PipelineParams())
+    finally:
+        mp.undo()
+    return {"home": home, "conf": conf, "out": out}
+
+
+def test_pipeline_runs_every_flow_in_order(first_run):
+    out, home = first_run["out"], first_run["home"]
+    assert out["ingest"]["source"] == "world" and out["ingest"]["tables"]["users"] == 700
+    assert out["features"]["user_features"] >= 200 and "online_as_of" in out["features"]
+    assert out["train"]["version"] == "1" and out["train"]["name"] == "repurchase"
+    assert {"model", "rule", "bgnbd", "oracle"} <= out["train"]["report"].keys()
+    assert out["promote"]["promoted"] and out["promote"]["champion"] == "1"
+    score = out["score"]
+    assert score["users"] > 100 and Path(score["list"], "scores.csv").exists()
+    # The scores reached the online store, where the service reads them.
+    from cadence.flows.steps import features as step
+
+    scored = pd.read_parquet(Path(score["list"], "scores.parquet"))
+    user = scored.user_id.iloc[0]
+    online = step.online(
+        home / "features", home / "feast", "sqlite", "repurchase_scores_v1", [user]
+    )
+    assert online.probability.iloc[0] == pytest.approx(scored.probability.iloc[0])
+
+
+def test_a_fault_leaves_champion_and_list_and_the_rerun_resumes(first_run, monkeypatch):
+    from cadence.flows.pipeline import PipelineParams, pipeline
+    from cadence.ingest import read_manifest
+
+    home, conf = first_run["home"], first_run["conf"]
+    lists_before = _digest(home / "lists")
+    # New data, and an online store that is not there: the build succeeds, materialising fails.
+    flow_conf(conf, seed=12)
+    _env(monkeypatch, home, conf, online="redis://127.0.0.1:1")
+    state = pipeline(PipelineParams(), return_state=True)
+    assert state.is_failed()
+    assert _champion(home) == "1"
+    assert _digest(home / "lists") == lists_before
+    raw_written = read_manifest(home / "raw").written_at
+    built = (home / "features" / "manifest.json").read_text()
+    assert read_manifest(home / "raw").seed == 12
+
+    # Fixed: the re-run does not regenerate the world nor rebuild the features.
+    _env(monkeypatch, home, conf)
+    out = pipeline(PipelineParams())
+    assert read_manifest(home / "raw").written_at == raw_written
+    assert (home / "features" / "manifest.json").read_text() == built
+    assert out["train"]["version"] == "2"
+    assert "online_as_of" in out["features"]
+
+
+def test_retraining_on_unchanged_inputs_is_served_from_the_cache(first_run, monkeypatch):
+    from cadence.flows.pipeline import TrainParams, train
+
+    home, conf = first_run["home"], first_run["conf"]
+    _env(monkeypatch, home, conf)
+    a = train(TrainParams())
+    b = train(TrainParams())
+    assert a["version"] == b["version"]
+
+
+def test_run_refuses_unknown_and_bad_parameters(tmp_path):
+    env = {"CADENCE_HOME": str(tmp_path)}
+    r = runner.invoke(app, ["run", "train", "--horizn", "7"], env=env)
+    assert r.exit_code == 2 and "--horizn: unknown parameter" in r.output
+    r = runner.invoke(app, ["run", "ingest", "--users", "-3"], env=env)
+    assert r.exit_code == 2 and "--users" in r.output and "greater than 0" in r.output
+    r = runner.invoke(app, ["run", "ingest", "--source", "orders"], env=env)
+    assert r.exit_code == 2 and "needs file, customer, timestamp, amount" in r.output
+    r = runner.invoke(app, ["run", "nope"], env=env)
+    assert r.exit_code == 2
+
+
+def test_demo_prints_the_summary_and_where_things_are(prefect_api, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    conf = flow_conf(tmp_path / "conf")
+    _env(monkeypatch, home, conf)
+    r = runner.invoke(app, ["demo"])
+    assert r.exit_code == 0, r.output
+    for text in ("ROC AUC", "oracle", "bgnbd", "is champion", "high", "scores.csv", "mlflow ui"):
+        assert text in r.output, text
+    assert (home / "feast" / "online.db").exists()
+    # Library chatter went to the workspace log, not the terminal.
+    assert "Successfully registered model" not in r.output
+
+
+def test_features_build_on_a_local_dask_cluster_matches_the_sequential_build(
+    prefect_api, world_dir, tmp_path, monkeypatch
+):
+    import yaml
+
+    from cadence.flows.conf import FeaturesConf
+    from cadence.flows.pipeline import FeaturesParams, build_features, task_runner
+    from cadence.flows.settings import Settings
+    from cadence.flows.steps import features as step
+
+    home = tmp_path / "home"
+    (home).mkdir()
+    (home / "raw").symlink_to(world_dir / "raw")
+    conf = flow_conf(tmp_path / "conf")
+    flows = yaml.safe_load((conf / "flows.yaml").read_text())
+    flows.update(task_runner="dask", workers=2)
+    (conf / "flows.yaml").write_text(yaml.safe_dump(flows))
+    _env(monkeypatch, home, conf)
+    runner_ = task_runner(Settings())
+    assert type(runner_).__name__ == "DaskTaskRunner"
+    out = build_features.with_options(task_runner=runner_)(FeaturesParams(materialize=False))
+    assert out["snapshots"] >= 2
+    step.build_features(world_dir / "raw", tmp_path / "seq", None, "duckdb", FeaturesConf())
+    for f in (home / "features" / "users").glob("*.parquet"):
+        a, b = pd.read_parquet(f), pd.read_parquet(tmp_path / "seq" / "users" / f.name)
+        pd.testing.assert_frame_equal(a, b)
