@@ -1,7 +1,9 @@
 """The repurchase estimators: calibrated XGBoost propensity and XGBoost AFT timing.
 
 Both follow scikit-learn's contract: settings are the (dataclass) fields, `fit` learns and
-returns self, learned attributes end in `_`.
+returns self, learned attributes end in `_`. Their prediction maths lives in `_model_code`, the
+file MLflow stores as the registered model's code; `from_stored` rebuilds a fitted estimator
+from what that model holds.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import pandas as pd
 import xgboost as xgb
 from scipy.stats import norm
 from sklearn.isotonic import IsotonicRegression
+
+from cadence.models._model_code import calibrated
 
 Z80 = float(norm.ppf(0.9))  # half-width of a central 80% interval, in standard deviations
 
@@ -53,8 +57,27 @@ class Propensity(_Trees):
             eval_metric="logloss",
         )
         self.model_.fit(X, y)
-        self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
-        self.calibrator_.fit(self.raw(X_cal), y_cal)
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
+        iso.fit(self.raw(X_cal), y_cal)
+        # Kept as its thresholds: a registered model interpolates them without scikit-learn.
+        self.calibration_x_ = np.asarray(iso.X_thresholds_, float)
+        self.calibration_y_ = np.asarray(iso.y_thresholds_, float)
+        return self
+
+    @classmethod
+    def from_stored(
+        cls,
+        booster: xgb.Booster,
+        calibration_x: np.ndarray,
+        calibration_y: np.ndarray,
+        **params,
+    ) -> Propensity:
+        """The fitted estimator behind a stored booster and calibration thresholds."""
+        self = cls(**params)
+        self.model_ = xgb.XGBClassifier(n_jobs=self.n_jobs)
+        self.model_.load_model(bytearray(booster.save_raw("ubj")))
+        self.calibration_x_ = np.asarray(calibration_x, float)
+        self.calibration_y_ = np.asarray(calibration_y, float)
         return self
 
     def raw(self, X: pd.DataFrame | xgb.DMatrix) -> np.ndarray:
@@ -63,7 +86,7 @@ class Propensity(_Trees):
         return self.model_.predict_proba(X)[:, 1]
 
     def predict_proba(self, X: pd.DataFrame | xgb.DMatrix) -> np.ndarray:
-        return self.calibrator_.predict(self.raw(X))
+        return calibrated(self.raw(X), self.calibration_x_, self.calibration_y_)
 
     def importances(self) -> pd.DataFrame:
         """Total gain per feature, largest first (features never split on have none)."""
@@ -137,10 +160,15 @@ class Timing(_Trees):
         self.half_width_ = float(np.quantile(ratio, 0.8)) if ratio.size else Z80 * self.sigma
         return self
 
+    @classmethod
+    def from_stored(cls, booster: xgb.Booster, half_width: float, **params) -> Timing:
+        """The fitted estimator behind a stored booster and interval half-width."""
+        self = cls(**params)
+        self.booster_ = booster
+        self.half_width_ = float(half_width)
+        return self
+
     def predict(self, X: pd.DataFrame | xgb.DMatrix) -> np.ndarray:
         """Median days to the next order."""
         dm = X if isinstance(X, xgb.DMatrix) else xgb.DMatrix(X, nthread=self.n_jobs)
         return self.booster_.predict(dm)
-
-    def interval_around(self, median: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return median * np.exp(-self.half_width_), median * np.exp(self.half_width_)

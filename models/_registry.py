@@ -1,8 +1,9 @@
 """MLflow tracking and the model registry: runs, the `repurchase` model, aliases and gates.
 
-A trained model is logged as a pyfunc with its signature and an input example, registered, and
-given the alias `challenger`. Promotion to `champion` runs every registered gate (a list of
-checks; the fairness audit adds its own) and records the reason as tags on the version;
+A trained model is logged as a pyfunc from code (`_model_code`, with its boosters, calibration
+and settings as artifacts in open formats, nothing pickled) with its signature and an input
+example, registered, and given the alias `challenger`. Promotion to `champion` happens only when
+every configured gate passed (`models._gates`) and records the reason as tags on the version;
 rollback moves `champion` back to the version it replaced. Downstream code loads
 `models:/<name>@champion`, never a path.
 """
@@ -11,9 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import tempfile
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,12 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*type hint is inferred as AnyType")
     import mlflow.pyfunc
 
-from models._train import Trained
+from cadence.models import _model_code
+from cadence.models._estimators import Propensity, Timing
+from cadence.models._gates import Candidate, GateResult
+from cadence.models._model_code import Stored
+from cadence.models._split import TimeSplit
+from cadence.models._train import Trained
 
 EXPERIMENT = "repurchase"
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -57,14 +63,49 @@ def configure(home: Path, tracking_uri: str | None) -> str:
     return mlflow.create_experiment(EXPERIMENT, artifact_location=location)
 
 
-class RepurchasePyfunc(mlflow.pyfunc.PythonModel):
-    """The pyfunc face of a `Trained` model: features in, probability and timing out."""
+def _stored(trained: Trained) -> Stored:
+    """A model's parts in open formats (see `_model_code`): boosters, thresholds, settings."""
+    prop, timing, split = trained.propensity, trained.timing, trained.split
+    settings = {
+        "features": list(trained.features),
+        "horizon_days": trained.horizon_days,
+        "split": {
+            name: [pd.Timestamp(t).isoformat() for t in getattr(split, name)]
+            for name in ("train", "calibrate", "test")
+        },
+        "n_jobs": prop.n_jobs,
+        "cycle_categories": list(trained.cycle_categories),
+        "overdue_days": trained.overdue_days,
+        "timing_half_width": timing.half_width_,
+        "propensity_params": {f.name: getattr(prop, f.name) for f in fields(prop)},
+        "timing_params": {f.name: getattr(timing, f.name) for f in fields(timing)},
+    }
+    return Stored(
+        prop.model_.get_booster(),
+        timing.booster_,
+        prop.calibration_x_,
+        prop.calibration_y_,
+        settings,
+    )
 
-    def __init__(self, trained: Trained) -> None:
-        self.trained = trained
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        return self.trained.predict(model_input)
+def _restored(stored: Stored) -> Trained:
+    s = stored.settings
+    split = TimeSplit(
+        *([pd.Timestamp(t) for t in s["split"][name]] for name in ("train", "calibrate", "test")),
+        horizon_days=s["horizon_days"],
+    )
+    return Trained(
+        Propensity.from_stored(
+            stored.propensity, stored.calibration_x, stored.calibration_y, **s["propensity_params"]
+        ),
+        Timing.from_stored(stored.timing, s["timing_half_width"], **s["timing_params"]),
+        features=s["features"],
+        split=split,
+        horizon_days=s["horizon_days"],
+        cycle_categories=tuple(s["cycle_categories"]),
+        overdue_days=s["overdue_days"],
+    )
 
 
 def _flat_metrics(report: dict[str, dict]) -> dict[str, float]:
@@ -92,7 +133,6 @@ def log_and_register(
     """Logs one training run and registers its model as `challenger`; returns (run, version)."""
     from mlflow.models import infer_signature
 
-    pyfunc = RepurchasePyfunc(trained)
     with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
         mlflow.log_params(params)
         mlflow.set_tags(tags)
@@ -102,15 +142,17 @@ def log_and_register(
         mlflow.log_text(importances.to_csv(index=False), "feature_importance.csv")
         for file, fig in figures.items():
             mlflow.log_figure(fig, file)
-        signature = infer_signature(example, pyfunc.predict(None, example))
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=pyfunc,
-            signature=signature,
-            input_example=example,
-            pip_requirements=_requirements(),
-            registered_model_name=name,
-        )
+        signature = infer_signature(example, trained.predict(example))
+        with tempfile.TemporaryDirectory() as tmp:
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=_model_code.__file__,
+                artifacts=_model_code.write(Path(tmp), _stored(trained)),
+                signature=signature,
+                input_example=example,
+                pip_requirements=_requirements(),
+                registered_model_name=name,
+            )
     version = str(info.registered_model_version)
     client = MlflowClient()
     client.set_registered_model_alias(name, CHALLENGER, version)
@@ -120,18 +162,16 @@ def log_and_register(
 
 
 def _requirements() -> list[str]:
+    """What the model's code imports, pinned; the project itself is not among them."""
     from importlib.metadata import version
 
-    return [
-        f"{pkg}=={version(pkg)}"
-        for pkg in ("mlflow", "xgboost-cpu", "scikit-learn", "pandas", "numpy", "scipy")
-    ]
+    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "xgboost-cpu", "pandas", "numpy")]
 
 
 def load(uri: str) -> Trained:
-    """The `Trained` model behind a models:/ or runs:/ URI."""
+    """The `Trained` model behind a models:/ or runs:/ URI, rebuilt from its artifacts."""
     model = mlflow.pyfunc.load_model(uri)
-    return model.unwrap_python_model().trained
+    return _restored(model.unwrap_python_model().stored)
 
 
 def latest_version(name: str) -> str | None:
@@ -147,70 +187,6 @@ def alias_version(name: str, alias: str) -> str | None:
         return str(MlflowClient().get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None
-
-
-# --- promotion gates ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GateResult:
-    gate: str
-    passed: bool
-    detail: str
-
-
-@dataclass
-class Candidate:
-    """What a gate sees: the challenger and the champion, evaluated on the same test rows."""
-
-    name: str
-    version: str
-    metrics: dict[str, float]
-    champion_version: str | None
-    champion_metrics: dict[str, float] | None
-    test_window: str
-    conf: dict[str, Any]
-
-
-Gate = Callable[[Candidate], GateResult]
-GATES: dict[str, Gate] = {}
-
-
-def register_gate(name: str) -> Callable[[Gate], Gate]:
-    """Adds a check every promotion must pass (the fairness audit registers one)."""
-
-    def add(gate: Gate) -> Gate:
-        GATES[name] = gate
-        return gate
-
-    return add
-
-
-@register_gate("beats_champion")
-def _beats_champion(c: Candidate) -> GateResult:
-    margin = float(c.conf["margin_roc_auc"])
-    auc = c.metrics["roc_auc"]
-    if c.champion_metrics is None:
-        return GateResult("beats_champion", True, f"no champion yet; ROC AUC {auc:.4f}")
-    best = c.champion_metrics["roc_auc"]
-    ok = auc >= best + margin
-    return GateResult(
-        "beats_champion",
-        ok,
-        f"ROC AUC {auc:.4f} vs champion v{c.champion_version} {best:.4f} on {c.test_window} "
-        f"(needs +{margin})",
-    )
-
-
-@register_gate("calibrated")
-def _calibrated(c: Candidate) -> GateResult:
-    limit = float(c.conf["max_ece"])
-    value = c.metrics["ece"]
-    return GateResult("calibrated", value <= limit, f"ECE {value:.4f} (at most {limit})")
-
-
-def run_gates(candidate: Candidate) -> list[GateResult]:
-    return [gate(candidate) for gate in GATES.values()]
 
 
 def _now() -> str:

@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from features._orders import CYCLE_CATEGORIES
-from models._baselines import BGNBD, rfm_summary, rule_score
-from models._estimators import Propensity, Timing
-from models._labels import label_rows
-from models._metrics import classification_metrics, timing_metrics
-from models._split import TimeSplit, time_split
+from cadence.features._orders import CYCLE_CATEGORIES
+from cadence.models import _model_code
+from cadence.models._baselines import BGNBD, rfm_summary, rule_score
+from cadence.models._estimators import Propensity, Timing
+from cadence.models._labels import label_rows
+from cadence.models._metrics import classification_metrics, timing_metrics
+from cadence.models._split import TimeSplit, time_split
 
-MIN_BUYERS = 500
 # A replenishment overdue by more than this has probably ended (the child outgrew formula).
 OVERDUE_DAYS = 10
 
@@ -28,37 +28,26 @@ class NotEnoughData(ValueError):
 def with_due_dates(frame: pd.DataFrame) -> pd.DataFrame:
     """Adds days until each replenishment falls due (mean gap minus days since), and the
     nearest of them: differences a tree cannot form from the two columns by itself."""
-    out = frame.copy()
-    due = []
-    for c in CYCLE_CATEGORIES:
-        if f"{c}_gap_mean" in frame and f"{c}_days_since" in frame:
-            out[f"{c}_due_in_days"] = frame[f"{c}_gap_mean"] - frame[f"{c}_days_since"]
-            due.append(out[f"{c}_due_in_days"])
-    if due:
-        d = pd.concat(due, axis=1)
-        out["next_due_in_days"] = d.where(d > -OVERDUE_DAYS).min(axis=1)
-    if "gap_mean" in frame and "days_since_last_order" in frame:
-        out["gap_due_in_days"] = frame["gap_mean"] - frame["days_since_last_order"]
-    return out
+    return _model_code.with_due_dates(frame, CYCLE_CATEGORIES, overdue_days=OVERDUE_DAYS)
 
 
 @dataclass
 class Trained:
-    """Both estimators, the catalogue features they read, and the split they were judged on."""
+    """Both estimators, the catalogue features they read, and the split they were judged on;
+    the due-date columns derive from the replenishment categories it was trained with."""
 
     propensity: Propensity
     timing: Timing
     features: list[str]
     split: TimeSplit
     horizon_days: int
+    cycle_categories: tuple[str, ...] = CYCLE_CATEGORIES
+    overdue_days: float = OVERDUE_DAYS
 
     def inputs(self, frame: pd.DataFrame) -> pd.DataFrame:
-        missing = [f for f in self.features if f not in frame]
-        if missing:
-            raise ValueError(
-                f"the model needs {len(missing)} feature(s) the frame lacks: {missing[:5]}"
-            )
-        return with_due_dates(frame[self.features])
+        return _model_code.model_inputs(
+            frame, self.features, self.cycle_categories, overdue_days=self.overdue_days
+        )
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         """probability (of an order within the horizon), expected_days (to the next order, for
@@ -71,15 +60,10 @@ class Trained:
 
     def predict_inputs(self, X: pd.DataFrame, dm: xgb.DMatrix | None = None) -> pd.DataFrame:
         dm = self.matrix(X) if dm is None else dm
-        expected = self.timing.predict(dm)
-        low, high = self.timing.interval_around(expected)
-        return pd.DataFrame(
-            {
-                "probability": self.propensity.predict_proba(dm),
-                "expected_days": expected,
-                "days_low": low,
-                "days_high": high,
-            },
+        return _model_code.predictions(
+            self.propensity.predict_proba(dm),
+            self.timing.predict(dm),
+            half_width=self.timing.half_width_,
             index=X.index,
         )
 
@@ -92,11 +76,13 @@ def prepare(
     horizon_days: int,
     test: int,
     calibrate: int,
+    min_buyers: int = 500,
 ) -> tuple[pd.DataFrame, TimeSplit]:
-    """Labels every (user, snapshot) row and assigns it to a slice of the time split."""
+    """Labels every (user, snapshot) row and assigns it to a slice of the time split; refuses
+    data with fewer than `min_buyers` distinct buyers."""
     buyers = orders.user_id.nunique()
-    if buyers < MIN_BUYERS:
-        raise NotEnoughData(f"{buyers} buyers in the orders; training needs at least {MIN_BUYERS}")
+    if buyers < min_buyers:
+        raise NotEnoughData(f"{buyers} buyers in the orders; training needs at least {min_buyers}")
     snaps = sorted(features.snapshot_at.unique())
     try:
         split = time_split(
@@ -123,6 +109,7 @@ def fit(
     split: TimeSplit,
     *,
     seed: int = 0,
+    n_jobs: int = 2,
     propensity: dict[str, Any] | None = None,
     timing: dict[str, Any] | None = None,
 ) -> Trained:
@@ -132,10 +119,10 @@ def fit(
     train, cal = rows[rows.slice == "train"], rows[rows.slice == "calibrate"]
     y = f"y_{h}d"
     X, X_cal = with_due_dates(train[feature_names]), with_due_dates(cal[feature_names])
-    prop = Propensity(seed=seed, **(propensity or {})).fit(
+    prop = Propensity(seed=seed, n_jobs=n_jobs, **(propensity or {})).fit(
         X, train[y].to_numpy(int), X_cal, cal[y].to_numpy(int)
     )
-    timing_model = Timing(seed=seed, **(timing or {})).fit(
+    timing_model = Timing(seed=seed, n_jobs=n_jobs, **(timing or {})).fit(
         X,
         train.days_to_next.to_numpy(float),
         train.censored.to_numpy(),

@@ -1,0 +1,161 @@
+"""The repurchase model as MLflow stores and serves it; MLflow logs this very file as the model.
+
+A registered model is this code (MLflow's models from code) and four artifacts in open formats:
+`propensity.ubj` and `timing.ubj` (XGBoost's own format), `calibration.json` (the isotonic
+calibration's thresholds) and `settings.json` (features, horizon, split, interval width, the
+replenishment categories behind the due-date columns). Nothing is pickled, so renaming the
+project's modules cannot break a registered model. That is also why this file imports only
+numpy, pandas, xgboost and mlflow, never `cadence`: the project's estimators call the functions
+below, so the prediction maths exists once, and a registered model carries its own copy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import mlflow
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from mlflow.pyfunc import PythonModel
+
+FORMAT = 1  # of settings.json; a reader meeting a later one refuses rather than guesses
+FILES = {
+    "propensity": "propensity.ubj",
+    "timing": "timing.ubj",
+    "calibration": "calibration.json",
+    "settings": "settings.json",
+}
+
+
+def with_due_dates(
+    frame: pd.DataFrame, categories: Iterable[str], *, overdue_days: float
+) -> pd.DataFrame:
+    """Adds days until each replenishment falls due (mean gap minus days since), and the
+    nearest of them not overdue by more than `overdue_days`: differences a tree cannot form
+    from the two columns by itself."""
+    out = frame.copy()
+    due = []
+    for c in categories:
+        if f"{c}_gap_mean" in frame and f"{c}_days_since" in frame:
+            out[f"{c}_due_in_days"] = frame[f"{c}_gap_mean"] - frame[f"{c}_days_since"]
+            due.append(out[f"{c}_due_in_days"])
+    if due:
+        d = pd.concat(due, axis=1)
+        out["next_due_in_days"] = d.where(d > -overdue_days).min(axis=1)
+    if "gap_mean" in frame and "days_since_last_order" in frame:
+        out["gap_due_in_days"] = frame["gap_mean"] - frame["days_since_last_order"]
+    return out
+
+
+def model_inputs(
+    frame: pd.DataFrame, features: list[str], categories: Iterable[str], *, overdue_days: float
+) -> pd.DataFrame:
+    """The features the model reads, in its order, with the due-date columns derived."""
+    missing = [f for f in features if f not in frame]
+    if missing:
+        raise ValueError(
+            f"the model needs {len(missing)} feature(s) the frame lacks: {missing[:5]}"
+        )
+    return with_due_dates(frame[features], categories, overdue_days=overdue_days)
+
+
+def calibrated(raw: np.ndarray, thresholds_x: np.ndarray, thresholds_y: np.ndarray) -> np.ndarray:
+    """Isotonic calibration from its thresholds: linear between them, clipped outside, which
+    is what scikit-learn's `IsotonicRegression(out_of_bounds="clip").predict` computes."""
+    return np.interp(np.asarray(raw, float), thresholds_x, thresholds_y)
+
+
+def interval(median: np.ndarray, half_width: float) -> tuple[np.ndarray, np.ndarray]:
+    """The 80% interval around the AFT model's median days, `half_width` wide in log days."""
+    return median * np.exp(-half_width), median * np.exp(half_width)
+
+
+def predictions(
+    probability: np.ndarray, expected_days: np.ndarray, *, half_width: float, index: pd.Index
+) -> pd.DataFrame:
+    """probability (of an order within the horizon), expected_days (to the next order, for a
+    shopper who orders again) and its 80% interval."""
+    low, high = interval(expected_days, half_width)
+    return pd.DataFrame(
+        {
+            "probability": probability,
+            "expected_days": expected_days,
+            "days_low": low,
+            "days_high": high,
+        },
+        index=index,
+    )
+
+
+class Stored(NamedTuple):
+    """Everything a registered model holds besides this code."""
+
+    propensity: xgb.Booster
+    timing: xgb.Booster
+    calibration_x: np.ndarray
+    calibration_y: np.ndarray
+    settings: dict[str, Any]
+
+
+def write(directory: Path, stored: Stored) -> dict[str, str]:
+    """Writes the artifacts into `directory`; returns their paths by artifact name."""
+    paths = {name: str(Path(directory) / file) for name, file in FILES.items()}
+    stored.propensity.save_model(paths["propensity"])
+    stored.timing.save_model(paths["timing"])
+    calibration = {
+        "x": [float(v) for v in stored.calibration_x],
+        "y": [float(v) for v in stored.calibration_y],
+    }
+    Path(paths["calibration"]).write_text(json.dumps(calibration))
+    Path(paths["settings"]).write_text(json.dumps({"format": FORMAT, **stored.settings}, indent=1))
+    return paths
+
+
+def read(paths: Mapping[str, str]) -> Stored:
+    """The artifacts at `paths` (by artifact name), as `write` left them."""
+    settings = json.loads(Path(paths["settings"]).read_text())
+    if settings.pop("format", None) != FORMAT:
+        raise ValueError(f"settings.json is not format {FORMAT}; this code cannot read it")
+    boosters = []
+    for name in ("propensity", "timing"):
+        booster = xgb.Booster(model_file=paths[name])
+        booster.set_param({"nthread": settings["n_jobs"]})
+        boosters.append(booster)
+    calibration = json.loads(Path(paths["calibration"]).read_text())
+    return Stored(
+        *boosters,
+        np.asarray(calibration["x"], float),
+        np.asarray(calibration["y"], float),
+        settings,
+    )
+
+
+class RepurchaseModel(PythonModel):
+    """Features in, probability and timing out: the frame `Trained.predict` returns."""
+
+    def load_context(self, context) -> None:
+        self.stored = read(context.artifacts)
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        s = self.stored.settings
+        X = model_inputs(
+            model_input, s["features"], s["cycle_categories"], overdue_days=s["overdue_days"]
+        )
+        dm = xgb.DMatrix(X, nthread=s["n_jobs"])
+        raw = self.stored.propensity.predict(dm)
+        return predictions(
+            calibrated(raw, self.stored.calibration_x, self.stored.calibration_y),
+            self.stored.timing.predict(dm),
+            half_width=s["timing_half_width"],
+            index=X.index,
+        )
+
+
+# MLflow runs this file under a name of its own to find the model; the project importing it
+# for the functions above should not touch MLflow's state.
+if __name__ != "cadence.models._model_code":
+    mlflow.models.set_model(RepurchaseModel())
