@@ -1,0 +1,324 @@
+"""The daily drift check, run after `score`: has the champion's world moved?
+
+It compares every model input and the score at the latest feature snapshot with the champion's
+training window (population stability index), and, once a horizon's labels have come in after
+the champion's test window, its realised ROC AUC with its test AUC. Beyond the limits in
+conf/flows.yaml (`drift`) it starts `train` and records why; either way the figures go to
+MLflow (experiment `drift`) and to reports/drift-<snapshot date>.html.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from cadence.flows.settings import Settings
+from cadence.flows.steps import _read
+from cadence.flows.steps._progress import Progress, Report, silent
+from cadence.models._drift import Limits, Verdict, psi, psi_columns, verdict
+
+if TYPE_CHECKING:
+    from cadence.models._train import Trained
+
+EXPERIMENT = "drift"
+# Reference rows beyond this are sampled (seeded): deciles of 200,000 rows are exact enough, and
+# the check stays a few seconds on a large shop.
+REFERENCE_ROWS = 200_000
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What the check measured; `auc_realised` is None until a labelled snapshot follows the
+    champion's test window."""
+
+    name: str
+    version: str
+    reference_window: str
+    current: pd.Timestamp
+    feature_psi: pd.Series
+    score_psi: float
+    auc_test: float | None
+    auc_realised: float | None
+    auc_snapshot: pd.Timestamp | None
+    summary: pd.DataFrame  # per input: mean and missing share, reference and current
+
+
+def check_drift(
+    settings: Settings,
+    *,
+    retrain: Callable[[str], Any] | None = None,
+    report: Report = silent,
+) -> dict[str, Any]:
+    """Measures drift of the champion, records it, and retrains when it is beyond the limits.
+
+    `retrain` is called with the reasons when they are; by default it runs the `train` flow."""
+    conf = settings.decisions().flows.drift
+    figures = measure(settings, bins=conf.bins, report=report)
+    limits = Limits(conf.max_feature_psi, conf.max_score_psi, conf.max_auc_drop)
+    v = verdict(
+        figures.feature_psi.to_dict(),
+        figures.score_psi,
+        limits,
+        auc_realised=figures.auc_realised,
+        auc_test=figures.auc_test,
+    )
+    page = settings.reports_dir / f"drift-{figures.current.date()}.html"
+    write_text_atomic(page, render(figures, v, limits))
+    run_id = _log(settings, figures, v, page)
+    report(Progress("drift", f"{'retrain' if v.retrain else 'ok'}; report in {page}"))
+    out: dict[str, Any] = {
+        "verdict": "retrain" if v.retrain else "ok",
+        "reasons": v.reasons,
+        "model": f"{figures.name} v{figures.version}",
+        "as_of": figures.current.isoformat(),
+        "score_psi": figures.score_psi,
+        "largest_input_psi": {
+            str(figures.feature_psi.index[0]): float(figures.feature_psi.iloc[0])
+        },
+        "auc_test": figures.auc_test,
+        "auc_realised": figures.auc_realised,
+        "report": str(page),
+        "run_id": run_id,
+    }
+    if v.retrain:
+        out["retrain"] = _retrain(retrain, "; ".join(v.reasons), run_id, report)
+    return out
+
+
+def measure(settings: Settings, *, bins: int, report: Report = silent) -> Figures:
+    """The champion's drift figures, read from the workspace and MLflow; writes nothing."""
+    from mlflow import MlflowClient
+
+    from cadence.models._registry import CHAMPION, alias_version, configure, load, model_name
+
+    horizon = settings.decisions().models.horizon_days
+    name = model_name(horizon, horizon)
+    configure(settings.home, settings.mlflow_tracking_uri)
+    version = alias_version(name, CHAMPION)
+    if version is None:
+        raise ValueError(f"{name} has no champion: nothing to check for drift")
+    trained = load(f"models:/{name}@{CHAMPION}")
+    split = trained.split
+    snaps = _read.snapshots(settings.features_dir)
+    lacking = [s for s in split.train if s not in set(snaps)]
+    if lacking:
+        raise ValueError(
+            f"the workspace's features lack {len(lacking)} of the champion's training snapshots "
+            f"({split.window('train')}); rebuild them on the same grid"
+        )
+    current_at = max(snaps)
+    reference = _read.feature_rows(settings.features_dir, split.train)
+    if len(reference) > REFERENCE_ROWS:
+        reference = reference.sample(REFERENCE_ROWS, random_state=0)
+    current = _read.feature_rows(settings.features_dir, [current_at])
+    report(Progress("drift", f"{len(reference):,} reference rows, {len(current):,} current"))
+
+    x_ref, x_cur = trained.inputs(reference), trained.inputs(current)
+    feature_psi = psi_columns(x_ref, x_cur, bins)
+    p_ref = trained.predict(reference).probability
+    p_cur = trained.predict(current).probability
+    score_psi = psi(p_ref, p_cur, bins)
+
+    run_id = MlflowClient().get_model_version(name, version).run_id
+    auc_test = MlflowClient().get_run(run_id).data.metrics.get("model.roc_auc") if run_id else None
+    auc_realised, auc_at = _realised_auc(settings, trained, snaps, current, current_at)
+    summary = pd.DataFrame(
+        {
+            "mean_reference": x_ref.mean(),
+            "mean_current": x_cur.mean(),
+            "missing_reference": x_ref.isna().mean(),
+            "missing_current": x_cur.isna().mean(),
+        }
+    )
+    return Figures(
+        name,
+        version,
+        split.window("train"),
+        current_at,
+        feature_psi,
+        score_psi,
+        auc_test,
+        auc_realised,
+        auc_at,
+        summary,
+    )
+
+
+def _realised_auc(
+    settings: Settings,
+    trained: Trained,
+    snaps: list[pd.Timestamp],
+    current: pd.DataFrame,
+    current_at: pd.Timestamp,
+) -> tuple[float | None, pd.Timestamp | None]:
+    """ROC AUC on the latest snapshot whose horizon has passed, if it follows the test window;
+    labelled as training labels."""
+    from cadence.models._labels import label_rows
+    from cadence.models._metrics import classification_metrics
+
+    log = _read.orders(settings.raw_dir)
+    end = _read.data_end(settings.raw_dir, log)
+    h = trained.horizon_days
+    done = [s for s in snaps if s + pd.Timedelta(days=h) <= end and s > max(trained.split.test)]
+    if not done:
+        return None, None
+    at = max(done)
+    frame = current if at == current_at else _read.feature_rows(settings.features_dir, [at])
+    rows = label_rows(frame, log, horizons=(h,), end=end)
+    rows = rows[rows[f"y_{h}d"].notna()]
+    y = rows[f"y_{h}d"].to_numpy(int)
+    if len(set(y)) < 2:
+        return None, at
+    p = trained.predict(rows).probability.to_numpy()
+    return classification_metrics(y, p)["roc_auc"], at
+
+
+def _experiment() -> str:
+    """The `drift` experiment; on a SQLite tracking store its artifacts sit beside the
+    database, as the `repurchase` experiment's do."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    exp = mlflow.get_experiment_by_name(EXPERIMENT)
+    if exp is not None:
+        return exp.experiment_id
+    uri = mlflow.get_tracking_uri()
+    location = None
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        location = (db.parent / "artifacts" / EXPERIMENT).resolve().as_uri()
+    try:
+        return mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+    except MlflowException:
+        exp = mlflow.get_experiment_by_name(EXPERIMENT)
+        if exp is None:
+            raise
+        return exp.experiment_id  # created meanwhile by another check
+
+
+def _log(settings: Settings, figures: Figures, v: Verdict, page: Path) -> str:
+    import mlflow
+
+    from cadence.models._registry import configure
+
+    configure(settings.home, settings.mlflow_tracking_uri)
+    metrics = {f"psi.{k}": float(x) for k, x in figures.feature_psi.items()}
+    metrics["psi.score"] = figures.score_psi
+    if figures.auc_realised is not None:
+        metrics["auc.realised"] = figures.auc_realised
+    if figures.auc_test is not None:
+        metrics["auc.test"] = figures.auc_test
+    tags = {
+        "verdict": "retrain" if v.retrain else "ok",
+        "reasons": "; ".join(v.reasons) or "within the limits",
+        "model": f"{figures.name} v{figures.version}",
+        "reference_window": figures.reference_window,
+        "current_snapshot": str(figures.current.date()),
+        "auc_snapshot": str(figures.auc_snapshot.date()) if figures.auc_snapshot else "",
+    }
+    name = f"drift-{figures.current.date()}"
+    with mlflow.start_run(experiment_id=_experiment(), run_name=name) as run:
+        mlflow.set_tags(tags)
+        mlflow.log_metrics(metrics)
+        mlflow.log_artifact(str(page))
+    return run.info.run_id
+
+
+def _train_flow(_reasons: str) -> Any:
+    """The default retraining: the `train` flow, with the configured decisions."""
+    from cadence.flows.pipeline import TrainParams, train
+
+    return train(TrainParams())
+
+
+def _retrain(
+    retrain: Callable[[str], Any] | None, reasons: str, run_id: str, report: Report
+) -> Any:
+    """Starts retraining (the `train` flow unless a callable is given); tags the drift run with
+    how it went."""
+    from mlflow import MlflowClient
+
+    report(Progress("drift", f"retraining: {reasons}"))
+    try:
+        result = (retrain or _train_flow)(reasons)
+    except Exception as exc:
+        MlflowClient().set_tag(run_id, "retrain", f"failed: {exc}"[:5000])
+        raise
+    MlflowClient().set_tag(run_id, "retrain", "ran")
+    return result
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Writes a text file through a temporary sibling and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+_STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; } td, th { padding: 2px 10px; text-align: right; }
+th { border-bottom: 1px solid #888; } td:first-child, th:first-child { text-align: left; }
+tr.over td { background: #fdd; font-weight: 600; } .retrain { color: #b00; } .ok { color: #070; }
+"""
+
+
+def render(figures: Figures, v: Verdict, limits: Limits) -> str:
+    """The drift report: verdict and reasons, the score's PSI and the AUCs, then every model
+    input by PSI, largest first, those beyond the limit highlighted."""
+    e = html.escape
+    f = figures
+
+    def num(x, digits=3) -> str:
+        return "n/a" if x is None or pd.isna(x) else f"{x:.{digits}f}"
+
+    word = "retrain" if v.retrain else "ok"
+    reasons = "".join(f"<li>{e(r)}</li>" for r in v.reasons) or "<li>within the limits</li>"
+    auc_at = f" (snapshot {f.auc_snapshot.date()})" if f.auc_snapshot is not None else ""
+    rows = []
+    for feature, value in f.feature_psi.items():
+        s = f.summary.loc[feature]
+        cls = ' class="over"' if value > limits.max_feature_psi else ""
+        rows.append(
+            f"<tr{cls}><td>{e(str(feature))}</td><td>{num(value)}</td>"
+            f"<td>{num(s.mean_reference)}</td><td>{num(s.mean_current)}</td>"
+            f"<td>{s.missing_reference:.1%}</td><td>{s.missing_current:.1%}</td></tr>"
+        )
+    over = int((f.feature_psi > limits.max_feature_psi).sum())
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Drift {f.current.date()}: {e(f.name)} v{e(f.version)}</title><style>{_STYLE}</style></head>
+<body>
+<h1>Drift of {e(f.name)} v{e(f.version)} at {f.current.date()}:
+<span class="{word}">{word}</span></h1>
+<ul>{reasons}</ul>
+<p>Reference: the champion's training window {e(f.reference_window)}.
+Current: the snapshot of {f.current.date()}.</p>
+<table>
+<tr><th>figure</th><th>value</th><th>limit</th></tr>
+<tr><td>score PSI</td><td>{num(f.score_psi)}</td><td>{limits.max_score_psi}</td></tr>
+<tr><td>test ROC AUC</td><td>{num(f.auc_test)}</td><td></td></tr>
+<tr><td>realised ROC AUC{auc_at}</td><td>{num(f.auc_realised)}</td>
+<td>drop &le; {limits.max_auc_drop}</td></tr>
+<tr><td>inputs above PSI {limits.max_feature_psi}</td><td>{over} of {len(f.feature_psi)}</td>
+<td></td></tr>
+</table>
+<h2>Model inputs by PSI</h2>
+<table>
+<tr><th>input</th><th>PSI</th><th>mean, reference</th><th>mean, current</th>
+<th>missing, reference</th><th>missing, current</th></tr>
+{chr(10).join(rows)}
+</table>
+</body></html>
+"""
