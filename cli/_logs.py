@@ -6,13 +6,23 @@ to `<workspace>/cadence.log`; the commands print what they did themselves.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 import warnings
 from pathlib import Path
+from typing import TextIO
 
 CHATTY = ("feast", "mlflow", "prefect", "py4j", "alembic", "httpx", "urllib3", "distributed")
 
-_state: dict[str, object] = {"verbose": False, "handler": None}
+_state: dict[str, object] = {"verbose": False, "handler": None, "stderr": None}
+
+
+def terminal_stderr() -> TextIO:
+    """The stderr the command started with, for the command's own error messages."""
+    stream = _state["stderr"]
+    return stream if stream is not None else sys.stderr  # type: ignore[return-value]
 
 
 def route(log_file: Path, *, verbose: bool) -> None:
@@ -45,6 +55,47 @@ class _LazyFile(logging.FileHandler):
     def _open(self):
         Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
         return super()._open()
+
+
+def stderr_to_log(ctx) -> None:
+    """For the rest of the command, what libraries print to stderr (MLflow's "Successfully
+    registered model", progress bars, Spark's Python side) goes to the log file as well."""
+    handler = _state["handler"]
+    if not isinstance(handler, logging.FileHandler):
+        return
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    _state["stderr"] = sys.stderr
+    log = _LazyAppend(Path(handler.baseFilename))
+    ctx.call_on_close(log.close)
+    ctx.with_resource(contextlib.redirect_stderr(log))  # type: ignore[type-var]
+    ctx.call_on_close(lambda: _state.update(stderr=None))
+
+
+class _LazyAppend:
+    """A text stream on the log file that opens it (and makes the workspace) on first write,
+    so a command that has nothing to log leaves nothing on disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: TextIO | None = None
+
+    def write(self, text: str) -> int:
+        if self.file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = self.path.open("a", encoding="utf-8")
+        return self.file.write(text)
+
+    def flush(self) -> None:
+        if self.file is not None:
+            self.file.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
 
 def _to_file(logger: logging.Logger, handler: logging.Handler) -> None:

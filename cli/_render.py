@@ -11,12 +11,18 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 console = Console()
-err = Console(stderr=True)
+
+
+def err() -> Console:
+    """The terminal's stderr (the libraries' stderr goes to the workspace log meanwhile)."""
+    from cadence.cli._logs import terminal_stderr
+
+    return Console(file=terminal_stderr())
 
 
 def fail(message: object, code: int = 2) -> NoReturn:
     """Prints the message (no markup: it may hold paths with brackets) and exits."""
-    err.print(str(message), style="red", markup=False, highlight=False)
+    err().print(str(message), style="red", markup=False, highlight=False)
     raise typer.Exit(code=code)
 
 

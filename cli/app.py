@@ -86,7 +86,7 @@ def _main(
     """Read the settings once, when the command starts; route library chatter to the log."""
     from pydantic import ValidationError
 
-    from cadence.cli._logs import route
+    from cadence.cli._logs import route, stderr_to_log
     from cadence.flows.conf import ConfError
     from cadence.flows.settings import Settings
 
@@ -99,6 +99,7 @@ def _main(
         fail(exc)
     ctx.obj = settings
     route(settings.log_file, verbose=verbose)
+    stderr_to_log(ctx)
 
 
 def main() -> None:

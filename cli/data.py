@@ -39,7 +39,7 @@ def validate(
             table.add_column(col, overflow="fold")
         for v in violations:
             table.add_row(v.table, v.column, v.check, f"{v.count:,}", "\n".join(v.examples))
-        err.print(table)
+        err().print(table)
         raise typer.Exit(code=2)
     console.print(f"[green]valid[/green]: {tables} tables, {rows:,} rows in {folder}")
 

@@ -142,6 +142,11 @@ class SchedulesConf(_Strict):
 
 
 class DriftConf(_Strict):
+    # The rows the latest snapshot is compared with: the champion's `test` window (the
+    # population it was last validated on, a horizon before the newest labels) or its whole
+    # `train` window. Shops grow and age, so tenure-like inputs drift away from an old window
+    # by themselves; the test window is the closest population the champion was judged on.
+    reference: Literal["train", "test"] = "test"
     # Population stability index: above this for any model input, or for the score, retrain.
     max_feature_psi: Annotated[float, Field(gt=0)] = 0.25
     max_score_psi: Annotated[float, Field(gt=0)] = 0.2

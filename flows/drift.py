@@ -1,8 +1,9 @@
 """The daily drift check, run after `score`: has the champion's world moved?
 
 It compares every model input and the score at the latest feature snapshot with the champion's
-training window (population stability index), and, once a horizon's labels have come in after
-the champion's test window, its realised ROC AUC with its test AUC. Beyond the limits in
+test window, or its training window (`drift.reference`; population stability index), and,
+once a horizon's labels have come in after the champion's test window, its realised ROC AUC
+with its test AUC. Beyond the limits in
 conf/flows.yaml (`drift`) it starts `train` and records why; either way the figures go to
 MLflow (experiment `drift`) and to reports/drift-<snapshot date>.html.
 """
@@ -59,7 +60,7 @@ def check_drift(
 
     `retrain` is called with the reasons when they are; by default it runs the `train` flow."""
     conf = settings.decisions().flows.drift
-    figures = measure(settings, bins=conf.bins, report=report)
+    figures = measure(settings, bins=conf.bins, reference_slice=conf.reference, report=report)
     limits = Limits(conf.max_feature_psi, conf.max_score_psi, conf.max_auc_drop)
     v = verdict(
         figures.feature_psi.to_dict(),
@@ -91,7 +92,9 @@ def check_drift(
     return out
 
 
-def measure(settings: Settings, *, bins: int, report: Report = silent) -> Figures:
+def measure(
+    settings: Settings, *, bins: int, reference_slice: str = "test", report: Report = silent
+) -> Figures:
     """The champion's drift figures, read from the workspace and MLflow; writes nothing."""
     from mlflow import MlflowClient
 
@@ -106,14 +109,15 @@ def measure(settings: Settings, *, bins: int, report: Report = silent) -> Figure
     trained = load(f"models:/{name}@{CHAMPION}")
     split = trained.split
     snaps = _read.snapshots(settings.features_dir)
-    lacking = [s for s in split.train if s not in set(snaps)]
+    window = getattr(split, reference_slice)
+    lacking = [s for s in window if s not in set(snaps)]
     if lacking:
         raise ValueError(
-            f"the workspace's features lack {len(lacking)} of the champion's training snapshots "
-            f"({split.window('train')}); rebuild them on the same grid"
+            f"the workspace's features lack {len(lacking)} of the champion's {reference_slice} "
+            f"snapshots ({split.window(reference_slice)}); rebuild them on the same grid"
         )
     current_at = max(snaps)
-    reference = _read.feature_rows(settings.features_dir, split.train)
+    reference = _read.feature_rows(settings.features_dir, window)
     if len(reference) > REFERENCE_ROWS:
         reference = reference.sample(REFERENCE_ROWS, random_state=0)
     current = _read.feature_rows(settings.features_dir, [current_at])
@@ -139,7 +143,7 @@ def measure(settings: Settings, *, bins: int, report: Report = silent) -> Figure
     return Figures(
         name,
         version,
-        split.window("train"),
+        f"{reference_slice} window {split.window(reference_slice)}",
         current_at,
         feature_psi,
         score_psi,
@@ -303,7 +307,7 @@ def render(figures: Figures, v: Verdict, limits: Limits) -> str:
 <h1>Drift of {e(f.name)} v{e(f.version)} at {f.current.date()}:
 <span class="{word}">{word}</span></h1>
 <ul>{reasons}</ul>
-<p>Reference: the champion's training window {e(f.reference_window)}.
+<p>Reference: the champion's {e(f.reference_window)}.
 Current: the snapshot of {f.current.date()}.</p>
 <table>
 <tr><th>figure</th><th>value</th><th>limit</th></tr>

@@ -10,11 +10,12 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from cadence.cli.app import app
 from cadence.flows.settings import Settings
+
+pytestmark = pytest.mark.e2e
 
 runner = CliRunner()
 SMALL = ["--users", "200", "--days", "30", "--seed", "3"]
@@ -129,25 +130,6 @@ def tiny_conf(tmp_path: Path) -> Path:
         "truth: {every_days: 7, horizons_days: [7, 30]}\n"
     )
     return conf
-
-
-def test_demo_runs_every_stage_and_writes_the_scored_list(tmp_path, tiny_conf):
-    # Big enough to train on: 500+ buyers and a time split with horizon-long gaps.
-    (tiny_conf / "world.yaml").write_text(
-        "users: 1500\ndays: 240\nseed: 5\nstart: '2025-01-01'\n"
-        "truth: {every_days: 7, horizons_days: [7, 30]}\n"
-    )
-    models = yaml.safe_load((tiny_conf / "models.yaml").read_text())
-    models["promotion"]["max_ece"] = 0.05  # ~5,000 test rows: a noisier calibration error
-    (tiny_conf / "models.yaml").write_text(yaml.safe_dump(models))
-    result = _run(tmp_path / "home", "demo", conf=tiny_conf)
-    assert result.exit_code == 0, result.output
-    assert "world valid" in result.output and "orders_per_buyer" in result.output
-    assert "user features" in result.output and "online store" in result.output
-    assert (tmp_path / "home" / "feast" / "online.db").exists()
-    assert "v1 is champion" in result.output and "oracle" in result.output
-    lists = list((tmp_path / "home" / "lists").glob("repurchase-*/scores.csv"))
-    assert len(lists) == 1
 
 
 def test_unknown_configuration_key_is_refused(tmp_path, tiny_conf):
