@@ -76,3 +76,24 @@ def flow_conf(folder: Path, **world) -> Path:
     for name in ("world", "models", "flows"):
         (folder / f"{name}.yaml").write_text(yaml.safe_dump(data[name]))
     return folder
+
+
+TIERS = ("unit", "data", "model", "e2e")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: an untiered test is refused in any run
+def pytest_collection_modifyitems(config, items) -> None:
+    """Every test carries exactly one tier marker (`make test-fast` selects by them), so a new
+    test cannot leave its tier unsaid."""
+    wrong = {}
+    for item in items:
+        tiers = sorted({m.name for m in item.iter_markers() if m.name in TIERS})
+        if len(tiers) != 1:
+            wrong[item.nodeid] = tiers
+    if wrong:
+        listed = "\n".join(f"  {node}: {tiers or 'none'}" for node, tiers in wrong.items())
+        raise pytest.UsageError(
+            f"{len(wrong)} test(s) without exactly one tier marker ({', '.join(TIERS)}); "
+            "put `pytestmark = pytest.mark.<tier>` at the top of the module, or mark the test "
+            f"(see the markers in pyproject.toml):\n{listed}"
+        )

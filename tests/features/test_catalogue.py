@@ -2,9 +2,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from cadence.features import catalogue_markdown
 from cadence.features.catalogue import NODE_FAMILIES, USER_FAMILIES, user_features
 from cadence.ingest import SENSITIVE_COLUMNS
+
+pytestmark = pytest.mark.unit
 
 
 def test_more_than_200_user_features_with_unique_names():

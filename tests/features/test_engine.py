@@ -11,9 +11,11 @@ import pyarrow as pa
 import pytest
 
 from cadence.features import compute, connect, load_sources
-from cadence.features.catalogue import NODE_FAMILIES, USER_FAMILIES
+from cadence.features.catalogue import NODE_FAMILIES, USER_FAMILIES, node_features, user_features
 from cadence.ingest import SCHEMAS
 from tests.conftest import STAGE_WORLD
+
+pytestmark = pytest.mark.data
 
 T = dt.datetime(2025, 3, 3, tzinfo=dt.UTC)
 TS = pd.Timestamp(T)
@@ -187,6 +189,16 @@ def test_every_family_returns_exactly_its_declared_columns(baseline):
 
 
 def test_features_have_the_declared_types_and_sensible_values(baseline):
+    for table, declared in ((baseline.users, user_features()), (baseline.nodes, node_features())):
+        built = {f.name: f.type for f in table.schema}
+        wrong = {
+            f.name: (f.dtype, str(built[f.name]))
+            for f in declared
+            if built[f.name] != pa.type_for_alias(f.dtype)
+        }
+        assert not wrong, f"declared vs built Arrow type: {wrong}"
+    # Both kinds occur, so the check above compares something of each.
+    assert {f.dtype for f in user_features()} == {"int64", "float64"}
     df = baseline.users.to_pandas()
     assert len(df) == df.user_id.nunique()  # one row per shopper for one snapshot
     assert (df.orders_7d <= df.orders_30d).all() and (df.orders_30d <= df.orders_365d).all()

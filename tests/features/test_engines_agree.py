@@ -10,6 +10,8 @@ import pytest
 from cadence.features import compute, connect, load_sources
 from cadence.ingest import SCHEMAS
 
+pytestmark = pytest.mark.data
+
 SNAPS = [dt.datetime(2025, 2, 17, tzinfo=dt.UTC), dt.datetime(2025, 4, 1, tzinfo=dt.UTC)]
 
 

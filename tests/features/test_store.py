@@ -1,4 +1,6 @@
-"""Feast: apply, materialise to SQLite and Redis, read online, and the training-set join."""
+"""Feast: apply, materialise to SQLite and Redis, read online, and the training-set join.
+
+Tiers per test: the Redis test needs a server (e2e), the others a feature build (data)."""
 
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ def _check_online(store, built: Path) -> None:
     )
 
 
+@pytest.mark.data
 def test_apply_materialise_sqlite_and_read_online(built):
     store = open_store(built / "feast", "sqlite")
     names = apply(store, built / "features")
@@ -79,6 +82,7 @@ def _redis_or_fail() -> str:
     return url
 
 
+@pytest.mark.e2e
 def test_materialise_to_redis_and_read_back(built, tmp_path):
     import redis
 
@@ -91,6 +95,7 @@ def test_materialise_to_redis_and_read_back(built, tmp_path):
     redis.Redis.from_url(url).flushdb()
 
 
+@pytest.mark.data
 def test_own_point_in_time_join_agrees_with_feast(built):
     store = open_store(built / "feast-hist", "sqlite")
     apply(store, built / "features")

@@ -12,6 +12,8 @@ import pytest
 from cadence.ingest import validate_dir, validate_tables
 from tests.ingest.conftest import END
 
+pytestmark = pytest.mark.data
+
 
 def test_a_valid_world_has_no_violations(frames, raw_dir):
     assert validate_tables(frames, end=END) == []

@@ -9,6 +9,8 @@ import pytest
 
 from cadence.ingest import OrderLogError, import_orders, read_order_log, staged_dir, validate_tables
 
+pytestmark = pytest.mark.unit
+
 ODD = dict(customer="Kunden Nr", timestamp="Bestell-Datum", amount="Betrag (EUR)", quantity="Stück")
 GOOD_CSV = """Kunden Nr,Bestell-Datum,Betrag (EUR),Stück,Filiale
  K-17 ,2025-03-02 10:15:00,19.90,2,Berlin

@@ -6,6 +6,8 @@ import pytest
 from cadence.models._labels import label_rows
 from cadence.models._split import time_split
 
+pytestmark = pytest.mark.unit
+
 T = pd.Timestamp
 
 

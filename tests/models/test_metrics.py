@@ -5,6 +5,8 @@ import pytest
 
 from cadence.models._metrics import classification_metrics, ece, gain_curve, lift_top_decile
 
+pytestmark = pytest.mark.unit
+
 
 def test_a_calibrated_score_has_small_ece_and_a_shifted_one_does_not():
     rng = np.random.default_rng(0)

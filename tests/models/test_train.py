@@ -1,4 +1,5 @@
-"""Training on a small world: the time split holds, calibration helps, baselines are beaten."""
+"""Training on a small world: the time split holds, calibration repairs a miscalibrated booster,
+baselines are beaten."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def trained(data):
     return rows, fit(rows, feats, split, propensity={"n_estimators": 120})
 
 
+@pytest.mark.model
 def test_no_label_window_of_an_earlier_slice_reaches_a_later_slice(trained):
     rows, model = trained
     h = pd.Timedelta(days=30)
@@ -45,6 +47,7 @@ def test_no_label_window_of_an_earlier_slice_reaches_a_later_slice(trained):
     assert by.max()["calibrate"] + h <= by.min()["test"]
 
 
+@pytest.mark.model
 def test_model_beats_baselines_and_is_calibrated(data, trained):
     rows, model = trained
     report = evaluate(model, rows, data["orders"], data["oracle"])
@@ -56,24 +59,68 @@ def test_model_beats_baselines_and_is_calibrated(data, trained):
     assert 0.5 < m["interval_coverage"] <= 1.0
 
 
-def test_isotonic_calibration_improves_on_raw_scores(trained):
-    rows, model = trained
-    test = rows[rows.slice == "test"]
-    y = test.y_30d.to_numpy(int)
+def _raw_and_calibrated(model, rows: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """ECE and Brier score of the raw booster and of the calibrated model on the test rows."""
+    from sklearn.metrics import brier_score_loss
+
     from cadence.models._metrics import ece
 
-    raw = model.propensity.raw(model.inputs(test))
-    cal = model.propensity.predict_proba(model.inputs(test))
-    assert ece(y, cal) <= ece(y, raw) + 0.005
-    assert np.all((cal >= 0) & (cal <= 1))
+    test = rows[rows.slice == "test"]
+    y = test.y_30d.to_numpy(int)
+    X = model.inputs(test)
+    scores = {"raw": model.propensity.raw(X), "calibrated": model.propensity.predict_proba(X)}
+    assert np.all((scores["calibrated"] >= 0) & (scores["calibrated"] <= 1))
+    return {k: {"ece": ece(y, p), "brier": brier_score_loss(y, p)} for k, p in scores.items()}
 
 
+# Margins: on the ~5,700 test rows a bootstrap of the paired difference (raw minus calibrated)
+# has a standard deviation of about 0.0017 in ECE and 0.0004 in Brier score; an improvement
+# must be three of those to count as one, not noise.
+ECE_MARGIN, BRIER_MARGIN = 0.005, 0.0012
+
+
+@pytest.mark.model
+def test_isotonic_calibration_repairs_a_miscalibrated_booster(data):
+    """A booster stopped early (20 trees at 0.05) keeps its scores near its starting point,
+    far from calibrated; isotonic calibration on the later slice must pull them in."""
+    feats = [c for c in data["frame"].columns if c not in ("user_id", "snapshot_at")]
+    rows, split = prepare(
+        data["frame"], data["orders"], end=data["end"], horizon_days=30, test=4, calibrate=4
+    )
+    shy = {"n_estimators": 20, "learning_rate": 0.05}
+    m = _raw_and_calibrated(
+        fit(rows, feats, split, propensity=shy, timing={"n_estimators": 5}), rows
+    )
+    assert m["raw"]["ece"] > 0.05, m  # the premise: there is something to repair
+    assert m["calibrated"]["ece"] < m["raw"]["ece"] - ECE_MARGIN, m
+    assert m["calibrated"]["brier"] < m["raw"]["brier"] - BRIER_MARGIN, m
+
+
+@pytest.mark.model
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="Known: on the model world the configured booster (log loss, 120 trees) is already "
+    "calibrated on the test slice (ECE 0.024), and the base rate falls from 0.46 on the "
+    "calibration slice to 0.39 on the test slice, so isotonic calibration fitted on the former "
+    "makes the latter worse (ECE 0.028, Brier 0.1258 vs 0.1248). Strict: when calibration "
+    "starts to help, this fails and the marker must go.",
+)
+def test_isotonic_calibration_improves_on_raw_scores(trained):
+    rows, model = trained
+    m = _raw_and_calibrated(model, rows)
+    assert m["calibrated"]["ece"] < m["raw"]["ece"] - ECE_MARGIN, m
+    assert m["calibrated"]["brier"] < m["raw"]["brier"] - BRIER_MARGIN, m
+
+
+@pytest.mark.data
 def test_too_few_buyers_stops_with_a_message(data):
     few = data["orders"][data["orders"].user_id.isin(data["orders"].user_id.unique()[:100])]
     with pytest.raises(NotEnoughData, match="100 buyers"):
         prepare(data["frame"], few, end=data["end"], horizon_days=30, test=4, calibrate=4)
 
 
+@pytest.mark.data
 def test_too_few_snapshots_stops_with_a_message(data):
     frame = data["frame"][
         data["frame"].snapshot_at <= data["frame"].snapshot_at.min() + pd.Timedelta(days=21)
@@ -82,6 +129,7 @@ def test_too_few_snapshots_stops_with_a_message(data):
         prepare(frame, data["orders"], end=data["end"], horizon_days=30, test=4, calibrate=4)
 
 
+@pytest.mark.data
 def test_feature_rows_read_side_by_side_equal_the_point_in_time_join(data):
     from cadence.features._training import training_frame
 
@@ -97,6 +145,7 @@ def test_feature_rows_read_side_by_side_equal_the_point_in_time_join(data):
     )
 
 
+@pytest.mark.model
 def test_drivers_are_contributions_that_add_up_to_the_score(trained):
     import xgboost as xgb
 

@@ -12,6 +12,8 @@ from cadence.ingest._tables import SCHEMAS
 from cadence.world import WorldConfig, billed_weight
 from tests.world.conftest import SMALL, run_world
 
+pytestmark = pytest.mark.data
+
 START = pd.Timestamp(SMALL.start, tz="UTC")
 END = START + pd.Timedelta(days=SMALL.days)
 
