@@ -98,11 +98,20 @@ class _LazyAppend:
             self.file = None
 
 
+# Every HTTP request to the Prefect API is an INFO line; only their problems are worth keeping.
+_WARNINGS_ONLY = ("httpx", "urllib3")
+
+
 def _to_file(logger: logging.Logger, handler: logging.Handler) -> None:
+    """Replaces the logger's terminal handlers with the file; others (Prefect's, which send the
+    run logs to its server and UI) stay."""
     for h in list(logger.handlers):
-        logger.removeHandler(h)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+            logger.removeHandler(h)
+    if handler not in logger.handlers:
+        logger.addHandler(handler)
+    quiet = logger.name.startswith(_WARNINGS_ONLY)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
 
 

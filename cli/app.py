@@ -11,7 +11,7 @@ from cadence.cli import models
 from cadence.cli._render import fail
 from cadence.cli.data import data_app
 from cadence.cli.features import features_app
-from cadence.cli.flows import demo, deploy, run
+from cadence.cli.flows import demo, deploy, run, run_epilog
 from cadence.cli.status import status
 from cadence.cli.world import world_app
 
@@ -55,7 +55,11 @@ app.command("evaluate")(models.evaluate)
 app.command("promote")(models.promote)
 app.command("rollback")(models.rollback)
 app.command("score")(models.score)
-app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(run)
+app.command(
+    "run",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    epilog=run_epilog(),
+)(run)
 app.command("deploy")(deploy)
 app.command("status")(status)
 app.command("demo")(demo)

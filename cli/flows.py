@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -23,6 +25,7 @@ class FlowName(enum.StrEnum):
 def prefect_env(settings) -> None:
     """Prefect keeps its database and results in the workspace unless told otherwise; set
     before Prefect is imported, since it reads its settings then."""
+    (settings.home / "prefect").mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_HOME", str((settings.home / "prefect").resolve()))
     os.environ.setdefault(
         "PREFECT_LOCAL_STORAGE_PATH", str((settings.home / "prefect" / "storage").resolve())
@@ -30,6 +33,9 @@ def prefect_env(settings) -> None:
     # The temporary server's output and Prefect's own logs go to the workspace log, as all
     # third-party chatter does.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    # No usage reports from the temporary server: they race its SQLite database at start-up
+    # and print a "database is locked" trace to the terminal.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def parse_params(model: type, args: list[str]) -> Any:
@@ -71,6 +77,17 @@ def parse_params(model: type, args: list[str]) -> Any:
         fail("; ".join(problems))
 
 
+def run_epilog() -> str:
+    """Every flow's parameters with their defaults, for `cadence run --help`."""
+    from cadence.flows.params import PARAMS, describe
+
+    # "\b" keeps Click from rewrapping a paragraph.
+    parts = ["Parameters: --name value; nested ones dotted, as --ingest.users 5000."]
+    for name, model in PARAMS.items():
+        parts.append("\b\n" + name + ":\n" + "\n".join(f"  {line}" for line in describe(model)))
+    return "\n\n".join(parts)
+
+
 def run(
     ctx: typer.Context,
     name: Annotated[FlowName, typer.Argument(help="The flow to run.")],
@@ -85,17 +102,19 @@ def run(
 
 
 def _run_flow(settings, name: str, args: list[str]) -> Any:
+    from cadence.flows.params import PARAMS
+
+    params = parse_params(PARAMS[name], args)
     prefect_env(settings)
+    from cadence.cli._logs import after_heavy_imports
     from cadence.flows.pipeline import FLOWS, task_runner
 
-    flow, model = FLOWS[name]
-    params = parse_params(model, args)
+    after_heavy_imports()  # Prefect configured its own console logging on import
+    flow = FLOWS[name]
     if name == "build_features":
         flow = flow.with_options(task_runner=task_runner(settings))
-    with console.status(f"running flow {name}"):
+    with console.status(f"running flow {name}") as status, _run_log_to(status, name):
         state = flow(params, return_state=True)
-    from cadence.cli._logs import after_heavy_imports
-
     after_heavy_imports()
     if not state.is_completed():
         try:
@@ -104,6 +123,27 @@ def _run_flow(settings, name: str, args: list[str]) -> Any:
             fail(f"flow {name} {state.name.lower()}: {exc}")
         fail(f"flow {name} {state.name.lower()}")
     return state.result()
+
+
+@contextlib.contextmanager
+def _run_log_to(status, name: str) -> Iterator[None]:
+    """Shows the latest line of the flow and task runs' logs (the steps' progress, with their
+    counts) beside the spinner; the whole log stays in the workspace's log file."""
+    import logging
+
+    class Latest(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            status.update(f"{name}: {record.getMessage()}"[:120])
+
+    handler = Latest(logging.INFO)
+    loggers = [logging.getLogger(n) for n in ("prefect.flow_runs", "prefect.task_runs")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
 
 
 def deploy(
@@ -168,6 +208,15 @@ def demo(ctx: typer.Context) -> None:
         bands.add_row(*(f"{score['bands'][b]:,}" for b in ("high", "medium", "low")))
         console.print(bands)
         console.print(f"list: {score['list']}/scores.csv")
+        drift = score.get("drift")
+        if drift:
+            said = f"drift: {drift['verdict']}"
+            if drift["reasons"]:
+                said += f" ({'; '.join(drift['reasons'])})"
+            if drift.get("retrain"):
+                said += f"; retraining {drift['retrain']}"
+            console.print(said, markup=False)
+            console.print(f"drift report: {drift['report']}", markup=False)
     tracking = (
         settings.mlflow_tracking_uri or f"sqlite:///{(settings.mlflow_dir / 'mlflow.db').resolve()}"
     )

@@ -135,7 +135,7 @@ def _deployments(
         job_variables = {"env": _job_env(settings, echo)}
     out = []
     for name in SCHEDULED + ON_DEMAND:
-        flow, _ = pipeline.FLOWS[name]
+        flow = pipeline.FLOWS[name]
         options: dict[str, Any] = {
             "name": name,
             "schedules": [crons[name]] if name in crons else [],

@@ -56,9 +56,11 @@ def check_drift(
     retrain: Callable[[str], Any] | None = None,
     report: Report = silent,
 ) -> dict[str, Any]:
-    """Measures drift of the champion, records it, and retrains when it is beyond the limits.
+    """Measures drift of the champion, records it, and retrains when it is beyond the limits
+    and there is something new to learn from (a snapshot labelled after the champion's test
+    window); otherwise the retraining waits, and the run says so.
 
-    `retrain` is called with the reasons when they are; by default it runs the `train` flow."""
+    `retrain` is called with the reasons when it runs; by default it runs the `train` flow."""
     conf = settings.decisions().flows.drift
     figures = measure(settings, bins=conf.bins, reference_slice=conf.reference, report=report)
     limits = Limits(conf.max_feature_psi, conf.max_score_psi, conf.max_auc_drop)
@@ -87,7 +89,19 @@ def check_drift(
         "report": str(page),
         "run_id": run_id,
     }
-    if v.retrain:
+    if v.retrain and figures.auc_snapshot is None:
+        # Retraining now would split the same labelled snapshots the same way and fit the same
+        # rows: it waits until a horizon's labels have come in after the champion's test window.
+        waiting = (
+            "waiting: no snapshot labelled since the champion's test window, so retraining "
+            "would fit the same rows"
+        )
+        from mlflow import MlflowClient
+
+        MlflowClient().set_tag(run_id, "retrain", waiting)
+        report(Progress("drift", f"retraining {waiting}"))
+        out["retrain"] = waiting
+    elif v.retrain:
         out["retrain"] = _retrain(retrain, "; ".join(v.reasons), run_id, report)
     return out
 

@@ -16,82 +16,22 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cadence.flows import _fingerprint
+from cadence.flows.params import (
+    FeaturesParams,
+    IngestParams,
+    PipelineParams,
+    PromoteParams,
+    ScoreParams,
+    TrainParams,
+)
 from cadence.flows.settings import Settings
 from cadence.flows.steps._progress import Progress
-
-# --- parameters -----------------------------------------------------------------------------
-
-
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class IngestParams(_Params):
-    """Where the raw data comes from: the simulated world (default) or a shop's order log."""
-
-    source: Literal["world", "orders"] = "world"
-    users: int | None = Field(default=None, gt=0, description="world: shoppers [conf]")
-    days: int | None = Field(default=None, gt=0, description="world: days simulated [conf]")
-    seed: int | None = Field(default=None, ge=0, description="world: random seed [conf]")
-    start: dt.date | None = Field(default=None, description="world: first day [conf]")
-    file: Path | None = Field(default=None, description="orders: the log, .csv or .parquet")
-    customer: str | None = Field(default=None, description="orders: customer id column")
-    timestamp: str | None = Field(default=None, description="orders: order time column")
-    amount: str | None = Field(default=None, description="orders: amount column")
-    quantity: str | None = Field(default=None, description="orders: item count column")
-    timestamp_format: str | None = Field(default=None, description="orders: strftime format")
-    on_bad_rows: Literal["fail", "skip"] = "fail"
-    force: bool = Field(default=False, description="regenerate or re-import even if unchanged")
-
-    @model_validator(mode="after")
-    def _orders_named(self) -> IngestParams:
-        if self.source == "orders":
-            missing = [
-                k for k in ("file", "customer", "timestamp", "amount") if not getattr(self, k)
-            ]
-            if missing:
-                raise ValueError(f"source 'orders' needs {', '.join(missing)}")
-        return self
-
-
-class FeaturesParams(_Params):
-    snapshots: str | None = Field(
-        default=None, description="START:END:7d or d1,d2,... [weekly grid + the data's end]"
-    )
-    engine: Literal["duckdb", "spark"] = "duckdb"
-    materialize: bool = Field(default=True, description="register in Feast and materialise")
-    force: bool = Field(default=False, description="rebuild even if the raw data is unchanged")
-
-
-class TrainParams(_Params):
-    horizon: int | None = Field(default=None, gt=0, description="days ahead [conf]")
-
-
-class PromoteParams(_Params):
-    reason: str | None = Field(default=None, description="a note recorded with the decision")
-    horizon: int | None = Field(default=None, gt=0, description="days ahead [conf]")
-
-
-class ScoreParams(_Params):
-    as_of: dt.date | None = Field(default=None, description="[the latest snapshot]")
-    lead_days: int | None = Field(default=None, ge=0, description="contact lead [conf]")
-    drift: bool = Field(default=True, description="check drift after scoring")
-
-
-class PipelineParams(_Params):
-    ingest: IngestParams = IngestParams()
-    features: FeaturesParams = FeaturesParams()
-    train: TrainParams = TrainParams()
-    promote: PromoteParams = PromoteParams(reason="pipeline")
-    score: ScoreParams = ScoreParams()
-
 
 # --- helpers ----------------------------------------------------------------------------------
 
@@ -386,10 +326,10 @@ def pipeline(params: PipelineParams = PipelineParams()) -> dict[str, Any]:
 
 
 FLOWS = {
-    "ingest": (ingest, IngestParams),
-    "build_features": (build_features, FeaturesParams),
-    "train": (train, TrainParams),
-    "promote": (promote, PromoteParams),
-    "score": (score, ScoreParams),
-    "pipeline": (pipeline, PipelineParams),
+    "ingest": ingest,
+    "build_features": build_features,
+    "train": train,
+    "promote": promote,
+    "score": score,
+    "pipeline": pipeline,
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import tempfile
 import warnings
 from dataclasses import fields
@@ -51,8 +52,18 @@ def configure(home: Path, tracking_uri: str | None) -> str:
     if tracking_uri is None:
         (home / "mlflow").mkdir(parents=True, exist_ok=True)
         tracking_uri = f"sqlite:///{(home / 'mlflow' / 'mlflow.db').resolve()}"
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    # MLflow also exports the URI as MLFLOW_TRACKING_URI for subprocesses; that variable is the
+    # user's own setting here, read when the next command or flow run starts, so it is put back
+    # (a served process would otherwise carry one run's workspace into the next).
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
     exp = mlflow.get_experiment_by_name(EXPERIMENT)
     if exp is not None:
         return exp.experiment_id

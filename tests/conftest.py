@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,18 @@ def model_home(tmp_path_factory) -> Path:
     write_world(MODEL_WORLD, home / "raw", home / "truth")
     build_features(home / "raw", home / "features", None, "duckdb", FeaturesConf())
     return home
+
+
+@pytest.fixture(autouse=True)
+def _tracking_uri_stays_unset():
+    """`mlflow.set_tracking_uri` also exports MLFLOW_TRACKING_URI; a test that calls it must not
+    hand its workspace's database to every later test's settings."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 @pytest.fixture(scope="session")
