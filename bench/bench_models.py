@@ -40,7 +40,7 @@ def main() -> None:
     from cadence.flows.steps import _read as _data
     from cadence.flows.steps import models as step
     from cadence.models._score import score_frame, write_list
-    from cadence.models._train import fit, prepare
+    from cadence.models._train import prepare
 
     silence_warnings()
     if not (args.home / "features" / "manifest.json").exists():
@@ -81,16 +81,7 @@ def main() -> None:
     cal = rows[rows.slice == "calibrate"]
     both = __import__("pandas").concat([big, cal], ignore_index=True)
     t0 = time.perf_counter()
-    t = conf.training
-    trained = fit(
-        both,
-        features,
-        tsplit,
-        seed=t.seed,
-        n_jobs=t.n_jobs,
-        propensity=t.propensity.model_dump(),
-        timing=t.timing.model_dump(),
-    )
+    trained = step.fit_configured(both, features, tsplit, conf.training)
     took = time.perf_counter() - t0
     print(
         f"training on {len(big):,} rows x {len(features)} features "

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from cadence.flows.conf import Conf, ModelsConf
+from cadence.flows.conf import Conf, ModelsConf, TrainingConf
 from cadence.flows.settings import Settings
 from cadence.flows.steps import _read
 from cadence.flows.steps._progress import Progress, Report, silent
@@ -49,12 +49,27 @@ def _data(settings: Settings, at: list[pd.Timestamp] | None = None):
     return _read.feature_rows(settings.features_dir, at), log, end
 
 
+def fit_configured(rows: pd.DataFrame, features: list[str], split, training: TrainingConf):
+    """Both estimators fitted with the settings in conf/models.yaml's `training`."""
+    from cadence.models._train import fit
+
+    return fit(
+        rows,
+        features,
+        split,
+        seed=training.seed,
+        n_jobs=training.n_jobs,
+        propensity=training.propensity.model_dump(),
+        timing=training.timing.model_dump(),
+    )
+
+
 def train(ctx: ModelContext, *, report: Report = silent) -> dict[str, Any]:
     """Train on the workspace's features, evaluate, log to MLflow, register a challenger."""
     from cadence.features import read_manifest
     from cadence.models._plots import calibration_figure, curves, gain_figure
     from cadence.models._registry import log_and_register
-    from cadence.models._train import evaluate_scores, fit, prepare
+    from cadence.models._train import evaluate_scores, prepare
 
     settings = ctx.settings
     started = time.perf_counter()
@@ -78,15 +93,7 @@ def train(ctx: ModelContext, *, report: Report = silent) -> dict[str, Any]:
     )
     features = [c for c in frame.columns if c not in ("user_id", "snapshot_at")]
     lap("read", f"read {len(rows):,} labelled rows, {len(features)} features")
-    trained = fit(
-        rows,
-        features,
-        split,
-        seed=training.seed,
-        n_jobs=training.n_jobs,
-        propensity=training.propensity.model_dump(),
-        timing=training.timing.model_dump(),
-    )
+    trained = fit_configured(rows, features, split, training)
     lap("fit", f"fitted on {int((rows.slice == 'train').sum()):,} rows")
     report_, y, scores = evaluate_scores(trained, rows, log, oracle)
     lap("evaluate", "evaluated beside the baselines")

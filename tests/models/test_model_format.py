@@ -26,52 +26,24 @@ from cadence.models._model_code import calibrated
 from cadence.models._registry import CHAMPION, configure, load, log_and_register
 from cadence.models._split import TimeSplit
 from cadence.models._train import Trained, fit, with_due_dates
+from tests.models._synthetic import replenishment_rows
 
 pytestmark = pytest.mark.model
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 NAME = "repurchase"
-FEATURES = [
-    "infant_formula_gap_mean",
-    "infant_formula_days_since",
-    "coffee_gap_mean",
-    "coffee_days_since",
-    "gap_mean",
-    "days_since_last_order",
-    "orders_90d",
-]
 
 
-def _rows(users: int = 250, snapshots: int = 16, seed: int = 3) -> tuple[pd.DataFrame, TimeSplit]:
-    """Weekly snapshots of shoppers whose next order comes about when their mean gap says."""
-    rng = np.random.default_rng(seed)
-    snaps = list(pd.date_range("2025-01-05", periods=snapshots, freq="7D"))
-    n = users * snapshots
-    gap = rng.uniform(10, 60, n)
-    since = rng.uniform(0, 70, n)
-    formula = rng.random(n) < 0.4
-    coffee = rng.random(n) < 0.3
-    days = np.maximum(gap - since + rng.normal(0, 6, n), 0.5)
-    censored = rng.random(n) < 0.15
-    frame = pd.DataFrame(
-        {
-            "user_id": np.tile(np.arange(users), snapshots),
-            "snapshot_at": np.repeat(snaps, users),
-            "infant_formula_gap_mean": np.where(formula, gap, np.nan),
-            "infant_formula_days_since": np.where(formula, since, np.nan),
-            "coffee_gap_mean": np.where(coffee, gap * 1.1, np.nan),
-            "coffee_days_since": np.where(coffee, since, np.nan),
-            "gap_mean": gap + rng.normal(0, 3, n),
-            "days_since_last_order": since,
-            "orders_90d": rng.poisson(3, n).astype(float),
-            "days_to_next": days,
-            "censored": censored,
-            "y_30d": (~censored & (days <= 30)).astype(int),
-        }
-    )
-    split = TimeSplit(snaps[:8], snaps[9:12], snaps[13:], horizon_days=30)
-    frame["slice"] = split.slice_of(frame.snapshot_at)
-    return frame[frame.slice.notna()].reset_index(drop=True), split
+# Shoppers' replenishments: the share of rows buying each, and its gap relative to their own.
+CATEGORIES = {"infant_formula": (0.4, 1.0), "coffee": (0.3, 1.1)}
+
+
+def _rows() -> tuple[pd.DataFrame, TimeSplit]:
+    rows, split, _ = replenishment_rows(CATEGORIES, users=250, seed=3)
+    return rows, split
+
+
+FEATURES = replenishment_rows(CATEGORIES, users=1)[2]
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pytest
 from cadence.models._score import DRIVERS, eligible, pick_snapshot, score_frame
 from cadence.models._split import TimeSplit
 from cadence.models._train import Trained, fit
+from tests.models._synthetic import replenishment_rows
 
 pytestmark = pytest.mark.unit
 
@@ -66,42 +67,16 @@ def test_eligible_are_active_at_the_window_boundary_and_consent_is_counted():
     pd.testing.assert_frame_equal(frame, before)  # the input is left as it was
 
 
-FEATURES = [
-    "pet_food_gap_mean",
-    "pet_food_days_since",
-    "gap_mean",
-    "days_since_last_order",
-    "orders_90d",
-]
+# Shoppers' replenishments: the share of rows buying each, and its gap relative to their own.
+CATEGORIES = {"pet_food": (0.5, 1.0)}
 
 
-def _rows(users: int = 300, snapshots: int = 16, seed: int = 7) -> tuple[pd.DataFrame, TimeSplit]:
-    """Weekly rows of shoppers who order again about when their mean gap says (4,800 rows)."""
-    rng = np.random.default_rng(seed)
-    snaps = list(pd.date_range("2025-01-05", periods=snapshots, freq="7D", tz="UTC"))
-    n = users * snapshots
-    gap = rng.uniform(10, 60, n)
-    since = rng.uniform(0.5, 70, n)
-    pets = rng.random(n) < 0.5
-    days = np.maximum(gap - since + rng.normal(0, 6, n), 0.5)
-    censored = rng.random(n) < 0.15
-    frame = pd.DataFrame(
-        {
-            "user_id": [f"u{i}" for i in np.tile(np.arange(users), snapshots)],
-            "snapshot_at": np.repeat(snaps, users),
-            "pet_food_gap_mean": np.where(pets, gap, np.nan),
-            "pet_food_days_since": np.where(pets, since, np.nan),
-            "gap_mean": gap + rng.normal(0, 3, n),
-            "days_since_last_order": since,
-            "orders_90d": rng.poisson(3, n).astype(float),
-            "days_to_next": days,
-            "censored": censored,
-            "y_30d": (~censored & (days <= 30)).astype(int),
-        }
-    )
-    split = TimeSplit(snaps[:8], snaps[9:12], snaps[13:], horizon_days=30)
-    frame["slice"] = split.slice_of(frame.snapshot_at)
-    return frame[frame.slice.notna()].reset_index(drop=True), split
+def _rows() -> tuple[pd.DataFrame, TimeSplit]:
+    rows, split, _ = replenishment_rows(CATEGORIES, users=300, seed=7)
+    return rows, split
+
+
+FEATURES = replenishment_rows(CATEGORIES, users=1)[2]
 
 
 @pytest.fixture(scope="module")
