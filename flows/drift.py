@@ -93,8 +93,8 @@ def check_drift(
         # Retraining now would split the same labelled snapshots the same way and fit the same
         # rows: it waits until a horizon's labels have come in after the champion's test window.
         waiting = (
-            "waiting: no snapshot labelled since the champion's test window, so retraining "
-            "would fit the same rows"
+            "waits: no snapshot labelled since the champion's test window, so it would fit "
+            "the same rows"
         )
         from mlflow import MlflowClient
 
