@@ -81,7 +81,8 @@ def import_orders_cmd(
             timestamp_format=timestamp_format,
         )
     except OrderLogError as exc:
-        fail(f"{file}: {exc}")
+        said = str(exc)
+        fail(said if said.startswith(str(file)) else f"{file}: {said}")
     console.print(
         f"imported {result.orders:,} orders into {out}"
         + (" (replacing what it held)" if result.replaced else "")

@@ -52,7 +52,13 @@ def open_store(feast_dir: Path, online_store: str) -> FeatureStore:
 
 def apply(store: FeatureStore, features_dir: Path) -> list[str]:
     """Registers entities, views and services for the families built in `features_dir`."""
-    objects = definitions(features_dir, list(read_manifest(features_dir).families))
+    import pyarrow.parquet as pq
+
+    built = {
+        name: pq.read_schema(features_dir / "users" / f"{name}.parquet").names[2:]
+        for name in read_manifest(features_dir).families
+    }
+    objects = definitions(features_dir, built)
     with _feast_output():
         store.apply(objects)
     return [getattr(o, "name", "") for o in objects]

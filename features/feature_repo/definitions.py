@@ -7,6 +7,7 @@ so a feature declared there is served here under the same name and type.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,7 +30,11 @@ TTL = timedelta(days=400)
 _TYPES = {"int64": Int64, "float64": Float64}
 
 
-def _view(family: Family, entity: Entity, path: Path) -> FeatureView:
+def _view(
+    family: Family, entity: Entity, path: Path, built: Collection[str] | None = None
+) -> FeatureView:
+    """The family's view over its file; `built`: the feature columns the build wrote (a row
+    family computed without some of its inputs, as on an orders-only import, has fewer)."""
     source = FileSource(name=f"{family.name}_source", path=str(path), timestamp_field="snapshot_at")
     return FeatureView(
         name=family.name,
@@ -38,6 +43,7 @@ def _view(family: Family, entity: Entity, path: Path) -> FeatureView:
         schema=[
             Field(name=f.name, dtype=_TYPES[f.dtype], description=f.description)
             for f in family.features
+            if built is None or f.name in built
         ],
         source=source,
         online=True,
@@ -45,11 +51,12 @@ def _view(family: Family, entity: Entity, path: Path) -> FeatureView:
     )
 
 
-def definitions(offline_dir: Path, families: list[str]) -> list:
-    """Everything to register, for the user families present in `offline_dir`."""
+def definitions(offline_dir: Path, families: Mapping[str, Collection[str]]) -> list:
+    """Everything to register, for the user families built in `offline_dir` (family -> the
+    feature columns its file holds)."""
     offline_dir = Path(offline_dir).resolve()
     user_views = [
-        _view(f, user, offline_dir / "users" / f"{f.name}.parquet")
+        _view(f, user, offline_dir / "users" / f"{f.name}.parquet", families[f.name])
         for f in USER_FAMILIES
         if f.name in families
     ]
