@@ -25,6 +25,7 @@ from cadence.features._catalogue import Family
 from cadence.features.catalogue import NODE_FAMILIES, USER_FAMILIES
 
 ENGINES = ("duckdb", "spark")
+_LOG4J = Path(__file__).resolve().parent / "spark-log4j2.properties"
 
 
 class FeatureInputError(ValueError):
@@ -62,6 +63,11 @@ def connect(engine: str) -> ibis.BaseBackend:
             .appName("cadence-features")
             .config("spark.sql.session.timeZone", "UTC")
             .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            # Errors only from Spark's log4j (its default profile narrates every start).
+            .config(
+                "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={_LOG4J.as_uri()}"
+            )
             .config("spark.sql.shuffle.partitions", "4")
             .config("spark.driver.memory", "4g")
             # Nothing is written beside the caller: Spark's warehouse goes to a temporary folder.
