@@ -17,7 +17,7 @@ from cadence.ingest._import_orders import (
     import_orders,
     read_order_log,
 )
-from cadence.ingest._io import staged_dir, write_table_atomic
+from cadence.ingest._io import staged_dir, write_table_atomic, write_text_atomic
 from cadence.ingest._manifest import RawManifest, read_manifest, write_manifest
 from cadence.ingest._tables import (
     FOREIGN_KEYS,
@@ -55,4 +55,5 @@ __all__ = [
     "validate_tables",
     "write_manifest",
     "write_table_atomic",
+    "write_text_atomic",
 ]
