@@ -286,25 +286,30 @@ def _score(settings: Settings, params: ScoreParams) -> dict[str, Any]:
     return info
 
 
+@task(name="drift-check", cache_policy=NONE)
+def _drift(settings: Settings) -> dict[str, Any]:
+    from cadence.flows.drift import check_drift
+
+    return check_drift(settings, report=_report("drift"))
+
+
 @flow(name="score")
 def score(params: ScoreParams = ScoreParams()) -> dict[str, Any]:
     """Score the active shoppers with the champion: the list under lists/, and the scores
-    in the online store for the service to read; then the drift check."""
+    in the online store for the service to read; then the drift check, which starts `train`
+    when the champion's inputs, score or realised AUC moved beyond the limits."""
+    from cadence.flows.steps import models as step
     from cadence.models._registry import CHAMPION, alias_version
 
     settings = Settings()
     conf = settings.decisions()
-    from cadence.flows.steps import models as step
-
     ctx = step.context(settings, conf)
     if alias_version(ctx.name, CHAMPION) is None:
         get_run_logger().warning("%s has no champion yet: nothing scored", ctx.name)
         return {"scored": False}
     info = _outside(settings, _score)(settings, params)
     if params.drift:
-        from cadence.flows.drift import check_drift
-
-        info["drift"] = check_drift(settings)
+        info["drift"] = _drift(settings)
     return info
 
 

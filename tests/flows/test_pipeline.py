@@ -206,3 +206,23 @@ def test_status_shows_the_workspace_at_a_glance(first_run, tmp_path):
     assert s["list"]["rows"] > 100
     text = runner.invoke(app, ["status"], env={**env, "MLFLOW_TRACKING_URI": ""})
     assert "registered models" in text.output and "champion" in text.output
+
+
+def test_the_drift_task_can_start_the_train_flow(first_run, monkeypatch):
+    """The score flow's drift check runs as a task; retraining starts the train flow from it."""
+    from prefect import flow, task
+
+    from cadence.flows.drift import _train_flow
+
+    _env(monkeypatch, first_run["home"], first_run["conf"])
+
+    @task
+    def drift_says_retrain() -> dict:
+        return _train_flow("a test's reason")
+
+    @flow
+    def score_like() -> dict:
+        return drift_says_retrain()
+
+    out = score_like()
+    assert out["name"] == "repurchase" and int(out["version"]) >= 1
