@@ -47,7 +47,7 @@ def validate(
 @data_app.command("import-orders")
 def import_orders_cmd(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="The order log, .csv or .parquet.")],
+    file: Annotated[Path, typer.Argument(help="The order log, .csv, .parquet or .xlsx.")],
     customer: Annotated[str, typer.Option(help="Column holding the customer id.")],
     timestamp: Annotated[str, typer.Option(help="Column holding the order time.")],
     amount: Annotated[str, typer.Option(help="Column holding the order amount.")],
@@ -63,6 +63,19 @@ def import_orders_cmd(
         OnBadRows,
         typer.Option(help="fail: write nothing if any row is bad; skip: leave them out."),
     ] = OnBadRows.fail,
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            help="A CSV's text encoding, e.g. cp1252.", show_default="UTF-8, else detected"
+        ),
+    ] = None,
+    delimiter: Annotated[
+        str | None,
+        typer.Option(help="A CSV's field delimiter: , ; \\t ...", show_default="detected"),
+    ] = None,
+    sheet: Annotated[
+        str | None, typer.Option(help="An .xlsx workbook's sheet.", show_default="the first")
+    ] = None,
 ) -> None:
     """Import a shop's order log as the `orders` table of a raw dataset of its own."""
     from cadence.flows.steps import ingest as step
@@ -79,6 +92,9 @@ def import_orders_cmd(
             quantity=quantity,
             on_bad_rows=on_bad_rows.value,
             timestamp_format=timestamp_format,
+            encoding=encoding,
+            delimiter=delimiter,
+            sheet=sheet,
         )
     except OrderLogError as exc:
         said = str(exc)
@@ -91,9 +107,6 @@ def import_orders_cmd(
         rows = sorted({b.position for b in result.bad_rows})
         console.print(f"skipped {len(rows)} bad {result.unit}(s):")
         for b in result.bad_rows[:20]:
-            console.print(
-                f"  {result.unit} {b.position}: {b.column} = {b.value!r}: {b.reason}",
-                markup=False,
-            )
+            console.print(f"  {b.describe(result.unit)}", markup=False)
         if len(result.bad_rows) > 20:
             console.print(f"  ... and {len(result.bad_rows) - 20} more")

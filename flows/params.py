@@ -22,12 +22,19 @@ class IngestParams(_Params):
     days: int | None = Field(default=None, gt=0, description="world: days simulated [conf]")
     seed: int | None = Field(default=None, ge=0, description="world: random seed [conf]")
     start: dt.date | None = Field(default=None, description="world: first day [conf]")
-    file: Path | None = Field(default=None, description="orders: the log, .csv or .parquet")
+    file: Path | None = Field(default=None, description="orders: the log, .csv, .parquet or .xlsx")
     customer: str | None = Field(default=None, description="orders: customer id column")
     timestamp: str | None = Field(default=None, description="orders: order time column")
     amount: str | None = Field(default=None, description="orders: amount column")
     quantity: str | None = Field(default=None, description="orders: item count column")
     timestamp_format: str | None = Field(default=None, description="orders: strftime format")
+    encoding: str | None = Field(
+        default=None, description="orders: a CSV's text encoding [UTF-8 or detected]"
+    )
+    delimiter: str | None = Field(
+        default=None, description="orders: a CSV's field delimiter [detected, else ,]"
+    )
+    sheet: str | None = Field(default=None, description="orders: an .xlsx's sheet [the first]")
     on_bad_rows: Literal["fail", "skip"] = Field(
         default="fail", description="orders: fail (write nothing) or skip bad rows"
     )

@@ -92,6 +92,9 @@ def _import_orders(settings: Settings, params: IngestParams) -> dict[str, Any]:
         "quantity": params.quantity,
         "timestamp_format": params.timestamp_format,
         "on_bad_rows": params.on_bad_rows,
+        "encoding": params.encoding,
+        "delimiter": params.delimiter,
+        "sheet": params.sheet,
     }
     if not params.force and step.unchanged(settings.raw_dir, params.file, **options):
         get_run_logger().info("the workspace already holds this order log; not re-imported")

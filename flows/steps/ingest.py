@@ -80,11 +80,18 @@ def import_order_log(
     quantity: str | None = None,
     timestamp_format: str | None = None,
     on_bad_rows: Literal["fail", "skip"] = "fail",
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    sheet: str | None = None,
 ) -> Imported:
     """Reads the log, checks every row, and swaps the `orders` table (with its manifest) into
-    `out` whole; OrderLogError (naming the file, column or line) leaves `out` as it was."""
-    log = read_order_log(file)
-    options = {
+    `out` whole; OrderLogError (naming the file, option, column or line) leaves `out` as it was.
+
+    A CSV's encoding and delimiter are detected when not given; the same bytes always detect
+    the same way, so the manifest records the options as given."""
+    reading = {"encoding": encoding, "delimiter": delimiter, "sheet": sheet}
+    log = read_order_log(file, **reading)
+    parsing = {
         "customer": customer,
         "timestamp": timestamp,
         "amount": amount,
@@ -92,7 +99,7 @@ def import_order_log(
         "timestamp_format": timestamp_format,
         "on_bad_rows": on_bad_rows,
     }
-    result = import_orders(log, **options)  # type: ignore[arg-type]
+    result = import_orders(log, **parsing)  # type: ignore[arg-type]
     if result.orders.num_rows == 0:
         raise OrderLogError("no valid orders to import; nothing was written")
     ts = result.orders["ordered_at"]
@@ -104,7 +111,7 @@ def import_order_log(
         tables={"orders": result.orders.num_rows},
     )
     manifest = manifest.model_copy(
-        update={"file_sha256": _sha256(file), "options": _options(**options)}
+        update={"file_sha256": _sha256(file), "options": _options(**reading, **parsing)}
     )
     replaced = out.exists() and any(out.iterdir())
     with staged_dir(out) as tmp:
