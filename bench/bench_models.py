@@ -51,7 +51,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(home=args.home, mlflow_tracking_uri=f"sqlite:///{tmp}/mlflow.db")
         t0 = time.perf_counter()
-        out = step.train(step.context(settings, settings.decisions()))
+        out = step.train(step.context(settings, settings.decisions(), training=True))
         total = time.perf_counter() - t0
         m = out["report"]["model"]
         print(

@@ -22,7 +22,7 @@ def err() -> Console:
 
 def fail(message: object, code: int = 2) -> NoReturn:
     """Prints the message (no markup: it may hold paths with brackets) and exits."""
-    err().print(str(message), style="red", markup=False, highlight=False)
+    err().print(str(message), style="red", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code=code)
 
 

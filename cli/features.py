@@ -97,7 +97,12 @@ def build(
     raw = data or settings.raw_dir
     try:
         conf = settings.decisions().features
-        snaps = parse_snapshots(snapshots) if snapshots is not None else None
+        try:
+            snaps = parse_snapshots(snapshots) if snapshots is not None else None
+        except ValueError as exc:
+            raise ValueError(f"--snapshots {snapshots}: {exc}") from exc
+        if snaps == []:
+            raise ValueError(f"--snapshots {snapshots!r}: no dates in it")
         with progress(f"building features with {engine.value}") as report:
             manifest = step.build_features(
                 raw, settings.features_dir, snaps, engine.value, conf, report=report

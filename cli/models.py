@@ -39,11 +39,11 @@ def report_table(report: dict[str, dict], title: str):
     return table
 
 
-def _context(settings, horizon: int | None = None):
+def _context(settings, horizon: int | None = None, *, training: bool = False):
     from cadence.cli._logs import after_heavy_imports
     from cadence.flows.steps import models as step
 
-    ctx = step.context(settings, settings.decisions(), horizon)
+    ctx = step.context(settings, settings.decisions(), horizon, training=training)
     after_heavy_imports()
     return ctx
 
@@ -60,14 +60,14 @@ def train(
     what: Annotated[Target, typer.Argument(help="Which model.")],
     horizon: Annotated[
         int | None,
-        typer.Option(help="Days ahead.", show_default="conf/models.yaml horizon_days"),
+        typer.Option(help="Days ahead.", show_default="conf/models.yaml horizon_days", min=1),
     ] = None,
 ) -> None:
     """Train on the workspace's features, log the run to MLflow, register a challenger."""
     from cadence.flows.steps import models as step
 
     try:
-        c = _context(ctx.obj, horizon)
+        c = _context(ctx.obj, horizon, training=True)
         with progress("training") as report:
             out = step.train(c, report=report)
     except _errors() as exc:
@@ -154,7 +154,7 @@ def score(
     ] = None,
     lead_days: Annotated[
         int | None,
-        typer.Option(help="Contact this many days before.", show_default="conf/models.yaml"),
+        typer.Option(help="Contact this many days before.", show_default="conf/models.yaml", min=0),
     ] = None,
 ) -> None:
     """Write the scored list of active users under lists/ (Parquet and CSV) with the champion."""
@@ -162,8 +162,13 @@ def score(
 
     from cadence.flows.steps import models as step
 
+    when = None
+    if as_of:
+        try:
+            when = pd.Timestamp(as_of, tz="UTC")
+        except ValueError:
+            fail(f"--as-of {as_of}: not a date (YYYY-MM-DD)")
     try:
-        when = pd.Timestamp(as_of, tz="UTC") if as_of else None
         with console.status("scoring"):
             target, info = step.score(_context(ctx.obj), ctx.obj.decisions(), when, lead_days)
     except _errors() as exc:

@@ -35,9 +35,14 @@ def generate(
         Path | None,
         typer.Option(help="Truth folder.", show_default="a 'truth' folder beside --out"),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace --out or --truth even if they hold other files."),
+    ] = False,
 ) -> None:
     """Generate the simulated shop as Parquet tables, with its ground truth beside them."""
     from cadence.flows.steps import world as step
+    from cadence.ingest import NotOurs
 
     settings = ctx.obj
     try:
@@ -48,8 +53,11 @@ def generate(
         fail(f"world configuration: {exc}")
     out = out or settings.raw_dir
     truth = truth or out.parent / "truth"
-    with progress("simulating") as report:
-        manifest = step.generate(cfg, out, truth, report=report)
+    try:
+        with progress("simulating") as report:
+            manifest = step.generate(cfg, out, truth, force=force, report=report)
+    except NotOurs as exc:
+        fail(exc)
     console.print(f"wrote {out} and {truth}")
     print_summary(out, manifest)
 

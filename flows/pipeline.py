@@ -223,7 +223,7 @@ def _train_key(_context, parameters: dict[str, Any]) -> str:
 def _train(settings: Settings, horizon: int | None, key: str) -> dict[str, Any]:
     from cadence.flows.steps import models as step
 
-    ctx = step.context(settings, settings.decisions(), horizon)
+    ctx = step.context(settings, settings.decisions(), horizon, training=True)
     out = step.train(ctx, report=_report("train"))
     return {k: v for k, v in out.items() if k != "stages"}
 
@@ -306,6 +306,9 @@ def score(params: ScoreParams = ScoreParams()) -> dict[str, Any]:
 
     settings = Settings()
     conf = settings.decisions()
+    if not step.has_models(settings):
+        get_run_logger().warning("no models in %s yet: nothing scored", settings.mlflow_dir)
+        return {"scored": False}
     ctx = step.context(settings, conf)
     if alias_version(ctx.name, CHAMPION) is None:
         get_run_logger().warning("%s has no champion yet: nothing scored", ctx.name)

@@ -17,7 +17,13 @@ from cadence.ingest._import_orders import (
     import_orders,
     read_order_log,
 )
-from cadence.ingest._io import staged_dir, write_table_atomic, write_text_atomic
+from cadence.ingest._io import (
+    NotOurs,
+    check_replaceable,
+    staged_dir,
+    write_table_atomic,
+    write_text_atomic,
+)
 from cadence.ingest._manifest import RawManifest, read_manifest, write_manifest
 from cadence.ingest._tables import (
     FOREIGN_KEYS,
@@ -33,6 +39,7 @@ from cadence.ingest._validate import Violation, read_end, validate_dir, validate
 __all__ = [
     "FOREIGN_KEYS",
     "KEYS",
+    "NotOurs",
     "NULLABLE",
     "REQUIRED_TABLES",
     "SCHEMAS",
@@ -44,6 +51,7 @@ __all__ = [
     "OrderLogError",
     "RawManifest",
     "Violation",
+    "check_replaceable",
     "contract",
     "import_orders",
     "read_end",

@@ -13,6 +13,29 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+class NotOurs(ValueError):
+    """A target folder holds something Cadence did not write; the message names it."""
+
+
+def check_replaceable(target: Path, *, force: bool = False) -> None:
+    """A raw-data target may be replaced only when it is missing, empty or a folder Cadence
+    wrote (it holds `manifest.json`): `staged_dir` replaces it whole, and must never take a
+    user's unrelated files with it. `force` replaces a foreign folder all the same; a file is
+    never replaced."""
+    target = Path(target)
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise NotOurs(f"{target} is a file, not a folder; name a folder")
+    if force or not any(target.iterdir()) or (target / "manifest.json").exists():
+        return
+    shown = ", ".join(sorted(p.name for p in target.iterdir())[:5])
+    raise NotOurs(
+        f"{target} holds files Cadence did not write ({shown}); it would be replaced whole. "
+        "Name an empty or new folder, or pass --force to replace it"
+    )
+
+
 @contextlib.contextmanager
 def staged_dir(target: Path) -> Iterator[Path]:
     """Yields an empty folder beside `target`; on success it replaces `target` whole.

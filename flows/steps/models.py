@@ -31,12 +31,25 @@ class ModelContext:
     experiment: str
 
 
-def context(settings: Settings, conf: Conf, horizon: int | None = None) -> ModelContext:
+def has_models(settings: Settings) -> bool:
+    """False when tracking is the workspace's own and nothing was ever trained there."""
+    return settings.mlflow_tracking_uri is not None or (settings.mlflow_dir / "mlflow.db").exists()
+
+
+def context(
+    settings: Settings, conf: Conf, horizon: int | None = None, *, training: bool = False
+) -> ModelContext:
+    """Set up once per command. Only training may create the workspace's MLflow database: a
+    command that reads models stops before writing anything when there are none."""
     from cadence.models._registry import configure, model_name
 
     models = conf.models
     if horizon is not None and horizon < 1:
         raise ValueError(f"--horizon must be a positive number of days, got {horizon}")
+    if not training and not has_models(settings):
+        raise ValueError(
+            f"no models in {settings.mlflow_dir} yet: run `cadence train repurchase` first"
+        )
     h = horizon or models.horizon_days
     experiment = configure(settings.home, settings.mlflow_tracking_uri)
     return ModelContext(settings, models, h, model_name(h, models.horizon_days), experiment)

@@ -9,7 +9,13 @@ import pyarrow.parquet as pq
 
 from cadence.flows.conf import WorldConf
 from cadence.flows.steps._progress import Progress, Report, silent
-from cadence.ingest import RawManifest, staged_dir, validate_dir, write_manifest
+from cadence.ingest import (
+    RawManifest,
+    check_replaceable,
+    staged_dir,
+    validate_dir,
+    write_manifest,
+)
 from cadence.world import WorldConfig, simulate, summarise
 
 
@@ -32,12 +38,17 @@ def world_config(conf: WorldConf, **overrides) -> WorldConfig:
     return WorldConfig(**base)
 
 
-def generate(cfg: WorldConfig, out: Path, truth: Path, *, report: Report = silent) -> RawManifest:
+def generate(
+    cfg: WorldConfig, out: Path, truth: Path, *, force: bool = False, report: Report = silent
+) -> RawManifest:
     """Runs the simulation and streams it to Parquet: raw tables to `out`, truth to `truth`.
 
     Both folders are built aside and swapped in only when the whole world is written, so a
-    failed or interrupted run leaves any previous world as it was.
+    failed or interrupted run leaves any previous world as it was. A folder holding files
+    Cadence did not write is refused (`NotOurs`) unless `force`.
     """
+    check_replaceable(out, force=force)
+    check_replaceable(truth, force=force)
     counts: dict[str, int] = {}
     days = 0
 

@@ -80,7 +80,7 @@ def life(model_home, tmp_path_factory) -> dict:
 def test_score_before_any_champion_says_to_train_first(life):
     r = life["score_first"]
     assert r.exit_code == 2
-    assert "no champion" in r.output and "cadence train repurchase" in r.output
+    assert "no models" in r.output and "cadence train repurchase" in r.output
 
 
 def test_train_logs_the_run_and_registers_a_challenger(life):

@@ -66,7 +66,7 @@ def _train_and_promote(settings: Settings) -> None:
     kept = {p: p.read_bytes() for p in (features / "users").glob("*.parquet")}
     _rewrite(features, lambda t: t.filter(pc.less_equal(t["snapshot_at"], cut.to_pydatetime())))
     try:
-        ctx = step.context(settings, settings.decisions())
+        ctx = step.context(settings, settings.decisions(), training=True)
         step.train(ctx)
         promoted, results, _ = step.promote(ctx)
         assert promoted, results
