@@ -76,10 +76,19 @@ def import_orders_cmd(
     sheet: Annotated[
         str | None, typer.Option(help="An .xlsx workbook's sheet.", show_default="the first")
     ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Import over a simulated world; its ground truth is removed too."
+        ),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace --out even if it holds other files.")
+    ] = False,
 ) -> None:
     """Import a shop's order log as the `orders` table of a raw dataset of its own."""
     from cadence.flows.steps import ingest as step
-    from cadence.ingest import OrderLogError
+    from cadence.ingest import NotOurs, OrderLogError
 
     out = out or ctx.obj.raw_dir
     try:
@@ -95,7 +104,12 @@ def import_orders_cmd(
             encoding=encoding,
             delimiter=delimiter,
             sheet=sheet,
+            truth=ctx.obj.truth_dir if out == ctx.obj.raw_dir else out.parent / "truth",
+            replace=replace,
+            force=force,
         )
+    except NotOurs as exc:
+        fail(exc)
     except OrderLogError as exc:
         said = str(exc)
         fail(said if said.startswith(str(file)) else f"{file}: {said}")

@@ -39,6 +39,9 @@ class IngestParams(_Params):
         default="fail", description="orders: fail (write nothing) or skip bad rows"
     )
     force: bool = Field(default=False, description="regenerate or re-import even if unchanged")
+    replace: bool = Field(
+        default=False, description="orders: import over a simulated world (its truth goes too)"
+    )
 
     @model_validator(mode="after")
     def _orders_named(self) -> IngestParams:

@@ -101,7 +101,13 @@ def _import_orders(settings: Settings, params: IngestParams) -> dict[str, Any]:
         manifest = read_manifest(settings.raw_dir)
         assert manifest is not None
         return manifest.model_dump(mode="json")
-    result = step.import_order_log(params.file, settings.raw_dir, **options)
+    result = step.import_order_log(
+        params.file,
+        settings.raw_dir,
+        **options,
+        truth=settings.truth_dir,
+        replace=params.replace,
+    )
     if result.bad_rows:
         get_run_logger().warning("left out %d bad %s(s)", len(result.bad_rows), result.unit)
     return result.manifest.model_dump(mode="json")

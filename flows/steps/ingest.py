@@ -14,7 +14,9 @@ from cadence.ingest import (
     OrderLogError,
     RawManifest,
     Violation,
+    check_replaceable,
     import_orders,
+    read_manifest,
     read_order_log,
     staged_dir,
     validate_dir,
@@ -83,12 +85,26 @@ def import_order_log(
     encoding: str | None = None,
     delimiter: str | None = None,
     sheet: str | None = None,
+    truth: Path | None = None,
+    replace: bool = False,
+    force: bool = False,
 ) -> Imported:
     """Reads the log, checks every row, and swaps the `orders` table (with its manifest) into
     `out` whole; OrderLogError (naming the file, option, column or line) leaves `out` as it was.
 
+    `out` holding files Cadence did not write is refused unless `force`. `out` holding a
+    simulated world is refused unless `replace`; the world's `truth` folder then goes too, so
+    an imported shop is never evaluated against a foreign oracle.
+
     A CSV's encoding and delimiter are detected when not given; the same bytes always detect
     the same way, so the manifest records the options as given."""
+    check_replaceable(out, force=force)
+    held = read_manifest(out) if (out / "manifest.json").exists() else None
+    if held is not None and held.source == "world" and not replace:
+        raise OrderLogError(
+            f"{out} holds a simulated world; pass --replace to import over it "
+            f"(its ground truth{f' in {truth}' if truth else ''} is removed too)"
+        )
     reading = {"encoding": encoding, "delimiter": delimiter, "sheet": sheet}
     log = read_order_log(file, **reading)
     parsing = {
@@ -117,4 +133,8 @@ def import_order_log(
     with staged_dir(out) as tmp:
         pq.write_table(result.orders, tmp / "orders.parquet", compression="zstd")
         write_manifest(tmp, manifest)
+    if held is not None and held.source == "world" and truth is not None and truth.exists():
+        import shutil
+
+        shutil.rmtree(truth)
     return Imported(result.orders.num_rows, replaced, result.bad_rows, result.unit, manifest)

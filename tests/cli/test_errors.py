@@ -111,3 +111,24 @@ def test_generate_never_replaces_a_folder_of_other_files_unless_forced(tmp_path)
     r = runner.invoke(app, ["world", "generate", *small, "--out", str(mine), "--force"], env=env)
     assert r.exit_code == 0, r.output
     assert (mine / "manifest.json").exists() and not (mine / "notes.txt").exists()
+
+
+def test_importing_over_a_simulated_world_needs_replace_and_takes_its_truth(home, tmp_path):
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(home, work)
+    log = tmp_path / "log.csv"
+    log.write_text("who,when,paid\nA,2025-01-02,3.5\nB,2025-01-03,2\n")
+    args = ["data", "import-orders", str(log), "--customer", "who", "--timestamp", "when"]
+    args += ["--amount", "paid"]
+    env = {"CADENCE_HOME": str(work)}
+    before = _bytes(work)
+    r = runner.invoke(app, args, env=env)
+    assert r.exit_code == 2 and "holds a simulated world" in r.output and "--replace" in r.output
+    assert _bytes(work) == before
+    r = runner.invoke(app, [*args, "--replace"], env=env)
+    assert r.exit_code == 0, r.output
+    assert not (work / "truth").exists() and (work / "raw" / "orders.parquet").exists()
+    # An import over an import needs no --replace.
+    assert runner.invoke(app, args, env=env).exit_code == 0
