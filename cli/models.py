@@ -15,6 +15,16 @@ class Target(enum.StrEnum):
     repurchase = "repurchase"
 
 
+Horizon = Annotated[
+    int | None,
+    typer.Option(
+        help="Days ahead; one of conf/models.yaml horizons_days.",
+        show_default="conf/models.yaml horizon_days",
+        min=1,
+    ),
+]
+
+
 REPORTED = (
     "roc_auc",
     "pr_auc",
@@ -58,10 +68,7 @@ def _errors() -> tuple[type[Exception], ...]:
 def train(
     ctx: typer.Context,
     what: Annotated[Target, typer.Argument(help="Which model.")],
-    horizon: Annotated[
-        int | None,
-        typer.Option(help="Days ahead.", show_default="conf/models.yaml horizon_days", min=1),
-    ] = None,
+    horizon: Horizon = None,
 ) -> None:
     """Train on the workspace's features, log the run to MLflow, register a challenger."""
     from cadence.flows.steps import models as step
@@ -88,13 +95,14 @@ def evaluate(
         typer.Option(help="Model URI.", show_default="the most recently trained version"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    horizon: Horizon = None,
 ) -> None:
     """Evaluate a model and the baselines (and the oracle, on simulated data) on its test slice."""
     from cadence.flows.steps import models as step
 
     try:
         with console.status("evaluating"):
-            out = step.evaluate(_context(ctx.obj), model)
+            out = step.evaluate(_context(ctx.obj, horizon), model)
     except _errors() as exc:
         fail(exc)
     if as_json:
@@ -115,13 +123,14 @@ def promote(
     ctx: typer.Context,
     what: Annotated[Target, typer.Argument(help="Which model.")],
     reason: Annotated[str | None, typer.Option(help="A note recorded with the decision.")] = None,
+    horizon: Horizon = None,
 ) -> None:
     """Run every gate on the challenger; make it champion only if all pass (exit 1 if not)."""
     from cadence.flows.steps import models as step
 
     try:
         with console.status("running the gates"):
-            promoted, results, version = step.promote(_context(ctx.obj), reason)
+            promoted, results, version = step.promote(_context(ctx.obj, horizon), reason)
     except _errors() as exc:
         fail(exc)
     print_gates(results)
@@ -134,12 +143,13 @@ def rollback(
     ctx: typer.Context,
     what: Annotated[Target, typer.Argument(help="Which model.")],
     reason: Annotated[str, typer.Option(help="Why (recorded as a tag).")],
+    horizon: Horizon = None,
 ) -> None:
     """Move `champion` back to the version the current champion replaced."""
     from cadence.flows.steps import models as step
 
     try:
-        c = _context(ctx.obj)
+        c = _context(ctx.obj, horizon)
         old, new = step.rollback(c, reason)
     except _errors() as exc:
         fail(exc)
@@ -156,6 +166,7 @@ def score(
         int | None,
         typer.Option(help="Contact this many days before.", show_default="conf/models.yaml", min=0),
     ] = None,
+    horizon: Horizon = None,
 ) -> None:
     """Write the scored list of active users under lists/ (Parquet and CSV) with the champion."""
     import pandas as pd
@@ -170,7 +181,8 @@ def score(
             fail(f"--as-of {as_of}: not a date (YYYY-MM-DD)")
     try:
         with console.status("scoring"):
-            target, info = step.score(_context(ctx.obj), ctx.obj.decisions(), when, lead_days)
+            c = _context(ctx.obj, horizon)
+            target, info = step.score(c, ctx.obj.decisions(), when, lead_days)
     except _errors() as exc:
         fail(exc)
     print_score(target, info)

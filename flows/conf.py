@@ -123,10 +123,20 @@ class ScoringConf(_Strict):
 
 class ModelsConf(_Strict):
     horizon_days: Positive = 30
+    # Every horizon a model may be trained, promoted and scored for (each its own model).
+    horizons_days: list[Positive] = Field(default_factory=lambda: [7, 30], min_length=1)
     split: SplitConf = SplitConf()
     training: TrainingConf = TrainingConf()
     promotion: PromotionConf = PromotionConf()
     scoring: ScoringConf = ScoringConf()
+
+    @model_validator(mode="after")
+    def _default_is_allowed(self) -> ModelsConf:
+        if self.horizon_days not in self.horizons_days:
+            raise ValueError(
+                f"horizon_days {self.horizon_days} is not among horizons_days {self.horizons_days}"
+            )
+        return self
 
 
 # --- flows.yaml -----------------------------------------------------------------------------

@@ -44,8 +44,12 @@ def context(
     from cadence.models._registry import configure, model_name
 
     models = conf.models
-    if horizon is not None and horizon < 1:
-        raise ValueError(f"--horizon must be a positive number of days, got {horizon}")
+    if horizon is not None and horizon not in models.horizons_days:
+        allowed = ", ".join(str(h) for h in models.horizons_days)
+        raise ValueError(
+            f"--horizon {horizon}: not a configured horizon ({allowed}; conf/models.yaml "
+            "horizons_days)"
+        )
     if not training and not has_models(settings):
         raise ValueError(
             f"no models in {settings.mlflow_dir} yet: run `cadence train repurchase` first"

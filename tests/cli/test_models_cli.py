@@ -74,6 +74,11 @@ def life(model_home, tmp_path_factory) -> dict:
     steps["rollback"] = _run(home, conf, "rollback", "repurchase", "--reason", "bad week")
     steps["rollback_again"] = _run(home, conf, "rollback", "repurchase", "--reason", "again")
     steps["train_7d"] = _run(home, conf, "train", "repurchase", "--horizon", "7")
+    seven = ("--horizon", "7")
+    steps["promote_7d"] = _run(home, anyway, "promote", "repurchase", *seven)
+    steps["score_7d"] = _run(home, conf, "score", *seven)
+    steps["evaluate_7d"] = _run(home, conf, "evaluate", "repurchase", "--json", *seven)
+    steps["horizon_14"] = _run(home, conf, "score", "--horizon", "14")
     return steps
 
 
@@ -223,6 +228,23 @@ def test_orders_only_import_trains_promotes_and_scores(model_home, tmp_path):
 def test_the_7_day_horizon_is_a_registered_model_of_its_own(life):
     assert life["train_7d"].exit_code == 0, life["train_7d"].output
     client = _client(life["home"])
-    v = client.get_model_version_by_alias("repurchase-7d", "challenger")
+    v = client.get_model_version("repurchase-7d", "1")
     assert client.get_run(v.run_id).data.params["horizon_days"] == "7"
     assert str(client.get_model_version_by_alias("repurchase", "champion").version) == "1"
+
+
+def test_the_7_day_model_is_promoted_evaluated_and_scored_apart(life):
+    assert life["promote_7d"].exit_code == 0, life["promote_7d"].output
+    client = _client(life["home"])
+    assert client.get_model_version_by_alias("repurchase-7d", "champion") is not None
+    r = life["score_7d"]
+    assert r.exit_code == 0, r.output
+    assert "within 7 days" in r.output
+    scored = pd.read_parquet(
+        next((life["home"] / "lists").glob("repurchase-7d-*")) / "scores.parquet"
+    )
+    assert scored.model_version.str.startswith("repurchase-7d/").all()
+    evaluation = json.loads(life["evaluate_7d"].output)
+    assert evaluation["horizon_days"] == 7
+    r = life["horizon_14"]
+    assert r.exit_code == 2 and "--horizon 14: not a configured horizon (7, 30" in r.output
