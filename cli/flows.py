@@ -107,12 +107,10 @@ def _run_flow(settings, name: str, args: list[str]) -> Any:
     params = parse_params(PARAMS[name], args)
     prefect_env(settings)
     from cadence.cli._logs import after_heavy_imports
-    from cadence.flows.pipeline import FLOWS, task_runner
+    from cadence.flows.pipeline import FLOWS
 
     after_heavy_imports()  # Prefect configured its own console logging on import
     flow = FLOWS[name]
-    if name == "build_features":
-        flow = flow.with_options(task_runner=task_runner(settings))
     with console.status(f"running flow {name}") as status, _run_log_to(status, name):
         state = flow(params, return_state=True)
     after_heavy_imports()

@@ -37,7 +37,9 @@ def status(
     if raw is None:
         console.print("raw: none (`cadence world generate` or `cadence data import-orders`)")
     else:
-        t = Table(title=f"raw data ({raw['source']}), {raw['window']}")
+        # A heading of its own: a title is wrapped to the (narrow) table's width.
+        console.print(f"raw data ({raw['source']}), {raw['window']}:")
+        t = Table()
         t.add_column("table")
         t.add_column("rows", justify="right")
         for name, rows in raw["tables"].items():

@@ -139,11 +139,13 @@ def ingest(params: IngestParams = IngestParams()) -> dict[str, Any]:
 # --- features ---------------------------------------------------------------------------------
 
 
-def _batch_key(_context, parameters: dict[str, Any]) -> str:
+def _given_key(_context, parameters: dict[str, Any]) -> str:
+    """Pure, expensive tasks take their cache key as a parameter: file fingerprints and
+    dates, computed by the flow (never a hash of a data frame)."""
     return parameters["key"]
 
 
-@task(name="feature-batch", cache_key_fn=_batch_key, persist_result=True)
+@task(name="feature-batch", cache_key_fn=_given_key, persist_result=True)
 def _feature_batch(plan, snapshots: list[dt.datetime], engine: str, key: str):
     from cadence.flows.steps import features as step
 
@@ -179,7 +181,7 @@ def task_runner(settings: Settings):
 def build_features(params: FeaturesParams = FeaturesParams()) -> dict[str, Any]:
     """Build every feature as of each snapshot (batches in parallel), register the views in
     Feast and materialise the latest snapshot to the online store."""
-    from cadence.features import parse_snapshots
+    from cadence.features import parse_snapshots, read_manifest
     from cadence.flows.steps import features as step
 
     settings = Settings()
@@ -191,23 +193,32 @@ def build_features(params: FeaturesParams = FeaturesParams()) -> dict[str, Any]:
     raw_key = _fingerprint.files(settings.raw_dir)
     if not params.force and step.unchanged(settings.features_dir, plan, raw_key, params.engine):
         logger.info("features are up to date with the raw data; not rebuilt")
-        manifest = step.read_build(settings.features_dir)
+        manifest = read_manifest(settings.features_dir)
     else:
         batch = _feature_batch.with_options(result_storage=_results(settings))
-        futures = [
-            batch.submit(
-                plan, s, params.engine, _fingerprint.of("features", raw_key, params.engine, s)
+        # The batches run on the runner conf/flows.yaml names (threads or a Dask cluster),
+        # however the flow is started: `cadence run`, the pipeline or a deployment.
+        with task_runner(settings) as runner:
+            futures = [
+                runner.submit(
+                    batch,
+                    {
+                        "plan": plan,
+                        "snapshots": s,
+                        "engine": params.engine,
+                        "key": _fingerprint.of("features", raw_key, params.engine, s),
+                    },
+                )
+                for s in plan.batches
+            ]
+            manifest = step.write_build(
+                plan,
+                (f.result() for f in futures),
+                settings.features_dir,
+                params.engine,
+                raw_fingerprint=raw_key,
+                report=_report("features"),
             )
-            for s in plan.batches
-        ]
-        manifest = step.write_build(
-            plan,
-            (f.result() for f in futures),
-            settings.features_dir,
-            params.engine,
-            raw_fingerprint=raw_key,
-            report=_report("features"),
-        )
     out: dict[str, Any] = {
         "user_features": manifest.user_features,
         "rows": manifest.rows,
@@ -221,11 +232,7 @@ def build_features(params: FeaturesParams = FeaturesParams()) -> dict[str, Any]:
 # --- models -----------------------------------------------------------------------------------
 
 
-def _train_key(_context, parameters: dict[str, Any]) -> str:
-    return parameters["key"]
-
-
-@task(name="train-repurchase", cache_key_fn=_train_key, persist_result=True)
+@task(name="train-repurchase", cache_key_fn=_given_key, persist_result=True)
 def _train(settings: Settings, horizon: int | None, key: str) -> dict[str, Any]:
     from cadence.flows.steps import models as step
 
@@ -333,9 +340,8 @@ def pipeline(params: PipelineParams = PipelineParams()) -> dict[str, Any]:
     """ingest -> build_features -> train -> promote -> score, in order."""
     settings = Settings()
     settings.decisions().check()
-    runner = task_runner(settings)
     out: dict[str, Any] = {"ingest": ingest(params.ingest)}
-    out["features"] = build_features.with_options(task_runner=runner)(params.features)
+    out["features"] = build_features(params.features)
     out["train"] = train(params.train)
     out["promote"] = promote(params.promote)
     out["score"] = score(params.score)

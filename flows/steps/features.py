@@ -179,10 +179,6 @@ def write_build(
     return manifest
 
 
-def read_build(features_dir: Path) -> FeatureManifest:
-    return read_manifest(features_dir)
-
-
 def unchanged(features_dir: Path, plan: BuildPlan, raw_fingerprint: str, engine: str) -> bool:
     """True when `features_dir` holds a whole build of these raw files, snapshots and engine."""
     try:

@@ -60,7 +60,9 @@ def feast(settings: Settings) -> dict[str, Any]:
 
 def models(settings: Settings) -> list[dict[str, Any]]:
     """Every registered version with its aliases and headline metrics; empty without MLflow."""
-    if settings.mlflow_tracking_uri is None and not (settings.mlflow_dir / "mlflow.db").exists():
+    from cadence.flows.steps.models import has_models
+
+    if not has_models(settings):
         return []
     from mlflow import MlflowClient
 

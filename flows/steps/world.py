@@ -13,7 +13,6 @@ from cadence.ingest import (
     RawManifest,
     check_replaceable,
     staged_dir,
-    validate_dir,
     write_manifest,
 )
 from cadence.world import WorldConfig, simulate, summarise
@@ -129,8 +128,3 @@ def summary(raw: Path, manifest: RawManifest) -> dict[str, object]:
         if (raw / f"{t}.parquet").exists()
     }
     return summarise(tables, manifest.tables)
-
-
-def validate(raw: Path) -> list:
-    """Every contract violation in a raw folder (empty when valid)."""
-    return validate_dir(raw)

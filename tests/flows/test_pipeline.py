@@ -170,9 +170,8 @@ def test_features_build_on_a_local_dask_cluster_matches_the_sequential_build(
     flows.update(task_runner="dask", workers=2)
     (conf / "flows.yaml").write_text(yaml.safe_dump(flows))
     _env(monkeypatch, home, conf)
-    runner_ = task_runner(Settings())
-    assert type(runner_).__name__ == "DaskTaskRunner"
-    out = build_features.with_options(task_runner=runner_)(FeaturesParams(materialize=False))
+    assert type(task_runner(Settings())).__name__ == "DaskTaskRunner"
+    out = build_features(FeaturesParams(materialize=False))
     assert out["snapshots"] >= 2
     step.build_features(world_dir / "raw", tmp_path / "seq", None, "duckdb", FeaturesConf())
     keys = ["user_id", "snapshot_at"]
