@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cadence.cli._render import console, fail, progress
+from cadence.cli._render import console, err, fail, progress
 
 features_app = typer.Typer(help="User and node features.", no_args_is_help=True)
 
@@ -122,13 +122,18 @@ def build(
 
 @features_app.command("apply")
 def apply_cmd(ctx: typer.Context) -> None:
-    """Register entities, one view per family and the feature services in Feast."""
+    """Make the Feast registry match the build: entities, one view per family built, the
+    feature services (views of families the build left out are removed)."""
     from cadence.flows.steps import features as step
 
     s = ctx.obj
     with console.status("feast apply"):
-        names = _or_fail(lambda: step.apply(s.features_dir, s.feast_dir, s.online_store))
-    console.print(f"registered {len(names)} Feast objects in {s.feast_dir}")
+        done = _or_fail(
+            lambda: step.apply(s.features_dir, s.feast_dir, s.online_store, lists_dir=s.lists_dir)
+        )
+    console.print(f"registered {len(done.names)} Feast objects in {s.feast_dir}")
+    if done.removed:
+        console.print(f"removed (not in this build): {', '.join(done.removed)}")
 
 
 @features_app.command("materialize")
@@ -138,7 +143,9 @@ def materialize_cmd(ctx: typer.Context) -> None:
 
     s = ctx.obj
     with console.status(f"materialising to {s.online_store}"):
-        end = _or_fail(lambda: step.materialize(s.features_dir, s.feast_dir, s.online_store))
+        end = _or_fail(
+            lambda: step.materialize(s.features_dir, s.feast_dir, s.online_store, raw=s.raw_dir)
+        )
     console.print(f"materialised features as of {end.isoformat()} to {s.online_store}")
 
 
@@ -148,7 +155,8 @@ def online_cmd(
     users: Annotated[list[str], typer.Argument(help="User ids.")],
     service: Annotated[Service, typer.Option(help="Feature service.")] = Service.repurchase_v1,
 ) -> None:
-    """Read a feature service's online vector for some users (as JSON)."""
+    """Read a feature service's online vector for some users (as JSON). An id with no features
+    in the online store is named on stderr and left out; none found at all exits 2."""
     from cadence.flows.steps import features as step
 
     s = ctx.obj
@@ -157,7 +165,21 @@ def online_cmd(
     frame = _or_fail(
         lambda: step.online(s.features_dir, s.feast_dir, s.online_store, service.value, users)
     )
-    typer.echo(frame.to_json(orient="records", indent=2))
+    missing = step.absent(frame)
+    if len(missing) == frame.user_id.nunique():
+        fail(
+            f"no features in the online store for {', '.join(repr(u) for u in missing)}: "
+            "unknown ids, or not materialised (`cadence features materialize`)"
+        )
+    for user in missing:
+        err().print(
+            f"no features for user {user!r} in the online store: unknown id, or not materialised",
+            style="yellow",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    typer.echo(frame[~frame.user_id.isin(missing)].to_json(orient="records", indent=2))
 
 
 def _or_fail(call):

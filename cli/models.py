@@ -156,6 +156,9 @@ def rollback(
     console.print(f"champion {c.name}: v{old} -> v{new} ({reason})")
 
 
+STORES = ("feast", "redis")  # the packages whose errors loading the online store may raise
+
+
 def score(
     ctx: typer.Context,
     as_of: Annotated[
@@ -167,8 +170,19 @@ def score(
         typer.Option(help="Contact this many days before.", show_default="conf/models.yaml", min=0),
     ] = None,
     horizon: Horizon = None,
+    online: Annotated[
+        bool,
+        typer.Option(
+            "--online/--no-online",
+            help="Also load the list into the online store (its scores view), as the score "
+            "flow does; --no-online writes the list alone.",
+        ),
+    ] = True,
 ) -> None:
-    """Write the scored list of active users under lists/ (Parquet and CSV) with the champion."""
+    """Score the active shoppers with the champion into a new folder,
+    lists/<model>/<as-of>_<run time>/ (scores.csv, scores.parquet, README.md, schema.json),
+    point lists/<model>/latest at it and, unless --no-online, load it into the online store.
+    Earlier lists are never overwritten."""
     import pandas as pd
 
     from cadence.flows.steps import models as step
@@ -179,13 +193,29 @@ def score(
             when = pd.Timestamp(as_of, tz="UTC")
         except ValueError:
             fail(f"--as-of {as_of}: not a date (YYYY-MM-DD)")
+    settings = ctx.obj
     try:
         with console.status("scoring"):
-            c = _context(ctx.obj, horizon)
-            target, info = step.score(c, ctx.obj.decisions(), when, lead_days)
+            c = _context(settings, horizon)
+            target, info = step.score(c, settings.decisions(), when, lead_days)
     except _errors() as exc:
         fail(exc)
     print_score(target, info)
+    if not online:
+        return
+    try:
+        with console.status(f"loading the list into {settings.online_store}"):
+            info["online"] = step.publish_scores(settings, info["name"])
+    except Exception as exc:
+        # A bad store setting, or Feast's and Redis's own errors: the list stays written.
+        if not isinstance(exc, ValueError) and type(exc).__module__.split(".")[0] not in STORES:
+            raise
+        fail(
+            f"the list is written, but loading it into the online store "
+            f"({settings.online_store}) failed: {str(exc).rstrip('.')}; "
+            "`cadence score --no-online` skips it"
+        )
+    console.print(f"loaded into the online store ({settings.online_store}) as of {info['online']}")
 
 
 def print_score(target, info: dict[str, Any]) -> None:
@@ -200,4 +230,10 @@ def print_score(target, info: dict[str, Any]) -> None:
         console.print(f"left out {info['withdrawn_consent']:,} who withdrew consent to profiling")
     else:
         console.print("no consent log in the raw data: nobody was left out for consent")
-    console.print(f"wrote {target}/scores.parquet and scores.csv")
+    if info["exact_zeros"]:
+        console.print(
+            f"{info['exact_zeros']:,} shoppers score exactly 0: the {info['calibration']} "
+            "calibration found no buyer among the calibration shoppers scored that low"
+        )
+    console.print(f"wrote {target}/ (scores.csv, scores.parquet, README.md, schema.json)")
+    console.print(f"{info['latest']} -> {target.name}")

@@ -30,8 +30,11 @@ class FeatureManifest(BaseModel):
     built_at: dt.datetime | None = None
     # The raw data's manifest stamp the build read, to tell when the raw data is newer.
     data_written_at: dt.datetime | None = None
-    # SHA-256 of the raw tables the build read (set by the flows, to skip an unchanged build).
+    # Lineage: SHA-256 of the raw tables the build read (a step refuses features whose raw
+    # data changed since; the flows skip an unchanged build), and of the build's own Parquet
+    # files (what a model version and a Feast registry record having read).
     data_fingerprint: str | None = None
+    fingerprint: str | None = None
 
 
 def read_manifest(folder: Path) -> FeatureManifest:

@@ -201,9 +201,10 @@ for a, b in (
     ("searches_30d", "searches_90d"),
     ("sessions_7d", "sessions_30d"),
 ):
+    wa, wb = (int(x.rsplit("_", 1)[1][:-1]) for x in (a, b))
     d(
         f"trend_{a}_over_{b}",
-        f"{a} over {b} (1/3 = steady over 30 vs 90 days)",
+        f"{a} over {b} ({wa}/{wb} = steady)",
         lambda r, a=a, b=b: ratio(r[a], r[b]),
         needs=(a, b),
     )

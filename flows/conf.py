@@ -117,6 +117,10 @@ class ScoringConf(_Strict):
     lead_days: Annotated[int, Field(ge=0)] = 3
     drivers: Literal["treeshap", "approximate"] = "treeshap"
     bands: BandsConf = BandsConf()
+    # The bands whose shoppers get a suggested contact date; the others' stays empty.
+    contact_bands: list[Literal["high", "medium", "low"]] = Field(
+        default_factory=lambda: ["high", "medium"]
+    )
     # A shopper is active, and scored, with an order in this many days before the snapshot.
     active_days: Positive = 365
 

@@ -156,8 +156,9 @@ def _feature_batch(plan, snapshots: list[dt.datetime], engine: str, key: str):
 def _materialize(settings: Settings) -> str:
     from cadence.flows.steps import features as step
 
-    step.apply(settings.features_dir, settings.feast_dir, settings.online_store)
-    end = step.materialize(settings.features_dir, settings.feast_dir, settings.online_store)
+    s = settings
+    step.apply(s.features_dir, s.feast_dir, s.online_store, lists_dir=s.lists_dir)
+    end = step.materialize(s.features_dir, s.feast_dir, s.online_store, raw=s.raw_dir)
     return end.isoformat()
 
 
@@ -245,8 +246,11 @@ def _train(settings: Settings, horizon: int | None, key: str) -> dict[str, Any]:
 def train(params: TrainParams = TrainParams()) -> dict[str, Any]:
     """Train the repurchase models, evaluate them beside the baselines, register a challenger.
     Cached: the same features, orders and decisions do not train twice."""
+    from cadence.flows.steps._lineage import fresh_features
+
     settings = Settings()
     conf = settings.decisions()
+    fresh_features(settings)  # stale features stop the flow, cached result or not
     key = _fingerprint.of(
         "train",
         _fingerprint.files(settings.features_dir),
@@ -298,7 +302,7 @@ def _score(settings: Settings, params: ScoreParams) -> dict[str, Any]:
     as_of = pd.Timestamp(params.as_of, tz="UTC") if params.as_of else None
     target, info = step.score(ctx, conf, as_of, params.lead_days)
     info["list"] = str(target)
-    info["online"] = step.publish_scores(settings, target)
+    info["online"] = step.publish_scores(settings, ctx.name)
     return info
 
 

@@ -5,7 +5,8 @@ columns) and a `manifest.json` giving the data's source and end. Only `orders` i
 a shop with nothing but an order log can run the pipeline. `validate_dir` checks a folder
 against the contracts (types, nulls, domains, ranges, keys, foreign keys, nothing after the
 data's end) and returns every violation; `import_orders` turns any order log into a valid
-`orders` table. Writes go through `staged_dir` / `write_table_atomic`, never half-done.
+`orders` table, with its refunds and cancellations as a `returns` table. Writes go through
+`staged_dir` / `write_table_atomic`, never half-done.
 """
 
 from cadence.ingest._contracts import contract, type_problems
@@ -17,6 +18,7 @@ from cadence.ingest._import_orders import (
     import_orders,
     read_order_log,
 )
+from cadence.ingest._import_orders import check_options as check_import_options
 from cadence.ingest._io import (
     NotOurs,
     check_replaceable,
@@ -51,6 +53,7 @@ __all__ = [
     "OrderLogError",
     "RawManifest",
     "Violation",
+    "check_import_options",
     "check_replaceable",
     "contract",
     "import_orders",

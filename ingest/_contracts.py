@@ -32,7 +32,7 @@ _DOMAINS: dict[tuple[str, str], tuple] = {
     ("searches", "category"): T.CATEGORIES,
     ("orders", "channel"): T.CHANNELS,
     ("shipments", "zone"): T.ZONES,
-    ("returns", "reason"): T.RETURN_REASONS,
+    ("returns", "reason"): T.RETURN_REASONS + T.IMPORTED_RETURN_REASONS,
     ("address_changes", "city_tier"): (1, 2, 3, 4, 5),
     ("service_contacts", "channel"): T.CONTACT_CHANNELS,
     ("service_contacts", "reason"): T.CONTACT_REASONS,

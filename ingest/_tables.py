@@ -33,6 +33,9 @@ GENDERS = ("female", "male", "undisclosed")
 AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55+")
 CART_ACTIONS = ("add", "remove", "purchase")
 RETURN_REASONS = ("damaged", "not_as_described", "changed_mind")
+# What an imported order log tells of a return: a cancelled order, or a refund (a negative
+# amount or quantity). Such rows have no sku, and an order_id only when the log links them.
+IMPORTED_RETURN_REASONS = ("cancelled", "refund")
 CONTACT_CHANNELS = ("phone", "chat", "email")
 # What a shopper consents to: `profiling` covers scoring them for marketing.
 CONSENT_PURPOSES = ("profiling",)
@@ -230,6 +233,7 @@ NULLABLE: dict[str, tuple[str, ...]] = {
     "searches": ("category",),
     "coupons": ("redeemed_at", "order_id"),
     "orders": ("channel",),
+    "returns": ("order_id", "sku"),
     "order_items": ("shipment_id",),
     "shipments": ("shipped_at", "delivered_at", "late", "damaged"),
     "service_contacts": ("order_id",),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +26,11 @@ class Violation:
     check: str
     count: int
     examples: tuple[str, ...] = ()
+    file: str = ""  # set when the fault is the file itself (it cannot be read)
 
     def __str__(self) -> str:
+        if self.file:
+            return f"{self.file}: {self.check}"
         where = f"{self.table}.{self.column}" if self.column else self.table
         shown = f"; e.g. {', '.join(self.examples)}" if self.examples else ""
         return f"{where}: {self.check} fails for {self.count:,} row(s){shown}"
@@ -45,36 +49,46 @@ def validate_dir(folder: Path) -> list[Violation]:
         return [Violation("", "", f"folder {folder} does not exist", 1)]
     violations: list[Violation] = []
     tables: dict[str, pd.DataFrame] = {}
+    unusable: set[str] = set()  # present, but not checkable: named once, not also "missing"
     for name in T.SCHEMAS:
         path = folder / f"{name}.parquet"
         if not path.exists():
             continue
         try:
-            schema = pq.read_schema(path)
-        except Exception as exc:  # unreadable file: report it, do not crash
-            violations.append(Violation(name, "", f"unreadable Parquet file ({exc})", 1))
+            problems = type_problems(name, pq.read_schema(path))
+            if not problems:
+                tables[name] = pd.read_parquet(path, columns=[f.name for f in T.SCHEMAS[name]])
+        except Exception as exc:  # unreadable file: report it by its path, do not crash
+            said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            violations.append(
+                Violation(name, "", f"unreadable Parquet file ({said})", 1, file=str(path))
+            )
+            unusable.add(name)
             continue
-        problems = type_problems(name, schema)
         violations += [Violation(name, col, problem, 1) for col, problem in problems]
         if problems:
-            continue
-        tables[name] = pd.read_parquet(path, columns=[f.name for f in T.SCHEMAS[name]])
+            unusable.add(name)
     try:
         end = read_end(folder)
     except ValueError as exc:
         return [*violations, Violation("manifest.json", "end", str(exc), 1)]
-    violations += validate_tables(tables, end=end)
+    violations += validate_tables(tables, end=end, unusable=unusable)
     return violations
 
 
 def validate_tables(
-    tables: dict[str, pd.DataFrame], *, end: pd.Timestamp | None = None
+    tables: dict[str, pd.DataFrame],
+    *,
+    end: pd.Timestamp | None = None,
+    unusable: Collection[str] = (),
 ) -> list[Violation]:
-    """Validates frames already in memory: required tables, each contract, foreign keys, time."""
+    """Validates frames already in memory: required tables, each contract, foreign keys, time.
+    `unusable` names tables present but already reported unreadable or mistyped: they are not
+    also reported missing."""
     violations = [
         Violation(name, "", "required table is missing", 1)
         for name in T.REQUIRED_TABLES
-        if name not in tables
+        if name not in tables and name not in unusable
     ]
     good: dict[str, pd.DataFrame] = {}
     for name, frame in tables.items():

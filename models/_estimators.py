@@ -9,14 +9,18 @@ from what that model holds.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import xgboost as xgb
 from scipy.stats import norm
 from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.model_selection import StratifiedKFold
 
-from cadence.models._model_code import calibrated
+from cadence.models._model_code import CALIBRATIONS, beta_inputs, calibrated, expit
 
 Z80 = float(norm.ppf(0.9))  # half-width of a central 80% interval, in standard deviations
 
@@ -34,12 +38,97 @@ class _Trees:
     seed: int = 0
 
 
+def _logistic(inputs: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """Unpenalised logistic regression: coefficients and intercept."""
+    fitted = LogisticRegression(C=np.inf, max_iter=1000).fit(inputs, y)
+    return fitted.coef_[0], float(fitted.intercept_[0])
+
+
+def fit_calibration(margin: np.ndarray, y: np.ndarray, method: str) -> dict[str, Any] | None:
+    """One calibration fitted to the booster's log-odds and the labels, as `calibrated` reads
+    it; None where the fit would reverse the booster's ranking (a Platt slope at or below 0).
+
+    Beta calibration keeps both slopes at or above 0 as Kull et al. (2017) do: a negative one
+    is dropped and the other refitted alone, so the map rises with the score."""
+    m = np.asarray(margin, float)
+    if method == "platt":
+        (a,), b = _logistic(m[:, None], y)
+        return {"method": "platt", "coef": [float(a), b]} if a > 0 else None
+    if method == "beta":
+        inputs = beta_inputs(m)
+        (a, b), c = _logistic(inputs, y)
+        if a < 0 or b < 0:
+            keep = 1 if a < 0 else 0
+            (kept,), c = _logistic(inputs[:, [keep]], y)
+            a, b = (0.0, kept) if keep else (kept, 0.0)
+        if a <= 0 and b <= 0:
+            return None
+        return {"method": "beta", "coef": [float(a), float(b), c]}
+    if method == "isotonic":
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
+        iso.fit(expit(m), y)
+        # Kept as its thresholds: a registered model interpolates them without scikit-learn.
+        return {
+            "method": "isotonic",
+            "x": [float(v) for v in iso.X_thresholds_],
+            "y": [float(v) for v in iso.y_thresholds_],
+        }
+    raise ValueError(f"calibration method {method!r}: expected one of {CALIBRATIONS}")
+
+
+def choose_calibration(
+    margin: np.ndarray, y: np.ndarray, methods: tuple[str, ...], *, folds: int = 5, seed: int = 0
+) -> dict[str, Any]:
+    """The calibration of the lowest out-of-fold log loss on the calibration slice, refitted on
+    the whole slice, with every candidate's loss (`cv_log_loss`).
+
+    Out of fold, so the flexible isotonic map is not favoured for fitting the rows it is
+    judged on; folds are stratified, so each holds buyers. A candidate that would reverse the
+    ranking in any fold is out. Ties go to the earlier (simpler) method."""
+    m, y = np.asarray(margin, float), np.asarray(y, int)
+    smaller = int(min(y.sum(), len(y) - y.sum()))
+    if smaller < 2:
+        raise ValueError(
+            f"the calibration slice holds {int(y.sum())} buyers among {len(y)} rows; "
+            "calibrating needs at least 2 buyers and 2 non-buyers"
+        )
+    splits = list(
+        StratifiedKFold(min(folds, smaller), shuffle=True, random_state=seed).split(m[:, None], y)
+    )
+    losses: dict[str, float] = {}
+    for method in methods:
+        p = np.empty(len(y))
+        for fit_rows, held in splits:
+            fitted = fit_calibration(m[fit_rows], y[fit_rows], method)
+            if fitted is None:
+                break
+            p[held] = calibrated(m[held], fitted)
+        else:
+            losses[method] = float(log_loss(y, p, labels=[0, 1]))
+    if not losses:
+        raise ValueError(
+            "no calibration keeps the booster's ranking on the calibration slice: "
+            "its scores do not rise with the share of buyers"
+        )
+    best = min(losses, key=lambda k: (losses[k], methods.index(k)))
+    chosen = fit_calibration(m, y, best)
+    if chosen is None:  # fitted on every fold but reversed on the whole slice
+        raise ValueError(f"{best} calibration reverses the booster's ranking on the whole slice")
+    return {**chosen, "cv_log_loss": losses, "folds": len(splits)}
+
+
 @dataclass(kw_only=True)
 class Propensity(_Trees):
-    """P(order within the horizon): XGBoost, then isotonic calibration on a later slice."""
+    """P(order within the horizon): XGBoost, then a calibration fitted on a later slice.
+
+    The calibration is chosen among `calibrations` (Platt, beta, isotonic) by cross-validated
+    log loss on the calibration slice (`choose_calibration`). Platt and beta keep the
+    booster's ranking whole and never give exactly 0 or 1; isotonic may tie scores on
+    plateaus, and gives 0 where the calibration slice held no buyer that low."""
 
     n_estimators: int = 200
     learning_rate: float = 0.1
+    calibrations: tuple[str, ...] = CALIBRATIONS
 
     def fit(
         self, X: pd.DataFrame, y: np.ndarray, X_cal: pd.DataFrame, y_cal: np.ndarray
@@ -57,36 +146,33 @@ class Propensity(_Trees):
             eval_metric="logloss",
         )
         self.model_.fit(X, y)
-        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
-        iso.fit(self.raw(X_cal), y_cal)
-        # Kept as its thresholds: a registered model interpolates them without scikit-learn.
-        self.calibration_x_ = np.asarray(iso.X_thresholds_, float)
-        self.calibration_y_ = np.asarray(iso.y_thresholds_, float)
+        self.calibration_ = choose_calibration(
+            self.margin(X_cal), y_cal, tuple(self.calibrations), seed=self.seed
+        )
         return self
 
     @classmethod
-    def from_stored(
-        cls,
-        booster: xgb.Booster,
-        calibration_x: np.ndarray,
-        calibration_y: np.ndarray,
-        **params,
-    ) -> Propensity:
-        """The fitted estimator behind a stored booster and calibration thresholds."""
+    def from_stored(cls, booster: xgb.Booster, calibration: dict[str, Any], **params) -> Propensity:
+        """The fitted estimator behind a stored booster and calibration."""
+        if "calibrations" in params:  # JSON keeps the tuple as a list
+            params["calibrations"] = tuple(params["calibrations"])
         self = cls(**params)
         self.model_ = xgb.XGBClassifier(n_jobs=self.n_jobs)
         self.model_.load_model(bytearray(booster.save_raw("ubj")))
-        self.calibration_x_ = np.asarray(calibration_x, float)
-        self.calibration_y_ = np.asarray(calibration_y, float)
+        self.calibration_ = {"method": "isotonic", **calibration}
         return self
 
+    def margin(self, X: pd.DataFrame | xgb.DMatrix) -> np.ndarray:
+        """The booster's log-odds, which the calibration reads."""
+        dm = X if isinstance(X, xgb.DMatrix) else xgb.DMatrix(X, nthread=self.n_jobs)
+        return self.model_.get_booster().predict(dm, output_margin=True).astype(float)
+
     def raw(self, X: pd.DataFrame | xgb.DMatrix) -> np.ndarray:
-        if isinstance(X, xgb.DMatrix):  # built once by the caller for several predictions
-            return self.model_.get_booster().predict(X)
-        return self.model_.predict_proba(X)[:, 1]
+        """The booster's own probability, before calibration."""
+        return expit(self.margin(X))
 
     def predict_proba(self, X: pd.DataFrame | xgb.DMatrix) -> np.ndarray:
-        return calibrated(self.raw(X), self.calibration_x_, self.calibration_y_)
+        return calibrated(self.margin(X), self.calibration_)
 
     def importances(self) -> pd.DataFrame:
         """Total gain per feature, largest first (features never split on have none)."""

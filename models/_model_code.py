@@ -1,12 +1,14 @@
 """The repurchase model as MLflow stores and serves it; MLflow logs this very file as the model.
 
 A registered model is this code (MLflow's models from code) and four artifacts in open formats:
-`propensity.ubj` and `timing.ubj` (XGBoost's own format), `calibration.json` (the isotonic
-calibration's thresholds) and `settings.json` (features, horizon, split, interval width, the
-replenishment categories behind the due-date columns). Nothing is pickled, so renaming the
-project's modules cannot break a registered model. That is also why this file imports only
-numpy, pandas, xgboost and mlflow, never `cadence`: the project's estimators call the functions
-below, so the prediction maths exists once, and a registered model carries its own copy.
+`propensity.ubj` and `timing.ubj` (XGBoost's own format), `calibration.json` (the calibration
+chosen on the calibration slice: its method, its coefficients or thresholds, and every
+candidate's cross-validated log loss) and `settings.json` (features, horizon, split, interval
+width, the replenishment categories behind the due-date columns). Nothing is pickled, so
+renaming the project's modules cannot break a registered model. That is also why this file
+imports only numpy, pandas, xgboost and mlflow, never `cadence`: the project's estimators call
+the functions below, so the prediction maths exists once, and a registered model carries its
+own copy.
 """
 
 from __future__ import annotations
@@ -63,10 +65,46 @@ def model_inputs(
     return with_due_dates(frame[features], categories, overdue_days=overdue_days)
 
 
-def calibrated(raw: np.ndarray, thresholds_x: np.ndarray, thresholds_y: np.ndarray) -> np.ndarray:
-    """Isotonic calibration from its thresholds: linear between them, clipped outside, which
-    is what scikit-learn's `IsotonicRegression(out_of_bounds="clip").predict` computes."""
-    return np.interp(np.asarray(raw, float), thresholds_x, thresholds_y)
+# The calibrations a model may use, simplest first (a tie goes to the simpler one).
+CALIBRATIONS = ("platt", "beta", "isotonic")
+# Platt and beta calibration stop their log-odds here, so a probability is never exactly 0 or 1
+# (a float64 logistic rounds to 1.0 from about 36.7); +/-30 is a probability of 1e-13 from either.
+LOGIT_BOUND = 30.0
+
+
+def expit(z: np.ndarray) -> np.ndarray:
+    # Log-odds beyond +/-700 would overflow exp; their probability is 0 or 1 in float64 anyway.
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -700.0, 700.0)))
+
+
+def beta_inputs(margin: np.ndarray) -> np.ndarray:
+    """ln(s) and -ln(1 - s) of the booster's probability s, computed from its log-odds without
+    rounding s to 0 or 1 first: beta calibration is a logistic regression on these two."""
+    m = np.asarray(margin, float)
+    return np.column_stack([-np.logaddexp(0.0, -m), np.logaddexp(0.0, m)])
+
+
+def calibrated(margin: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarray:
+    """The calibrated probability from the booster's log-odds (`output_margin`).
+
+    `platt`: a logistic in the log-odds, coef (a, b). `beta`: a logistic in ln(s) and -ln(1-s)
+    of the booster's probability s, coef (a, b, c). `isotonic`: the booster's probability
+    interpolated between thresholds `x` -> `y` and clipped outside them, which is what
+    scikit-learn's `IsotonicRegression(out_of_bounds="clip").predict` computes; a
+    calibration without a method (models stored before there was a choice) is isotonic.
+    """
+    m = np.asarray(margin, float)
+    method = calibration.get("method", "isotonic")
+    if method == "isotonic":
+        return np.interp(expit(m), np.asarray(calibration["x"], float), calibration["y"])
+    coef = np.asarray(calibration["coef"], float)
+    if method == "platt":
+        z = coef[0] * m + coef[1]
+    elif method == "beta":
+        z = beta_inputs(m) @ coef[:2] + coef[2]
+    else:
+        raise ValueError(f"calibration method {method!r}: expected one of {CALIBRATIONS}")
+    return expit(np.clip(z, -LOGIT_BOUND, LOGIT_BOUND))
 
 
 def interval(median: np.ndarray, half_width: float) -> tuple[np.ndarray, np.ndarray]:
@@ -96,8 +134,7 @@ class Stored(NamedTuple):
 
     propensity: xgb.Booster
     timing: xgb.Booster
-    calibration_x: np.ndarray
-    calibration_y: np.ndarray
+    calibration: dict[str, Any]
     settings: dict[str, Any]
 
 
@@ -106,11 +143,7 @@ def write(directory: Path, stored: Stored) -> dict[str, str]:
     paths = {name: str(Path(directory) / file) for name, file in FILES.items()}
     stored.propensity.save_model(paths["propensity"])
     stored.timing.save_model(paths["timing"])
-    calibration = {
-        "x": [float(v) for v in stored.calibration_x],
-        "y": [float(v) for v in stored.calibration_y],
-    }
-    Path(paths["calibration"]).write_text(json.dumps(calibration))
+    Path(paths["calibration"]).write_text(json.dumps(stored.calibration))
     Path(paths["settings"]).write_text(json.dumps({"format": FORMAT, **stored.settings}, indent=1))
     return paths
 
@@ -126,12 +159,8 @@ def read(paths: Mapping[str, str]) -> Stored:
         booster.set_param({"nthread": settings["n_jobs"]})
         boosters.append(booster)
     calibration = json.loads(Path(paths["calibration"]).read_text())
-    return Stored(
-        *boosters,
-        np.asarray(calibration["x"], float),
-        np.asarray(calibration["y"], float),
-        settings,
-    )
+    calibration.setdefault("method", "isotonic")  # stored before there was a choice
+    return Stored(*boosters, calibration, settings)
 
 
 class RepurchaseModel(PythonModel):
@@ -146,9 +175,9 @@ class RepurchaseModel(PythonModel):
             model_input, s["features"], s["cycle_categories"], overdue_days=s["overdue_days"]
         )
         dm = xgb.DMatrix(X, nthread=s["n_jobs"])
-        raw = self.stored.propensity.predict(dm)
+        margin = self.stored.propensity.predict(dm, output_margin=True)
         return predictions(
-            calibrated(raw, self.stored.calibration_x, self.stored.calibration_y),
+            calibrated(margin, self.stored.calibration),
             self.stored.timing.predict(dm),
             half_width=s["timing_half_width"],
             index=X.index,

@@ -94,8 +94,7 @@ def _stored(trained: Trained) -> Stored:
     return Stored(
         prop.model_.get_booster(),
         timing.booster_,
-        prop.calibration_x_,
-        prop.calibration_y_,
+        prop.calibration_,
         settings,
     )
 
@@ -107,9 +106,7 @@ def _restored(stored: Stored) -> Trained:
         horizon_days=s["horizon_days"],
     )
     return Trained(
-        Propensity.from_stored(
-            stored.propensity, stored.calibration_x, stored.calibration_y, **s["propensity_params"]
-        ),
+        Propensity.from_stored(stored.propensity, stored.calibration, **s["propensity_params"]),
         Timing.from_stored(stored.timing, s["timing_half_width"], **s["timing_params"]),
         features=s["features"],
         split=split,

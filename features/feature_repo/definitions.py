@@ -7,12 +7,14 @@ so a feature declared there is served here under the same name and type.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
 from datetime import timedelta
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from feast import Entity, FeatureService, FeatureView, Field, FileSource
-from feast.types import Float64, Int64, String
+from feast.types import Float64, Int64, String, UnixTimestamp
 from feast.value_type import ValueType
 
 from cadence.features._catalogue import Family
@@ -51,9 +53,12 @@ def _view(
     )
 
 
-def definitions(offline_dir: Path, families: Mapping[str, Collection[str]]) -> list:
+def definitions(
+    offline_dir: Path, families: Mapping[str, Collection[str]], *, nodes: bool | None = None
+) -> list:
     """Everything to register, for the user families built in `offline_dir` (family -> the
-    feature columns its file holds)."""
+    feature columns its file holds) and, if `nodes` (default: when the build wrote
+    nodes.parquet), the node view and its service."""
     offline_dir = Path(offline_dir).resolve()
     user_views = [
         _view(f, user, offline_dir / "users" / f"{f.name}.parquet", families[f.name])
@@ -69,7 +74,9 @@ def definitions(offline_dir: Path, families: Mapping[str, Collection[str]]) -> l
             description="repurchase propensity and timing, version 1",
         )
     )
-    if (offline_dir / "nodes.parquet").exists():
+    if nodes is None:
+        nodes = (offline_dir / "nodes.parquet").exists()
+    if nodes:
         node_view = _view(NODE_FAMILIES[0], node, offline_dir / "nodes.parquet")
         objects += [
             node_view,
@@ -82,34 +89,61 @@ def definitions(offline_dir: Path, families: Mapping[str, Collection[str]]) -> l
     return objects
 
 
-# The champion's latest scores, served to the merge service by user; the score flow writes the
-# list and points this view at it.
-SCORES_VIEW = "repurchase_scores"
+# Each registered model's latest scores, served to the merge service by user. The score step
+# writes a new list folder per run and moves lists/<model>/latest to it, so a view's source
+# path stays the same from run to run and only the file behind it changes.
+SCORES_VIEW = "repurchase_scores"  # the default model's (`repurchase`) view
+LATEST_SCORES = Path("latest") / "scores.parquet"
 _SCORE_FIELDS = {
-    "probability": Float64,
+    "percentile": Int64,
     "band": String,
-    "model_version": String,
+    "contact_date": UnixTimestamp,
+    "expected_next_order_date": UnixTimestamp,
     "driver_1": String,
     "driver_2": String,
     "driver_3": String,
+    "model_version": String,
 }
+_PROBABILITY = re.compile(r"p_order_\d+d")
 
 
-def scores_view(path: Path) -> list:
-    """The scores view over one list's Parquet file, and its service `repurchase_scores_v1`."""
-    source = FileSource(
-        name=f"{SCORES_VIEW}_source", path=str(Path(path).resolve()), timestamp_field="as_of"
-    )
+def scores_view_name(model: str) -> str:
+    """`repurchase` -> `repurchase_scores`, `repurchase-7d` -> `repurchase_7d_scores` (Feast
+    names take no '-')."""
+    return f"{model.replace('-', '_')}_scores"
+
+
+def scores_view(model: str, lists_dir: Path) -> list:
+    """The view over a registered model's latest list (`<lists_dir>/<model>/latest/
+    scores.parquet`, which must exist: its probability column names the horizon) and its
+    service `<view>_v1`."""
+    # Absolute, but through the `latest` link, never resolved past it.
+    path = Path(lists_dir).resolve() / model / LATEST_SCORES
+    columns = pq.read_schema(path).names
+    probability = [c for c in columns if _PROBABILITY.fullmatch(c)]
+    if len(probability) != 1:
+        raise ValueError(f"{path}: expected one p_order_<days>d column, found {probability}")
+    name = scores_view_name(model)
+    source = FileSource(name=f"{name}_source", path=str(path), timestamp_field="as_of")
     view = FeatureView(
-        name=SCORES_VIEW,
+        name=name,
         entities=[user],
         ttl=TTL,
-        schema=[Field(name=n, dtype=t) for n, t in _SCORE_FIELDS.items()],
+        schema=[
+            Field(name=n, dtype=t) for n, t in {probability[0]: Float64, **_SCORE_FIELDS}.items()
+        ],
         source=source,
         online=True,
-        description="the champion's latest repurchase scores",
+        description=f"the latest scores of the {model} model's champion",
     )
     service = FeatureService(
-        name=f"{SCORES_VIEW}_v1", features=[view], description="latest repurchase scores"
+        name=f"{name}_v1", features=[view], description=f"latest {model} scores"
     )
-    return [user, view, service]
+    return [view, service]
+
+
+def published_scores_views(lists_dir: Path) -> list:
+    """The scores views and services of every model with a latest list in `lists_dir`."""
+    lists_dir = Path(lists_dir)
+    found = sorted(lists_dir.glob(f"*/{LATEST_SCORES.as_posix()}")) if lists_dir.is_dir() else []
+    return [o for path in found for o in scores_view(path.parent.parent.name, lists_dir)]

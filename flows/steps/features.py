@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,10 +29,17 @@ from cadence.features import (
     write_manifest,
 )
 from cadence.features.catalogue import USER_FAMILIES
+from cadence.flows import _fingerprint
 from cadence.flows.conf import FeaturesConf
+from cadence.flows.steps import _lineage
 from cadence.flows.steps._progress import Progress, Report, silent
 from cadence.ingest import SCHEMAS, read_end, staged_dir, type_problems
 from cadence.ingest import read_manifest as read_raw_manifest
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from cadence.features._store import Registered
 
 
 @dataclass(frozen=True)
@@ -121,11 +129,12 @@ def write_build(
     out: Path,
     engine: str,
     *,
-    raw_fingerprint: str | None = None,
+    raw_fingerprint: str,
     report: Report = silent,
 ) -> FeatureManifest:
     """Writes the batches, in order, as one Parquet file per family into a staged folder that
-    replaces `out` whole when every batch is in."""
+    replaces `out` whole when every batch is in. The manifest records `raw_fingerprint` (of
+    the raw tables, taken before they were read) and the fingerprint of the files written."""
     rows, families, n_nodes = 0, None, 0
     with staged_dir(out) as tmp:
         (tmp / "users").mkdir()
@@ -174,6 +183,7 @@ def write_build(
             node_features=n_nodes,
             data_written_at=plan.data_written_at,
             data_fingerprint=raw_fingerprint,
+            fingerprint=_fingerprint.files(tmp),
         )
         write_manifest(tmp, manifest)
     return manifest
@@ -186,7 +196,8 @@ def unchanged(features_dir: Path, plan: BuildPlan, raw_fingerprint: str, engine:
     except ValueError:
         return False
     return (
-        manifest.data_fingerprint == raw_fingerprint
+        manifest.fingerprint is not None
+        and manifest.data_fingerprint == raw_fingerprint
         and manifest.engine == engine
         and manifest.snapshots == plan.snapshots
     )
@@ -202,6 +213,7 @@ def build_features(
     report: Report = silent,
 ) -> FeatureManifest:
     """Plans the build and computes its batches one after another (memory stays bounded)."""
+    raw_fingerprint = _fingerprint.files(raw)
     plan = plan_build(raw, snapshots, conf)
 
     def batches() -> Iterator[Batch]:
@@ -209,7 +221,7 @@ def build_features(
             report(Progress("build", f"computing {len(snaps)} snapshot(s)"))
             yield compute_batch(plan, snaps, engine)
 
-    return write_build(plan, batches(), out, engine, report=report)
+    return write_build(plan, batches(), out, engine, raw_fingerprint=raw_fingerprint, report=report)
 
 
 def open_store(features_dir: Path, feast_dir: Path, online_store: str):
@@ -220,22 +232,42 @@ def open_store(features_dir: Path, feast_dir: Path, online_store: str):
     return _open(feast_dir, online_store)
 
 
-def apply(features_dir: Path, feast_dir: Path, online_store: str) -> list[str]:
-    """Registers entities, one view per family and the feature services in Feast."""
+def apply(
+    features_dir: Path, feast_dir: Path, online_store: str, *, lists_dir: Path | None = None
+) -> Registered:
+    """Makes the Feast registry match the build: entities, one view per family built, the
+    feature services, and the scores views over the latest lists in `lists_dir`; the views of
+    families the build left out are removed. Returns what is registered and what was removed."""
     from cadence.features._store import apply as _apply
 
-    return _apply(open_store(features_dir, feast_dir, online_store), features_dir)
+    store = open_store(features_dir, feast_dir, online_store)
+    return _apply(store, features_dir, lists_dir=lists_dir)
 
 
-def materialize(features_dir: Path, feast_dir: Path, online_store: str) -> dt.datetime:
-    """Loads the latest snapshot of every view into the online store; returns its time."""
+def materialize(
+    features_dir: Path, feast_dir: Path, online_store: str, *, raw: Path
+) -> dt.datetime:
+    """Loads the latest snapshot of the build's views into the online store; returns its time.
+    Stops first (`StaleInput`) when the features were built from other raw tables than `raw`
+    holds now, or the registry was applied from another build."""
     from cadence.features._store import materialize as _materialize
 
+    manifest = _lineage.check_features(raw, features_dir)
+    _lineage.check_registry(features_dir, feast_dir, manifest)
     return _materialize(open_store(features_dir, feast_dir, online_store), features_dir)
 
 
-def online(features_dir: Path, feast_dir: Path, online_store: str, service: str, users: list[str]):
+def online(
+    features_dir: Path, feast_dir: Path, online_store: str, service: str, users: list[str]
+) -> pd.DataFrame:
     from cadence.features._store import online_features
 
     store = open_store(features_dir, feast_dir, online_store)
     return online_features(store, service, [{"user_id": u} for u in users])
+
+
+def absent(frame: pd.DataFrame, key: str = "user_id") -> list[str]:
+    """The ids an online read found no value for, in any feature: ids the store does not
+    know, or never materialised."""
+    values = frame.drop(columns=[key])
+    return list(dict.fromkeys(frame.loc[values.isna().all(axis=1), key]))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +14,7 @@ from cadence.ingest import (
     OrderLogError,
     RawManifest,
     Violation,
+    check_import_options,
     check_replaceable,
     import_orders,
     read_manifest,
@@ -31,13 +32,23 @@ class Imported:
     bad_rows: list[BadRow]
     unit: str
     manifest: RawManifest
+    returns: dict[str, int] = field(default_factory=dict)  # reason -> rows
+    duplicates: list[BadRow] = field(default_factory=list)  # exact repeats left out
+    timezone: str = "UTC"  # the zone timestamps without one were read in
+    timestamp_form: str = "ISO 8601"
+    form_inferred: bool = False
 
 
 def validate(folder: Path) -> tuple[list[Violation], int, int]:
     """(violations, tables present, rows in them). Changes nothing."""
     violations = validate_dir(folder)
     present = [t for t in SCHEMAS if (folder / f"{t}.parquet").exists()]
-    rows = sum(pq.read_metadata(folder / f"{t}.parquet").num_rows for t in present)
+    rows = 0
+    for t in present:
+        try:
+            rows += pq.read_metadata(folder / f"{t}.parquet").num_rows
+        except Exception:  # unreadable: validate_dir has named the file
+            continue
     return violations, len(present), rows
 
 
@@ -52,7 +63,9 @@ def _sha256(file: Path) -> str:
 
 
 def _options(**options: str | None) -> dict[str, str | None]:
-    return dict(sorted(options.items()))
+    """The options that were set, by name: an option left at its default is not recorded, so
+    an import made before an option existed still reads as made with its default."""
+    return dict(sorted((k, v) for k, v in options.items() if v is not None))
 
 
 def unchanged(out: Path, file: Path, **options: str | None) -> bool:
@@ -85,6 +98,12 @@ def import_order_log(
     encoding: str | None = None,
     delimiter: str | None = None,
     sheet: str | None = None,
+    timezone: str = "UTC",
+    as_of: str | None = None,
+    decimal_comma: bool = False,
+    order_id: str | None = None,
+    cancelled: str | None = None,
+    cancelled_prefix: str | None = None,
     truth: Path | None = None,
     replace: bool = False,
     force: bool = False,
@@ -96,10 +115,26 @@ def import_order_log(
     simulated world is refused unless `replace`; the world's `truth` folder then goes too, so
     an imported shop is never evaluated against a foreign oracle.
 
+    Returns (refunds, cancellations) go to `returns.parquet` beside `orders.parquet`; with
+    `order_id`, `order_ids.parquet` maps each `order_id` to the shop's own id. `as_of`, when
+    given, is the data's end in the manifest; else the last order or return is.
+
     A CSV's encoding and delimiter are detected when not given; the same bytes always detect
     the same way, so the manifest records the options as given."""
+    _, end = check_import_options(
+        timestamp_format=timestamp_format,
+        timezone=timezone,
+        as_of=as_of,
+        order_id=order_id,
+        cancelled_prefix=cancelled_prefix,
+    )
     check_replaceable(out, force=force)
-    held = read_manifest(out) if (out / "manifest.json").exists() else None
+    try:
+        held = read_manifest(out) if (out / "manifest.json").exists() else None
+    except ValueError as exc:
+        if not force:
+            raise OrderLogError(f"{exc}; pass --force to replace {out}") from None
+        held = None
     if held is not None and held.source == "world" and not replace:
         raise OrderLogError(
             f"{out} holds a simulated world; pass --replace to import over it "
@@ -114,27 +149,60 @@ def import_order_log(
         "quantity": quantity,
         "timestamp_format": timestamp_format,
         "on_bad_rows": on_bad_rows,
+        "order_id": order_id,
+        "cancelled": cancelled,
+        "cancelled_prefix": cancelled_prefix,
     }
-    result = import_orders(log, **parsing)  # type: ignore[arg-type]
+    result = import_orders(
+        log,
+        **parsing,  # type: ignore[arg-type]
+        timezone=timezone,
+        as_of=as_of,
+        decimal_comma=decimal_comma,
+    )
     if result.orders.num_rows == 0:
         raise OrderLogError("no valid orders to import; nothing was written")
-    ts = result.orders["ordered_at"]
+    times = [result.orders["ordered_at"], result.returns["requested_at"]]
+    tables = {"orders": result.orders.num_rows}
+    if result.returns.num_rows:
+        tables["returns"] = result.returns.num_rows
     manifest = RawManifest(
         source="import",
         file=str(file),
-        start=ts[0].as_py(),
-        end=ts[-1].as_py(),
-        tables={"orders": result.orders.num_rows},
-    )
-    manifest = manifest.model_copy(
-        update={"file_sha256": _sha256(file), "options": _options(**reading, **parsing)}
+        start=min(t[0].as_py() for t in times if len(t)),
+        end=end[1].to_pydatetime() if end else max(t[-1].as_py() for t in times if len(t)),
+        tables=tables,
+        file_sha256=_sha256(file),
+        options=_options(
+            **reading,
+            **parsing,
+            timezone=None if timezone == "UTC" else timezone,
+            as_of=as_of,
+            decimal_comma="true" if decimal_comma else None,
+        ),
     )
     replaced = out.exists() and any(out.iterdir())
     with staged_dir(out) as tmp:
         pq.write_table(result.orders, tmp / "orders.parquet", compression="zstd")
+        if result.returns.num_rows:
+            pq.write_table(result.returns, tmp / "returns.parquet", compression="zstd")
+        if result.order_ids is not None:
+            pq.write_table(result.order_ids, tmp / "order_ids.parquet", compression="zstd")
         write_manifest(tmp, manifest)
     if held is not None and held.source == "world" and truth is not None and truth.exists():
         import shutil
 
         shutil.rmtree(truth)
-    return Imported(result.orders.num_rows, replaced, result.bad_rows, result.unit, manifest)
+    reasons = result.returns["reason"].value_counts().to_pylist()
+    return Imported(
+        result.orders.num_rows,
+        replaced,
+        result.bad_rows,
+        result.unit,
+        manifest,
+        returns={r["values"]: r["counts"] for r in reasons},
+        duplicates=result.duplicates,
+        timezone=result.timezone,
+        timestamp_form=result.timestamp_form,
+        form_inferred=result.form_inferred,
+    )

@@ -7,6 +7,8 @@ list through a staged folder. Errors a user can fix are `ValueError`s naming wha
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +18,10 @@ import pandas as pd
 
 from cadence.flows.conf import Conf, ModelsConf, TrainingConf
 from cadence.flows.settings import Settings
-from cadence.flows.steps import _read
+from cadence.flows.steps import _lineage, _read
 from cadence.flows.steps._progress import Progress, Report, silent
+
+LATEST = "latest"  # lists/<model>/latest: a link to the model's newest list
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ def train(ctx: ModelContext, *, report: Report = silent) -> dict[str, Any]:
     from cadence.models._train import evaluate_scores, prepare
 
     settings = ctx.settings
+    lineage = _lineage.fresh_features(settings)
     started = time.perf_counter()
     stages: dict[str, float] = {}
 
@@ -130,6 +135,7 @@ def train(ctx: ModelContext, *, report: Report = silent) -> dict[str, Any]:
         "feature_service": "repurchase_v1",
         "feature_families": ",".join(manifest.families),
         "feature_engine": manifest.engine,
+        "features_fingerprint": lineage["features"],
         "horizon_days": str(ctx.horizon),
     }
     counts = rows.slice.value_counts()
@@ -146,11 +152,15 @@ def train(ctx: ModelContext, *, report: Report = silent) -> dict[str, Any]:
         "snapshots_calibrate": len(split.calibrate),
         "snapshots_test": len(split.test),
         "timing_loss": "survival:aft",
-        "calibration": "isotonic",
+        # The calibration chosen on the calibration slice, and each candidate's
+        # cross-validated log loss there (metrics `calibration.<method>_cv_log_loss`).
+        "calibration": trained.propensity.calibration_["method"],
+        "calibration_folds": trained.propensity.calibration_["folds"],
     }
+    cv = trained.propensity.calibration_["cv_log_loss"]
     run_id, version = log_and_register(
         trained,
-        report_,
+        {**report_, "calibration": {f"{m}_cv_log_loss": v for m, v in cv.items()}},
         name=ctx.name,
         experiment_id=ctx.experiment,
         params=params,
@@ -196,6 +206,7 @@ def evaluate(ctx: ModelContext, uri: str | None) -> dict[str, Any]:
     from cadence.models._registry import latest_version, load
     from cadence.models._train import evaluate as evaluate_model
 
+    _lineage.fresh_features(ctx.settings)
     if uri is None:
         version = latest_version(ctx.name)
         if version is None:
@@ -254,12 +265,23 @@ def score(
     as_of: pd.Timestamp | None,
     lead_days: int | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Scores the eligible shoppers with the champion into lists/<name>-<date>/."""
+    """Scores the eligible shoppers with the champion into a new folder,
+    lists/<name>/<as-of date>_<UTC run time>/ (the list, README.md and schema.json), and
+    points lists/<name>/latest at it. Nothing already in lists/ is changed or deleted."""
+    from cadence.features import read_manifest
     from cadence.ingest import staged_dir
     from cadence.models._registry import CHAMPION, alias_version, load
-    from cadence.models._score import eligible, pick_snapshot, score_frame, summary, write_list
+    from cadence.models._score import (
+        ListInfo,
+        eligible,
+        pick_snapshot,
+        score_frame,
+        summary,
+        write_list,
+    )
 
     settings = ctx.settings
+    _lineage.fresh_features(settings)
     version = alias_version(ctx.name, CHAMPION)
     if version is None:
         raise ValueError(
@@ -272,6 +294,7 @@ def score(
     snap = pick_snapshot(_read.snapshots(settings.features_dir), as_of, every)
     trained = load(f"models:/{ctx.name}@{CHAMPION}")
     scoring = ctx.conf.scoring
+    lead = scoring.lead_days if lead_days is None else lead_days
     out_of = _read.withdrawn(settings.raw_dir, snap)
     frame, excluded = eligible(
         _read.feature_rows(settings.features_dir, [snap]),
@@ -282,31 +305,83 @@ def score(
         trained,
         frame,
         snapshot=snap,
-        lead_days=scoring.lead_days if lead_days is None else lead_days,
+        lead_days=lead,
         medium=scoring.bands.medium,
         high=scoring.bands.high,
         model_version=f"{ctx.name}/{version}",
+        contact_bands=scoring.contact_bands,
         exact_drivers=scoring.drivers == "treeshap",
     )
-    target = settings.lists_dir / f"{ctx.name}-{snap.date()}"
+    build = read_manifest(settings.features_dir)
+    written = dt.datetime.now(dt.UTC)
+    info = ListInfo(
+        model_name=ctx.name,
+        model_version=version,
+        horizon_days=trained.horizon_days,
+        as_of=snap,
+        written_at=written,
+        calibration=trained.propensity.calibration_["method"],
+        medium=scoring.bands.medium,
+        high=scoring.bands.high,
+        contact_bands=tuple(scoring.contact_bands),
+        lead_days=lead,
+        active_days=scoring.active_days,
+        withdrawn=excluded if out_of is not None else None,
+        drivers=scoring.drivers,
+        feature_build=build.fingerprint or "",
+        features_built_at=build.built_at,
+    )
+    target = _new_list_folder(settings.lists_dir / ctx.name, snap, written)
     with staged_dir(target) as tmp:
-        write_list(scored, tmp)
-    info = {
+        write_list(scored, tmp, info)
+    latest = _point_latest(target)
+    return target, {
         **summary(scored),
         "as_of": snap.isoformat(),
         "model": f"models:/{ctx.name}@{CHAMPION} (v{version})",
+        "name": ctx.name,
         "withdrawn_consent": excluded,
         "consent_log": out_of is not None,
         "horizon_days": trained.horizon_days,
+        "calibration": info.calibration,
+        "latest": str(latest),
     }
-    return target, info
 
 
-def publish_scores(settings: Settings, target: Path) -> str:
-    """Loads a written list into the online store (view `repurchase_scores`), where the
-    service reads a shopper's latest score; returns the list's as-of time."""
+def _new_list_folder(parent: Path, as_of: pd.Timestamp, written: dt.datetime) -> Path:
+    """`<as-of date>_<UTC run time>`, a name no earlier list holds (a second run within the
+    same second gets `-2`), so a list is never overwritten."""
+    base = f"{as_of:%Y-%m-%d}_{written.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}"
+    target, n = parent / base, 1
+    while target.exists() or target.is_symlink():
+        n += 1
+        target = parent / f"{base}-{n}"
+    return target
+
+
+def _point_latest(target: Path) -> Path:
+    """Points `latest` beside `target` at it: a relative link, swapped in with one rename, so
+    a reader finds the old list or the new one, never none."""
+    link = target.parent / LATEST
+    if link.exists() and not link.is_symlink():
+        raise ValueError(f"{link} is not a link to a list; move it away and score again")
+    tmp = target.parent / f".{LATEST}.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    os.symlink(target.name, tmp, target_is_directory=True)
+    try:
+        os.replace(tmp, link)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return link
+
+
+def publish_scores(settings: Settings, name: str) -> str:
+    """Loads the model's latest list (lists/<name>/latest) into the online store, in its own
+    view (`repurchase_scores` for `repurchase`, `repurchase_7d_scores` for `repurchase-7d`),
+    where the service reads a shopper's latest score; returns the list's as-of time."""
     from cadence.features._store import open_store
     from cadence.features._store import publish_scores as publish
 
     store = open_store(settings.feast_dir, settings.online_store)
-    return publish(store, target / "scores.parquet").isoformat()
+    return publish(store, settings.lists_dir, name).isoformat()

@@ -94,8 +94,12 @@ def models(settings: Settings) -> list[dict[str, Any]]:
 def latest_list(settings: Settings) -> dict[str, Any] | None:
     import pyarrow.parquet as pq
 
+    # Each model's list runs sit under lists/<model>/, its newest behind the `latest` link.
     lists = (
-        sorted(settings.lists_dir.glob("*/scores.parquet"), key=lambda p: p.stat().st_mtime)
+        sorted(
+            (p.resolve() for p in settings.lists_dir.glob("*/latest/scores.parquet")),
+            key=lambda p: p.stat().st_mtime,
+        )
         if settings.lists_dir.exists()
         else []
     )

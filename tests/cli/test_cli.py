@@ -77,7 +77,7 @@ def test_bad_world_arguments_exit_2_with_a_message(tmp_path):
 
 def test_import_orders_fail_writes_nothing_skip_writes_the_rest(tmp_path):
     log = tmp_path / "log.csv"
-    log.write_text("who,when,paid\nA,2025-01-02,3.5\nB,yesterday,2\nC,2025-01-03,-1\n")
+    log.write_text("who,when,paid\nA,2025-01-02,3.5\nB,yesterday,2\nC,2025-01-03,inf\n")
     out = tmp_path / "shop"
     args = [
         "data",

@@ -33,6 +33,34 @@ def home(tmp_path_factory) -> Path:
     return home
 
 
+# Order logs for the import cases, written by the `logs` fixture; "{logs}" in a case's args
+# or text stands for their folder.
+LOGS = {
+    "good.csv": "who,when,paid\nA,2025-01-02 10:00,3.5\nB,2025-01-03 11:00,2\n",
+    "future.csv": "who,when,paid\nA,2025-01-02,3.5\nB,2999-01-03,2\n",
+    "dst-gap.csv": "who,when,paid\nA,2025-03-30 02:30,3.5\n",
+    "two-forms.csv": "who,when,paid\nA,02/03/2025,3.5\nB,04/05/2025,2\n",
+    "mixed-forms.csv": "who,when,paid\nA,31/01/2025,3.5\nB,01/31/2025,2\n",
+    "not-iso.csv": "who,when,paid\nA,2025-01-02,3.5\nB,02.01.2025,2\n",
+    **{
+        f"amount-{i}.csv": f"who,when,paid\nA,2025-01-02,1\nB,2025-01-03,{amount}\n"
+        for i, amount in enumerate(
+            ["inf", "-inf", "nan", "NaN", '"1,234.50"', '"1.234,50"', "1 234", '"12,50"', "$12"]
+        )
+    },
+    "european.csv": "who;when;paid\nA;2025-01-02;12,50\nB;2025-01-03;1.234,50\n",
+    "zero.csv": "who,when,paid,n\nA,2025-01-02,1,0\n",
+    "duplicates.csv": "who,when,paid\nA,2025-01-02,1\nA,2025-01-02,1.0\n",
+    "ids.csv": "nr,who,when,paid,gone\n1,A,2025-01-02,1,no\n1,B,2025-01-03,2,maybe\n",
+    "broken.parquet": "PAR1 not parquet",
+}
+
+
+def _import(log: str, *extra: str) -> list[str]:
+    cols = ["--customer", "who", "--timestamp", "when", "--amount", "paid"]
+    return ["data", "import-orders", f"{{logs}}/{log}", *cols, "--replace", *extra]
+
+
 CASES = [
     # (args, extra environment, text the message must hold)
     (["world", "generate", "--seed", "-1"], {}, "seed must be 0 or more"),
@@ -53,11 +81,51 @@ CASES = [
     (["status"], {"CADENCE_ONLINE_STORE": "foo"}, "CADENCE_ONLINE_STORE=foo"),
     (["status"], {"CADENCE_CONF": "/nonexistent/conf"}, "CADENCE_CONF=/nonexistent/conf"),
     (["data", "validate", "/nonexistent/raw"], {}, "/nonexistent/raw"),
+    (["data", "validate", "{logs}/raw"], {}, "{logs}/raw/orders.parquet: unreadable Parquet"),
+    (_import("good.csv", "--timezone", "Mars/Olympus"), {}, "--timezone 'Mars/Olympus'"),
+    (_import("good.csv", "--as-of", "30.06.2025"), {}, "--as-of 30.06.2025: not a date"),
+    (_import("good.csv", "--as-of", "2025-01-02"), {}, "line 3: when = '2025-01-03 11:00': after"),
+    (_import("future.csv"), {}, "line 3: when = '2999-01-03': in the future"),
+    (_import("dst-gap.csv", "--timezone", "Europe/Berlin"), {}, "does not exist in Europe/Berlin"),
+    (_import("two-forms.csv"), {}, "read as %d/%m/%Y or as %m/%d/%Y"),
+    (_import("mixed-forms.csv"), {}, "column 'when' mixes date forms"),
+    (_import("not-iso.csv"), {}, "ISO 8601; name another form with --timestamp-format"),
+    (_import("not-iso.csv", "--timestamp-format", "%d.%m.%Y"), {}, "--timestamp-format %d.%m.%Y"),
+    (_import("amount-0.csv"), {}, "paid = 'inf': not a finite number"),
+    (_import("amount-1.csv"), {}, "paid = '-inf': not a finite number"),
+    (_import("amount-2.csv"), {}, "paid = 'nan': not a finite number"),
+    (_import("amount-3.csv"), {}, "paid = 'NaN': not a finite number"),
+    (_import("amount-4.csv"), {}, "paid = '1,234.50': a thousands separator"),
+    (_import("amount-5.csv"), {}, "paid = '1.234,50': a thousands separator"),
+    (_import("amount-6.csv"), {}, "paid = '1 234': a thousands separator"),
+    (_import("amount-7.csv"), {}, "a decimal comma; pass --decimal-comma"),
+    (_import("amount-8.csv"), {}, "paid = '$12': a currency symbol"),
+    (_import("european.csv", "--decimal-comma"), {}, "line 3: paid = '1.234,50': a thousands"),
+    (_import("zero.csv", "--quantity", "n"), {}, "quantity 0"),
+    (_import("duplicates.csv"), {}, "line 3: repeats line 2 exactly"),
+    (_import("ids.csv", "--order-id", "nr"), {}, "line 2: nr = '1': order id also on line 3"),
+    (_import("ids.csv", "--cancelled", "gone"), {}, "line 3: gone = 'maybe': not a yes/no value"),
+    (_import("ids.csv", "--cancelled", "nope"), {}, "--cancelled 'nope': no such column"),
+    (_import("good.csv", "--cancelled-prefix", "C"), {}, "--cancelled-prefix marks order ids"),
+    (_import("broken.parquet"), {}, "{logs}/broken.parquet: not a readable Parquet file"),
 ]
 
 
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory) -> Path:
+    """The order logs the import cases read, and a raw folder whose orders file is broken."""
+    folder = tmp_path_factory.mktemp("logs")
+    for name, text in LOGS.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    (folder / "raw").mkdir()
+    (folder / "raw" / "orders.parquet").write_bytes(b"")
+    return folder
+
+
 @pytest.mark.parametrize(("args", "env", "said"), CASES, ids=[" ".join(c[0]) for c in CASES])
-def test_bad_input_exits_2_names_the_fault_and_changes_nothing(home, args, env, said):
+def test_bad_input_exits_2_names_the_fault_and_changes_nothing(home, logs, args, env, said):
+    args = [a.replace("{logs}", str(logs)) for a in args]
+    said = said.replace("{logs}", str(logs))
     before = _bytes(home)
     r = runner.invoke(app, args, env={"CADENCE_HOME": str(home), **env})
     assert r.exit_code == 2, r.output

@@ -3,12 +3,15 @@ refuse), roll back, score; and the same on an orders-only import."""
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
 import re
 import shutil
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -16,6 +19,7 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from cadence.cli.app import app
+from cadence.models._model_code import CALIBRATIONS
 
 pytestmark = pytest.mark.e2e
 
@@ -50,6 +54,22 @@ def _client(home: Path) -> MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+def _digest(folder: Path) -> dict[str, str]:
+    """Every file under `folder` (through no link) and its SHA-256; links and their targets."""
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if path.is_symlink():
+            out[rel] = f"-> {path.readlink()}"
+        elif path.is_file():
+            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def _latest(home: Path, name: str = "repurchase") -> Path:
+    return home / "lists" / name / "latest"
+
+
 @pytest.fixture(scope="module")
 def life(model_home, tmp_path_factory) -> dict:
     """Runs the whole life cycle once, in order, and keeps every step's result."""
@@ -66,6 +86,9 @@ def life(model_home, tmp_path_factory) -> dict:
     steps["evaluate"] = _run(home, conf, "evaluate", "repurchase", "--json")
     steps["promote"] = _run(home, conf, "promote", "repurchase")
     steps["score"] = _run(home, conf, "score")
+    steps["lists_after_first"] = _digest(home / "lists")
+    steps["score_again"] = _run(home, conf, "score", "--no-online")
+    steps["lists_after_second"] = _digest(home / "lists")
     steps["score_bad_date"] = _run(home, conf, "score", "--as-of", "2020-01-01")
     steps["train_worse"] = _run(home, worse, "train", "repurchase")
     steps["promote_worse"] = _run(home, worse, "promote", "repurchase")
@@ -96,6 +119,14 @@ def test_train_logs_the_run_and_registers_a_challenger(life):
     assert run.data.params["horizon_days"] == "30"
     assert int(run.data.params["features"]) >= 200
     assert run.data.tags["feature_service"] == "repurchase_v1"
+    # The calibration chosen on the calibration slice, and every candidate's cross-validated
+    # log loss there; the registered model applies the one the run names.
+    chosen = run.data.params["calibration"]
+    losses = {m: run.data.metrics[f"calibration.{m}_cv_log_loss"] for m in CALIBRATIONS}
+    assert chosen == min(losses, key=losses.get)
+    local = Path(mlflow.artifacts.download_artifacts("models:/repurchase/1"))
+    stored = json.loads((local / "artifacts" / "calibration.json").read_text())
+    assert stored["method"] == chosen and stored["cv_log_loss"] == pytest.approx(losses)
     assert {"data_window", "train_window", "test_window"} <= run.data.tags.keys()
     for name in ("model", "rule", "bgnbd", "oracle"):
         assert 0.5 < run.data.metrics[f"{name}.roc_auc"] <= 1
@@ -131,27 +162,87 @@ def test_score_writes_the_list_without_users_who_withdrew_consent(life):
     r = life["score"]
     assert r.exit_code == 0, r.output
     assert "high" in r.output and "expected within 30 days" in r.output.replace("orders ", "")
-    folder = next((life["home"] / "lists").glob("repurchase-*"))
+    folder = _latest(life["home"]).resolve()
     scored = pd.read_parquet(folder / "scores.parquet")
-    csv = pd.read_csv(folder / "scores.csv")
+    csv = pd.read_csv(folder / "scores.csv", keep_default_na=False)
     assert len(scored) == len(csv) > 500
-    assert scored.user_id.is_unique
+    assert scored.user_id.is_unique and csv.user_id.tolist() == scored.user_id.tolist()
     consents = pd.read_parquet(life["home"] / "raw" / "consents.parquet")
     as_of = scored.as_of.iloc[0]
     last = consents[consents.changed_at < as_of].sort_values("changed_at")
     last = last.groupby("user_id").granted.last()
     out = set(last.index[~last])
     assert out and not out & set(scored.user_id)
-    assert scored.probability.between(0, 1).all()
-    assert (scored.likelihood == (scored.probability * 100).round().astype(int)).all()
-    assert (scored[scored.band == "high"].probability >= 0.6).all()
-    assert (scored[scored.band == "low"].probability < 0.3).all()
+    p = scored.p_order_30d
+    assert p.is_monotonic_decreasing and ((p > 0) & (p < 1)).all()
+    assert scored.percentile.iloc[0] == 100 and scored.percentile.is_monotonic_decreasing
+    assert (scored[scored.band == "high"].p_order_30d >= 0.6).all()
+    assert (scored[scored.band == "low"].p_order_30d < 0.3).all()
     assert (scored.next_order_date_low <= scored.expected_next_order_date).all()
     assert (scored.expected_next_order_date <= scored.next_order_date_high).all()
-    assert (pd.to_datetime(scored.contact_date) >= as_of.tz_localize(None).floor("D")).all()
-    assert scored.driver_1.notna().all() and (scored.model_version == "repurchase/1").all()
+    suggested = scored.band.isin(["high", "medium"])
+    assert scored.contact_date[~suggested].isna().all()
+    contact = pd.to_datetime(scored.contact_date[suggested])
+    assert (contact >= as_of.tz_localize(None).floor("D")).all()
+    assert scored.driver_1.str.endswith(("(raises)", "(lowers)")).all()
+    assert (scored.model_version == "repurchase/1").all()
     # The drivers are the largest contributions, in order.
     assert (scored.driver_1_shap.abs() >= scored.driver_2_shap.abs()).all()
+    # The spreadsheet's dates, as-of included, all read YYYY-MM-DD.
+    for col in ("contact_date", "expected_next_order_date", "next_order_date_low", "as_of"):
+        filled = csv[col][csv[col] != ""]
+        assert filled.str.fullmatch(r"\d{4}-\d{2}-\d{2}").all(), col
+    assert (csv.as_of == f"{as_of:%Y-%m-%d}").all()
+    schema = json.loads((folder / "schema.json").read_text())
+    assert [c["name"] for c in schema["files"]["scores.csv"]] == csv.columns.tolist()
+    assert schema["model"] == "repurchase/1" and schema["horizon_days"] == 30
+    assert schema["rows"] == len(scored)
+    assert f"as of {as_of:%Y-%m-%d}" in (folder / "README.md").read_text()
+
+
+def test_each_score_writes_a_new_folder_and_moves_latest(life):
+    """Two runs, two folders; `latest` points at the second; the first is left byte for byte."""
+    assert life["score_again"].exit_code == 0, life["score_again"].output
+    first, second = life["lists_after_first"], life["lists_after_second"]
+    runs = sorted(
+        p.name for p in (life["home"] / "lists" / "repurchase").iterdir() if p.name != "latest"
+    )
+    assert len(runs) == 2
+    for run in runs:
+        date, stamp = run.split("_", 1)
+        schema = json.loads((life["home"] / "lists/repurchase" / run / "schema.json").read_text())
+        assert date == schema["as_of"]
+        dt.datetime.strptime(stamp.split("-")[0], "%Y%m%dT%H%M%SZ")
+    assert first["repurchase/latest"] == f"-> {runs[0]}"
+    assert second["repurchase/latest"] == f"-> {runs[1]}"
+    assert not _latest(life["home"]).readlink().is_absolute()
+    kept = {k: v for k, v in first.items() if k != "repurchase/latest"}
+    assert kept and {k: second[k] for k in kept} == kept
+    assert not [p for p in (life["home"] / "lists").rglob(".*")]  # nothing staged left behind
+    assert "online store" not in life["score_again"].output  # --no-online
+
+
+def test_score_loads_the_latest_list_into_the_online_store(life):
+    from cadence.features._store import online_features, open_store
+    from cadence.features.feature_repo.definitions import published_scores_views
+
+    assert "loaded into the online store" in life["score"].output
+    home = life["home"]
+    first = home / "lists" / "repurchase" / life["lists_after_first"]["repurchase/latest"][3:]
+    scored = pd.read_parquet(first / "scores.parquet").head(3)
+    online = online_features(
+        open_store(home / "feast", "sqlite"),
+        "repurchase_scores_v1",
+        [{"user_id": u} for u in scored.user_id],
+    )
+    np.testing.assert_allclose(online.p_order_30d, scored.p_order_30d)
+    assert online.band.tolist() == scored.band.tolist()
+    # Every model's view reads its latest list through the link, so its definition stays put.
+    views = {v.name: v for v in published_scores_views(home / "lists") if hasattr(v, "ttl")}
+    assert set(views) == {"repurchase_scores", "repurchase_7d_scores"}
+    path = views["repurchase_scores"].batch_source.path
+    assert path == str((home / "lists").resolve() / "repurchase" / "latest" / "scores.parquet")
+    assert "p_order_7d" in {f.name for f in views["repurchase_7d_scores"].schema}
 
 
 def test_score_for_a_date_without_features_says_so(life):
@@ -218,7 +309,7 @@ def test_orders_only_import_trains_promotes_and_scores(model_home, tmp_path):
         r = _run(home, conf, *args)
         assert r.exit_code == 0, f"{args}: {r.output}"
     assert "no consent log" in r.output
-    scored = pd.read_parquet(next((home / "lists").glob("repurchase-*")) / "scores.parquet")
+    scored = pd.read_parquet(_latest(home) / "scores.parquet")
     assert len(scored) > 500 and scored.band.isin(["low", "medium", "high"]).all()
     evaluation = json.loads(_run(home, conf, "evaluate", "repurchase", "--json").output)
     assert "oracle" not in evaluation
@@ -240,10 +331,9 @@ def test_the_7_day_model_is_promoted_evaluated_and_scored_apart(life):
     r = life["score_7d"]
     assert r.exit_code == 0, r.output
     assert "within 7 days" in r.output
-    scored = pd.read_parquet(
-        next((life["home"] / "lists").glob("repurchase-7d-*")) / "scores.parquet"
-    )
+    scored = pd.read_parquet(_latest(life["home"], "repurchase-7d") / "scores.parquet")
     assert scored.model_version.str.startswith("repurchase-7d/").all()
+    assert "p_order_7d" in scored and "p_order_30d" not in scored
     evaluation = json.loads(life["evaluate_7d"].output)
     assert evaluation["horizon_days"] == 7
     r = life["horizon_14"]

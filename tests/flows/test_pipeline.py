@@ -87,7 +87,7 @@ def test_pipeline_runs_every_flow_in_order(first_run):
     online = step.online(
         home / "features", home / "feast", "sqlite", "repurchase_scores_v1", [user]
     )
-    assert online.probability.iloc[0] == pytest.approx(scored.probability.iloc[0])
+    assert online.p_order_7d.iloc[0] == pytest.approx(scored.p_order_7d.iloc[0])
 
 
 def test_a_fault_leaves_champion_and_list_and_the_rerun_resumes(first_run, monkeypatch):

@@ -159,3 +159,21 @@ def test_an_unreadable_manifest_is_a_violation_not_a_crash(raw_dir):
     (raw_dir / "manifest.json").write_text("{not json")
     found = validate_dir(raw_dir)
     assert [(v.table, v.column) for v in found] == [("manifest.json", "end")]
+
+
+@pytest.mark.parametrize("content", [b"", b"PAR1 not parquet"])
+def test_an_unreadable_table_is_named_by_its_file_once(raw_dir, content):
+    path = raw_dir / "orders.parquet"
+    path.write_bytes(content)
+    found = [v for v in validate_dir(raw_dir) if v.table == "orders"]
+    # Named once, by its path; not also reported missing.
+    assert len(found) == 1, [str(v) for v in found]
+    assert found[0].file == str(path)
+    assert str(found[0]).startswith(f"{path}: unreadable Parquet file (")
+
+
+def test_a_mistyped_required_table_is_not_also_missing(raw_dir):
+    orders = pq.read_table(raw_dir / "orders.parquet")
+    pq.write_table(orders.drop_columns(["amount"]), raw_dir / "orders.parquet")
+    found = [str(v) for v in validate_dir(raw_dir) if v.table == "orders"]
+    assert found == ["orders.amount: missing column fails for 1 row(s)"]

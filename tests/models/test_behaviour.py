@@ -58,14 +58,14 @@ def test_a_replenishment_falling_due_raises_the_probability(trained):
         fresh.append(model.predict(_bought(rows, c, 1.0)).probability)
     p_due, p_fresh = np.concatenate(due), np.concatenate(fresh)
     assert len(p_due) > 1000  # pet food, skincare and household buyers, mostly
-    # Trained on seeds 0 and 1 the mean moved from 0.42-0.44 to 0.69-0.71.
+    # Trained on seeds 0 and 1 the mean moved from 0.42-0.44 to 0.68-0.70.
     assert p_due.mean() > p_fresh.mean() + 0.15, (p_due.mean(), p_fresh.mean())
-    # Individually: isotonic calibration maps scores onto plateaus, so about 8% of the pairs tie
-    # (both on the same plateau), and a few percent go the other way where the rest of the row
-    # dominates. Seeds 0 and 1 gave 82-84% strictly higher and 93% not lower; three in four and
-    # nine in ten leave room for the seed, far from the half a model without the direction gets.
-    assert (p_due > p_fresh).mean() >= 0.75, (p_due > p_fresh).mean()
-    assert (p_due >= p_fresh).mean() >= 0.90, (p_due >= p_fresh).mean()
+    # Individually: the calibration chosen (beta, on both seeds) keeps the booster's ranking, so
+    # no pair ties on a plateau as under isotonic calibration (8-10% of them did), and about
+    # one in ten goes the other way where the rest of the row dominates. Seeds 0 and 1 gave
+    # 89-90% strictly higher; four in five leaves room for the seed, far from the half a model
+    # without the direction gets.
+    assert (p_due > p_fresh).mean() >= 0.80, (p_due > p_fresh).mean()
 
 
 def test_no_model_input_is_or_derives_from_a_sensitive_attribute(trained):

@@ -19,10 +19,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import xgboost as xgb
 from mlflow import MlflowClient
 from sklearn.isotonic import IsotonicRegression
 
-from cadence.models._model_code import calibrated
+from cadence.models._model_code import CALIBRATIONS, FILES, calibrated, read
 from cadence.models._registry import CHAMPION, configure, load, log_and_register
 from cadence.models._split import TimeSplit
 from cadence.models._train import Trained, fit, with_due_dates
@@ -91,11 +92,12 @@ def test_isotonic_prediction_is_interpolation_between_its_thresholds():
     raw = rng.random(2000)
     y = (rng.random(2000) < raw**2).astype(int)
     iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
-    # Inside, between and beyond the thresholds: clipped below 0 and above 1.
-    x = np.concatenate([rng.uniform(-0.5, 1.5, 5000), iso.X_thresholds_])
-    expected = iso.predict(x)
-    np.testing.assert_allclose(np.interp(x, iso.X_thresholds_, iso.y_thresholds_), expected)
-    np.testing.assert_allclose(calibrated(x, iso.X_thresholds_, iso.y_thresholds_), expected)
+    # Inside, between and beyond the thresholds (the calibration reads the booster's log-odds).
+    p = np.concatenate([rng.uniform(1e-6, 1 - 1e-6, 5000), iso.X_thresholds_])
+    expected = iso.predict(p)
+    np.testing.assert_allclose(np.interp(p, iso.X_thresholds_, iso.y_thresholds_), expected)
+    stored = {"method": "isotonic", "x": iso.X_thresholds_, "y": iso.y_thresholds_}
+    np.testing.assert_allclose(calibrated(np.log(p / (1 - p)), stored), expected, atol=1e-9)
 
 
 def test_due_dates_leave_out_replenishments_long_overdue():
@@ -166,6 +168,39 @@ def test_loaded_model_is_the_trained_model(registered):
         atol=1e-6,
     )
     pd.testing.assert_frame_equal(loaded.propensity.importances(), trained.propensity.importances())
+
+
+def test_the_chosen_calibration_is_stored_and_reloads_identically(registered):
+    trained: Trained = registered["trained"]
+    chosen = trained.propensity.calibration_
+    assert chosen["method"] in CALIBRATIONS
+    assert set(chosen["cv_log_loss"]) == set(CALIBRATIONS)
+    assert chosen["method"] == min(chosen["cv_log_loss"], key=chosen["cv_log_loss"].get)
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}@{CHAMPION}"))
+    stored = json.loads((local / "artifacts/calibration.json").read_text())
+    assert stored == json.loads(json.dumps(chosen))
+    loaded = load(f"models:/{NAME}@{CHAMPION}")
+    assert loaded.propensity.calibration_ == stored
+    X = trained.inputs(registered["test"])
+    np.testing.assert_array_equal(
+        loaded.propensity.predict_proba(X), trained.propensity.predict_proba(X)
+    )
+
+
+def test_a_model_stored_before_the_choice_still_loads_as_isotonic(registered, tmp_path):
+    """Its calibration.json holds only the isotonic thresholds."""
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}@{CHAMPION}"))
+    paths = {name: str(local / "artifacts" / file) for name, file in FILES.items()}
+    legacy = {"x": [0.05, 0.5, 0.95], "y": [0.0, 0.4, 1.0]}
+    paths["calibration"] = str(tmp_path / "calibration.json")
+    Path(paths["calibration"]).write_text(json.dumps(legacy))
+    stored = read(paths)
+    assert stored.calibration == {"method": "isotonic", **legacy}
+    X = registered["trained"].inputs(registered["test"])
+    margin = stored.propensity.predict(xgb.DMatrix(X), output_margin=True)
+    p = calibrated(margin, stored.calibration)
+    booster_p = 1 / (1 + np.exp(-margin.astype(float)))
+    np.testing.assert_allclose(p, np.interp(booster_p, legacy["x"], legacy["y"]))
 
 
 BLOCKED_RUN = """

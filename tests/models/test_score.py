@@ -1,13 +1,31 @@
-"""The scored list, directly: which snapshot, who is eligible, and each column of a scored row,
-on a tiny model fitted here to a few thousand rows built here."""
+"""The scored list, directly: which snapshot, who is eligible, each column of a scored row, the
+drivers in words, and the files written beside the list, on a tiny model fitted here to a few
+thousand rows built here."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
-from cadence.models._score import DRIVERS, eligible, pick_snapshot, score_frame
+from cadence.models._score import (
+    DRIVERS,
+    ListInfo,
+    describe_driver,
+    describe_input,
+    eligible,
+    percentiles,
+    pick_snapshot,
+    score_frame,
+    summary,
+    write_list,
+)
 from cadence.models._split import TimeSplit
 from cadence.models._train import Trained, fit
 from tests.models._synthetic import replenishment_rows
@@ -105,75 +123,265 @@ def _score(trained: Trained, frame: pd.DataFrame, **changes) -> pd.DataFrame:
     return score_frame(trained, frame, **{**args, **changes})
 
 
-def test_bands_change_exactly_at_the_thresholds(tiny):
+def _score(trained: Trained, frame: pd.DataFrame, **changes) -> pd.DataFrame:
+    args = {
+        "snapshot": frame.snapshot_at.iloc[0],
+        "lead_days": 3,
+        "medium": 0.3,
+        "high": 0.6,
+        "model_version": "repurchase/4",
+    }
+    return score_frame(trained, frame, **{**args, **changes})
+
+
+def test_the_list_is_most_likely_first_and_names_its_horizon(tiny):
+    trained, frame = tiny
+    scored = _score(trained, frame)
+    p = scored.p_order_30d.to_numpy()
+    assert (np.diff(p) <= 0).all()
+    # Equal probabilities in user-id order, so two runs list them alike.
+    ties = scored.groupby("p_order_30d").user_id.apply(lambda u: u.is_monotonic_increasing)
+    assert ties.all()
+    assert sorted(scored.user_id) == sorted(frame.user_id) and scored.index.tolist() == list(
+        range(len(frame))
+    )
+    by_user = trained.predict(frame).probability.set_axis(frame.user_id)
+    np.testing.assert_array_equal(p, by_user[scored.user_id].to_numpy())
+    assert "probability" not in scored and "likelihood" not in scored
+    # The 7-day model's list says so in its column.
+    seven = _score(dataclasses.replace(trained, horizon_days=7), frame)
+    assert "p_order_7d" in seven and "p_order_30d" not in seven
+    np.testing.assert_array_equal(seven.p_order_7d, scored.p_order_30d)
+
+
+def test_percentile_is_the_share_at_or_below_rounded_up():
+    p = np.array([0.9, 0.5, 0.5, 0.1, 0.7, 0.5, 0.2, 0.3, 0.05, 0.6])
+    # Ten scores: the lowest is the 10th percentile; three equal ones share the 70th (seven of
+    # the ten score 0.5 or less).
+    assert percentiles(p).tolist() == [100, 70, 70, 20, 90, 70, 30, 40, 10, 80]
+    assert percentiles(np.array([0.4])).tolist() == [100]
+    many = np.random.default_rng(0).random(1234)
+    pct = percentiles(many)
+    assert pct.min() == 1 and pct.max() == 100
+    share = (many[:, None] >= many[None, :]).mean(axis=1)
+    np.testing.assert_array_equal(pct, np.ceil(np.round(share * 100, 9)).astype(int))
+
+
+def test_bands_and_percentiles_of_a_list(tiny):
     trained, frame = tiny
     p = trained.predict(frame).probability.to_numpy()
-    # Thresholds set to probabilities the model gives (calibration makes plateaus, so several
-    # shoppers share each), so some scores sit exactly on them.
+    # Thresholds set to probabilities the model gives, so some scores sit exactly on them.
     levels = np.unique(p)
     assert len(levels) >= 4
     medium, high = levels[len(levels) // 3], levels[2 * len(levels) // 3]
     scored = _score(trained, frame, medium=medium, high=high)
-    np.testing.assert_array_equal(scored.probability, p)
-    assert (scored.band[p == medium] == "medium").all() and (p == medium).any()
-    assert (scored.band[p == high] == "high").all() and (p == high).any()
-    assert (scored.band[p < medium] == "low").all()
-    assert (scored.band[(p > medium) & (p < high)] == "medium").all()
-    assert (scored.band[p > high] == "high").all()
-    assert set(scored.band) == {"low", "medium", "high"}
+    q = scored.p_order_30d
+    assert (scored.band[q == medium] == "medium").all() and (q == medium).any()
+    assert (scored.band[q == high] == "high").all() and (q == high).any()
+    assert (scored.band[q < medium] == "low").all()
+    assert (scored.band[(q > medium) & (q < high)] == "medium").all()
+    assert (scored.band[q > high] == "high").all()
+    assert scored.band.tolist() == sorted(scored.band, key=["high", "medium", "low"].index)
+    assert scored.percentile.iloc[0] == 100 and scored.percentile.is_monotonic_decreasing
+    np.testing.assert_array_equal(scored.percentile, percentiles(q.to_numpy()))
 
 
-def test_likelihood_is_the_probability_in_whole_percent(tiny):
-    trained, frame = tiny
-    scored = _score(trained, frame)
-    assert scored.likelihood.dtype.kind == "i"
-    assert (np.abs(scored.likelihood - scored.probability * 100) <= 0.5).all()
-    assert scored.likelihood.between(0, 100).all()
-
-
-def test_dates_count_from_the_snapshot_day_and_contact_is_never_before_it(tiny):
+def test_dates_count_from_the_snapshot_day_and_contact_only_where_suggested(tiny):
     trained, frame = tiny
     snapshot = frame.snapshot_at.iloc[0] + pd.Timedelta(hours=15)  # any time of that day
     lead = 3
     scored = _score(trained, frame, snapshot=snapshot, lead_days=lead)
     day = snapshot.floor("D").tz_localize(None)
-    pred = trained.predict(frame)
-    expected = day + pd.to_timedelta(np.round(pred.expected_days), unit="D")
+    pred = trained.predict(frame).set_axis(frame.user_id).loc[scored.user_id]
+    expected = day + pd.to_timedelta(np.round(pred.expected_days.to_numpy()), unit="D")
     np.testing.assert_array_equal(scored.expected_next_order_date, expected)
     assert (scored.next_order_date_low <= scored.expected_next_order_date).all()
     assert (scored.expected_next_order_date <= scored.next_order_date_high).all()
-    assert (scored.contact_date >= day).all()
+    suggested = scored.band.isin(["high", "medium"])
+    assert suggested.any() and (~suggested).any()
+    assert scored.contact_date[~suggested].isna().all()
+    contacted = scored[suggested]
+    assert contacted.contact_date.notna().all() and (contacted.contact_date >= day).all()
     # A shopper due within the lead time is contacted on the day itself, the others `lead`
     # days before their expected date.
-    due_soon = np.round(pred.expected_days.to_numpy()) < lead
+    due_soon = np.round(pred.expected_days.to_numpy()[suggested.to_numpy()]) < lead
     assert due_soon.any() and (~due_soon).any()
-    assert (scored.contact_date[due_soon] == day).all()
-    later = scored[~due_soon]
+    assert (contacted.contact_date[due_soon] == day).all()
+    later = contacted[~due_soon]
     assert (later.expected_next_order_date - later.contact_date == pd.Timedelta(days=lead)).all()
+    # The bands that get a contact date are a decision: high only, here.
+    only_high = _score(trained, frame, contact_bands=["high"])
+    assert only_high.contact_date.notna().tolist() == (only_high.band == "high").tolist()
 
 
-def test_drivers_are_the_largest_contributions_largest_first(tiny):
+def test_drivers_are_the_largest_contributions_in_words(tiny):
     trained, frame = tiny
     scored = _score(trained, frame)
-    X = trained.inputs(frame)
+    X = trained.inputs(frame).set_axis(frame.user_id).loc[scored.user_id].reset_index(drop=True)
     contrib = pd.DataFrame(trained.propensity.contributions(X), columns=X.columns)
     size = contrib.abs().to_numpy()
     top = -np.sort(-size, axis=1)[:, :DRIVERS]
-    for k in range(DRIVERS):
-        name, shap = scored[f"driver_{k + 1}"], scored[f"driver_{k + 1}_shap"]
+    for k in range(1, DRIVERS + 1):
+        name, shap = scored[f"driver_{k}_feature"], scored[f"driver_{k}_shap"]
         # Each driver's value is that feature's contribution for that shopper...
         np.testing.assert_allclose(shap, [contrib.at[i, n] for i, n in enumerate(name)])
         # ...and the k-th largest by size.
-        np.testing.assert_allclose(shap.abs(), top[:, k])
-    assert (scored.driver_1 != scored.driver_2).all() and (scored.driver_2 != scored.driver_3).all()
-    assert scored.driver_1.isin(X.columns).all()
+        np.testing.assert_allclose(shap.abs(), top[:, k - 1])
+        value = scored[f"driver_{k}_value"]
+        np.testing.assert_array_equal(value, [X.at[i, n] for i, n in enumerate(name)])
+        words = [describe_driver(*row) for row in zip(name, value, shap, strict=True)]
+        assert scored[f"driver_{k}"].tolist() == words
+    assert (scored.driver_1_feature != scored.driver_2_feature).all()
+    assert scored.driver_1_feature.isin(X.columns).all()
+    first = scored.iloc[0]
+    direction = "raises" if first.driver_1_shap > 0 else "lowers"
+    assert first.driver_1.endswith(f"({direction})")
+    assert not any("_" in d for d in scored.driver_1)  # words, not column names
 
 
-def test_every_row_names_the_model_version_and_the_as_of(tiny):
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("next_due_in_days", 2.4, "next replenishment due in 2 days"),
+        ("diapers_due_in_days", 0.6, "diapers due in 1 day"),
+        ("pet_food_due_in_days", -3.2, "pet food overdue by 3 days"),
+        ("coffee_due_in_days", 0.2, "coffee due today"),
+        ("gap_due_in_days", 5.0, "next order due in 5 days, by the usual gap between orders"),
+        ("next_due_in_days", np.nan, "next replenishment: none"),
+        ("orders_30d", 3.0, "orders placed in the last 30 days: 3"),
+        ("spend_90d", 123.456, "amount paid in the last 90 days: 123.46"),
+        ("cart_open_value", 20.0, "value of the items in the cart at the snapshot: 20.00"),
+        ("days_since_last_order", 12.6, "days since the most recent order: 13"),
+        ("delivery_days_90d", 0.4, "mean days from order to delivery, last 90 days: under 1"),
+        ("pet_food_gap_mean", 44.7, "mean days between pet food purchases: 45"),
+        (
+            "coupon_redemption_rate_365d",
+            0.5,
+            "coupons redeemed over coupons received, last 365 days: 50%",
+        ),
+        ("coffee_days_since", np.nan, "days since the last coffee purchase: none"),
+        ("dueness", 1.0512, "days since the last order day over the mean gap (1 = due now): 1.05"),
+        ("membership_vip", 1.0, "membership level is vip"),
+        ("device_ios", 0.0, "main device is not ios"),
+        ("city_tier", 3.0, "city tier of the home address (1-5): 3"),
+    ],
+)
+def test_an_input_reads_in_words(name, value, words):
+    assert describe_input(name, value) == words
+
+
+def test_a_driver_says_which_way_it_moved_the_score():
+    said = "orders placed in the last 30 days"
+    assert describe_driver("orders_30d", 3.0, 0.4) == f"{said}: 3 (raises)"
+    assert describe_driver("orders_30d", 0.0, -0.1) == f"{said}: 0 (lowers)"
+    assert describe_driver("orders_30d", 0.0, 0.0) == ""  # it did not move the score
+
+
+def _info(scored: pd.DataFrame, **changes) -> ListInfo:
+    args = {
+        "model_name": "repurchase",
+        "model_version": "4",
+        "horizon_days": 30,
+        "as_of": scored.as_of.iloc[0],
+        "written_at": dt.datetime(2025, 5, 1, 6, 15, 2, tzinfo=dt.UTC),
+        "calibration": "beta",
+        "medium": 0.3,
+        "high": 0.6,
+        "contact_bands": ("high", "medium"),
+        "lead_days": 3,
+        "active_days": 365,
+        "withdrawn": 7,
+        "drivers": "treeshap",
+        "feature_build": "ab12cd34ef56" * 5,
+        "features_built_at": dt.datetime(2025, 4, 30, 23, 0, tzinfo=dt.UTC),
+    }
+    return ListInfo(**{**args, **changes})
+
+
+@pytest.fixture(scope="module")
+def written(tiny, tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     trained, frame = tiny
-    snapshot = frame.snapshot_at.iloc[0]
-    scored = _score(trained, frame, model_version="repurchase/9")
-    assert scored.user_id.tolist() == frame.user_id.tolist()
-    assert (scored.model_version == "repurchase/9").all()
-    assert (scored.as_of == snapshot).all()
-    assert len(scored) == len(frame) > 100
+    scored = _score(trained, frame)
+    folder = tmp_path_factory.mktemp("list")
+    write_list(scored, folder, _info(scored))
+    return folder, scored
+
+
+def test_the_list_comes_with_its_data_dictionary(written):
+    folder, scored = written
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "schema.json",
+        "scores.csv",
+        "scores.parquet",
+    ]
+    schema = json.loads((folder / "schema.json").read_text())
+    csv_columns = pd.read_csv(folder / "scores.csv", nrows=0).columns.tolist()
+    parquet = pq.read_schema(folder / "scores.parquet")
+    assert [c["name"] for c in schema["files"]["scores.csv"]] == csv_columns
+    assert [c["name"] for c in schema["files"]["scores.parquet"]] == parquet.names
+    assert [c["type"] for c in schema["files"]["scores.parquet"]] == [str(t) for t in parquet.types]
+    assert all(c["description"] for f in schema["files"].values() for c in f)
+    assert schema["model"] == "repurchase/4" and schema["horizon_days"] == 30
+    assert schema["rows"] == len(scored) and schema["as_of"] == f"{scored.as_of.iloc[0]:%Y-%m-%d}"
+    assert schema["feature_build"] == "ab12cd34ef56" * 5 and schema["calibration"] == "beta"
+    assert schema["bands"]["medium"] == 0.3 and schema["bands"]["high"] == 0.6
+    assert sum(schema["bands"]["rows"].values()) == len(scored)
+    readme = (folder / "README.md").read_text()
+    for column in parquet.names:
+        assert f"| `{column}` |" in readme
+    for fact in (
+        "repurchase version 4",
+        f"as of {scored.as_of.iloc[0]:%Y-%m-%d}",
+        "horizon 30 days",
+        f"{len(scored):,} active shoppers",
+        "high from 0.6",
+        "medium from 0.3 to below 0.6",
+        "7 who withdrew consent",
+        "Feature build: ab12cd34ef56,",
+        "## How drivers read",
+        "beta calibration",
+    ):
+        assert fact in readme, fact
+    assert "exactly 0" not in readme  # beta gives no zeros, so there is nothing to explain
+
+
+def test_the_csv_reads_in_words_with_one_date_format(written):
+    folder, scored = written
+    text = (folder / "scores.csv").read_text()
+    csv = pd.read_csv(folder / "scores.csv", keep_default_na=False)
+    assert len(csv) == len(scored) and csv.user_id.tolist() == scored.user_id.tolist()
+    assert not [c for c in csv if c.endswith(("_feature", "_value", "_shap"))]
+    dates = ["contact_date", "expected_next_order_date", "next_order_date_low"]
+    for col in [*dates, "next_order_date_high", "as_of"]:
+        filled = csv[col][csv[col] != ""]
+        assert filled.str.fullmatch(r"\d{4}-\d{2}-\d{2}").all(), col
+        pd.to_datetime(filled, format="%Y-%m-%d")  # every one parses in that one format
+    assert (csv.as_of == f"{scored.as_of.iloc[0]:%Y-%m-%d}").all()
+    assert (csv.contact_date == "").tolist() == (csv.band == "low").tolist()
+    assert csv.driver_1.str.endswith(("(raises)", "(lowers)")).all()
+    assert "T00:00:00" not in text and "driver_1_shap" not in text
+    np.testing.assert_allclose(csv.p_order_30d, scored.p_order_30d, rtol=1e-12)
+
+
+def test_the_parquet_keeps_what_analysts_and_feast_read(written):
+    folder, scored = written
+    table = pq.read_table(folder / "scores.parquet")
+    assert str(table.schema.field("as_of").type) == "timestamp[us, tz=UTC]"
+    assert str(table.schema.field("contact_date").type) == "date32[day]"
+    back = table.to_pandas()
+    assert back.user_id.tolist() == scored.user_id.tolist()
+    assert (back.as_of == scored.as_of.iloc[0]).all()
+    for k in range(1, DRIVERS + 1):
+        assert {f"driver_{k}_feature", f"driver_{k}_value", f"driver_{k}_shap"} <= set(back)
+
+
+def test_isotonic_zeros_are_counted_and_explained(tiny, tmp_path):
+    trained, frame = tiny
+    scored = _score(trained, frame)
+    scored.loc[scored.index[-5:], "p_order_30d"] = 0.0  # as an isotonic plateau at 0 gives
+    assert summary(scored)["exact_zeros"] == 5
+    write_list(scored, tmp_path, _info(scored, calibration="isotonic"))
+    readme = (tmp_path / "README.md").read_text()
+    assert "5 shoppers have a probability of exactly 0" in readme
+    assert "no buyer among the calibration shoppers" in readme
