@@ -64,7 +64,17 @@ def import_orders_cmd(
     file: Annotated[Path, typer.Argument(help="The order log, .csv, .parquet or .xlsx.")],
     customer: Annotated[str, typer.Option(help="Column holding the customer id.")],
     timestamp: Annotated[str, typer.Option(help="Column holding the order time.")],
-    amount: Annotated[str, typer.Option(help="Column holding the order amount.")],
+    amount: Annotated[
+        str | None,
+        typer.Option(help="Column holding the order's (or line's) amount; or give --unit-price."),
+    ] = None,
+    unit_price: Annotated[
+        str | None,
+        typer.Option(
+            help="Column holding each line's price per item, instead of --amount: a line's "
+            "amount is quantity x unit price; needs --quantity."
+        ),
+    ] = None,
     quantity: Annotated[str | None, typer.Option(help="Column holding item counts.")] = None,
     timestamp_format: Annotated[
         str | None,
@@ -119,8 +129,9 @@ def import_orders_cmd(
     order_id: Annotated[
         str | None,
         typer.Option(
-            help="Column holding the shop's order id: an id on two lines with different "
-            "values is a bad row; returns link to their order through it."
+            help="Column holding the shop's order id: rows sharing an id are the lines of one "
+            "order (amounts and quantities summed; a line with another customer or time is a "
+            "bad row); returns link to their order through it."
         ),
     ] = None,
     cancelled: Annotated[
@@ -148,8 +159,9 @@ def import_orders_cmd(
 ) -> None:
     """Import a shop's order log as the `orders` table of a raw dataset of its own.
 
-    Rows with a negative amount or quantity, or marked cancelled, become the `returns`
-    table (refunds and cancellations), not orders."""
+    One row per order, or with --order-id one row per line of an order (as an invoice lists
+    its products). Rows with a negative amount or quantity, or marked cancelled, become the
+    `returns` table (refunds and cancellations), not orders."""
     from cadence.flows.steps import ingest as step
     from cadence.ingest import NotOurs, OrderLogError
 
@@ -161,6 +173,7 @@ def import_orders_cmd(
             customer=customer,
             timestamp=timestamp,
             amount=amount,
+            unit_price=unit_price,
             quantity=quantity,
             on_bad_rows=on_bad_rows.value,
             timestamp_format=timestamp_format,
@@ -184,9 +197,11 @@ def import_orders_cmd(
         fail(said if said.startswith(str(file)) else f"{file}: {said}")
     returned = sum(result.returns.values())
     kinds = ", ".join(f"{n:,} {_RETURN_WORDS[r]}" for r, n in sorted(result.returns.items()))
+    from_lines = f" from {result.lines:,} lines" if order_id is not None else ""
     console.print(
         f"imported {result.orders:,} orders"
         + (f" and {returned:,} {_plural(returned, 'return')} ({kinds})" if returned else "")
+        + from_lines
         + f" into {out}"
         + (" (replacing what it held)" if result.replaced else ""),
         markup=False,

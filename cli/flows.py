@@ -39,9 +39,9 @@ def prefect_env(settings) -> None:
 
 
 def parse_params(model: type, args: list[str]) -> Any:
-    """`--key value` pairs (dotted keys for nested parameters, `--key` alone for true) into the
-    flow's parameter model; values are read as YAML scalars, then validated."""
-    import yaml
+    """`--key value` or `--key=value` pairs (dotted keys for nested parameters, `--key` alone
+    for true) into the flow's parameter model. Values stay text until the model validates
+    them, so a strftime format like %d/%m/%Y or a column named `yes` arrives as written."""
     from pydantic import ValidationError
 
     data: dict[str, Any] = {}
@@ -50,7 +50,7 @@ def parse_params(model: type, args: list[str]) -> Any:
         arg = args[i]
         if not arg.startswith("--") or len(arg) == 2:
             fail(f"expected --name value, got '{arg}'")
-        key = arg[2:].replace("-", "_")
+        key = arg[2:]
         if "=" in key:
             key, raw = key.split("=", 1)
             i += 1
@@ -60,9 +60,9 @@ def parse_params(model: type, args: list[str]) -> Any:
         else:
             raw = "true"
             i += 1
-        value = yaml.safe_load(raw) if raw != "" else None
+        value = raw if raw != "" else None
         node = data
-        *parents, leaf = key.split(".")
+        *parents, leaf = key.replace("-", "_").split(".")
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
@@ -70,7 +70,7 @@ def parse_params(model: type, args: list[str]) -> Any:
         return model.model_validate(data)
     except ValidationError as exc:
         problems = [
-            f"--{'.'.join(str(p) for p in e['loc']).replace('_', '-')}: "
+            (f"--{'.'.join(str(p) for p in e['loc']).replace('_', '-')}: " if e["loc"] else "")
             + ("unknown parameter" if e["type"] == "extra_forbidden" else e["msg"])
             for e in exc.errors()
         ]

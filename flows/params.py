@@ -17,6 +17,9 @@ class _Params(BaseModel):
 class IngestParams(_Params):
     """Where the raw data comes from: the simulated world (default) or a shop's order log."""
 
+    # A column named 2024 is a column name, not a number.
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
     source: Literal["world", "orders"] = Field(default="world", description="world or orders")
     users: int | None = Field(default=None, gt=0, description="world: shoppers [conf]")
     days: int | None = Field(default=None, gt=0, description="world: days simulated [conf]")
@@ -25,9 +28,28 @@ class IngestParams(_Params):
     file: Path | None = Field(default=None, description="orders: the log, .csv, .parquet or .xlsx")
     customer: str | None = Field(default=None, description="orders: customer id column")
     timestamp: str | None = Field(default=None, description="orders: order time column")
-    amount: str | None = Field(default=None, description="orders: amount column")
+    amount: str | None = Field(default=None, description="orders: amount column (or --unit-price)")
+    unit_price: str | None = Field(
+        default=None, description="orders: price per item column, amount = quantity x price"
+    )
     quantity: str | None = Field(default=None, description="orders: item count column")
-    timestamp_format: str | None = Field(default=None, description="orders: strftime format")
+    order_id: str | None = Field(
+        default=None, description="orders: order id column; rows sharing one are its lines"
+    )
+    timestamp_format: str | None = Field(
+        default=None, description="orders: strftime format [ISO 8601, or proven by the column]"
+    )
+    timezone: str = Field(default="UTC", description="orders: zone of timestamps without one")
+    as_of: dt.date | None = Field(
+        default=None, description="orders: the log's last day [the last order]"
+    )
+    decimal_comma: bool = Field(default=False, description="orders: a CSV's 12,50 is 12.50")
+    cancelled: str | None = Field(
+        default=None, description="orders: COLUMN (yes/no) or COLUMN=VALUE,... marking returns"
+    )
+    cancelled_prefix: str | None = Field(
+        default=None, description="orders: order ids starting with it are cancellations"
+    )
     encoding: str | None = Field(
         default=None, description="orders: a CSV's text encoding [UTF-8 or detected]"
     )
@@ -46,12 +68,54 @@ class IngestParams(_Params):
     @model_validator(mode="after")
     def _orders_named(self) -> IngestParams:
         if self.source == "orders":
-            missing = [
-                k for k in ("file", "customer", "timestamp", "amount") if not getattr(self, k)
-            ]
+            missing = [k for k in ("file", "customer", "timestamp") if not getattr(self, k)]
+            if not (self.amount or self.unit_price):
+                missing.append("amount or unit_price")
             if missing:
                 raise ValueError(f"source 'orders' needs {', '.join(missing)}")
+            # The checks that need no file, before the flow starts.
+            from cadence.ingest import check_import_options
+
+            check_import_options(
+                **{k: v for k, v in self.import_options().items() if k in _CHECKED}
+            )
         return self
+
+    def import_options(self) -> dict[str, Any]:
+        """The order log's import options, as `flows.steps.ingest.import_order_log` takes
+        them (every option `cadence data import-orders` has)."""
+        return {name: getattr(self, name) for name in IMPORT_OPTIONS}
+
+
+# The parameters that are options of the order-log import, by the step's keyword names.
+IMPORT_OPTIONS = (
+    "customer",
+    "timestamp",
+    "amount",
+    "unit_price",
+    "quantity",
+    "order_id",
+    "timestamp_format",
+    "timezone",
+    "as_of",
+    "decimal_comma",
+    "cancelled",
+    "cancelled_prefix",
+    "encoding",
+    "delimiter",
+    "sheet",
+    "on_bad_rows",
+)
+_CHECKED = (
+    "amount",
+    "unit_price",
+    "quantity",
+    "timestamp_format",
+    "timezone",
+    "as_of",
+    "order_id",
+    "cancelled_prefix",
+)
 
 
 class FeaturesParams(_Params):

@@ -84,18 +84,8 @@ def _import_orders(settings: Settings, params: IngestParams) -> dict[str, Any]:
     from cadence.flows.steps import ingest as step
     from cadence.ingest import read_manifest
 
-    assert params.file is not None and params.customer and params.timestamp and params.amount
-    options = {
-        "customer": params.customer,
-        "timestamp": params.timestamp,
-        "amount": params.amount,
-        "quantity": params.quantity,
-        "timestamp_format": params.timestamp_format,
-        "on_bad_rows": params.on_bad_rows,
-        "encoding": params.encoding,
-        "delimiter": params.delimiter,
-        "sheet": params.sheet,
-    }
+    assert params.file is not None and params.customer and params.timestamp
+    options = params.import_options()
     if not params.force and step.unchanged(settings.raw_dir, params.file, **options):
         get_run_logger().info("the workspace already holds this order log; not re-imported")
         manifest = read_manifest(settings.raw_dir)

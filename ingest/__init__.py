@@ -4,9 +4,10 @@ A raw dataset is a folder with one Parquet file per table (`SCHEMAS` names them 
 columns) and a `manifest.json` giving the data's source and end. Only `orders` is required, so
 a shop with nothing but an order log can run the pipeline. `validate_dir` checks a folder
 against the contracts (types, nulls, domains, ranges, keys, foreign keys, nothing after the
-data's end) and returns every violation; `import_orders` turns any order log into a valid
-`orders` table, with its refunds and cancellations as a `returns` table. Writes go through
-`staged_dir` / `write_table_atomic`, never half-done.
+data's end) and returns every violation; `import_orders` turns any order log (a row per
+order, or a row per line of an order) into a valid `orders` table, with its refunds and
+cancellations as a `returns` table. Writes go through `staged_dir` / `write_table_atomic`,
+never half-done.
 """
 
 from cadence.ingest._contracts import contract, type_problems

@@ -105,6 +105,45 @@ def parse_timestamps(
     with an offset keeps it. ISO 8601 unless `fmt` says otherwise; a column with no ISO value
     at all may prove its form (see `_infer`). `where(index)` names a value's line."""
     text = text[text != ""]
+    # Each distinct text is read once, at its first row: a line-level log repeats an
+    # invoice's time on every line of it.
+    distinct, which = _distinct(text)
+    read = _parse_timestamps(distinct, tz=tz, fmt=fmt, column=column, where=where)
+    utc = read.utc.reindex(distinct.index).iloc[which].set_axis(text.index)
+    refused = _spread(read.refused, distinct, which, text.index)
+    return Timestamps(utc, refused, read.form, read.inferred)
+
+
+def _distinct(text: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """The column's distinct values, each at the index of its first row, and for each row
+    which of them (by position) it holds."""
+    which, _ = pd.factorize(text.to_numpy(dtype=object))
+    _, first = np.unique(which, return_index=True)
+    return text.iloc[first], which
+
+
+def _spread(
+    reasons: pd.Series, distinct: pd.Series, which: np.ndarray, index: pd.Index
+) -> pd.Series:
+    """Reasons given for distinct values (indexed like `distinct`), for every row holding one
+    of them (indexed by `index`, the column's)."""
+    if reasons.empty:
+        return pd.Series(dtype=object)
+    said = np.full(len(distinct), None, dtype=object)
+    said[distinct.index.get_indexer(reasons.index)] = reasons.to_numpy()
+    rows = said[which]
+    hit = pd.notna(rows)
+    return pd.Series(rows[hit], index=index[hit], dtype=object)
+
+
+def _parse_timestamps(
+    text: pd.Series,
+    *,
+    tz: ZoneInfo,
+    fmt: str | None,
+    column: str,
+    where: Callable[[Hashable], str],
+) -> Timestamps:
     form, inferred = fmt or ISO, False
     if fmt is None:
         naive, aware = _split_by_zone(text, tz)
@@ -280,6 +319,7 @@ _DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+$")
 class Numbers:
     values: pd.Series  # float, NaN where empty or refused
     refused: pd.Series  # reason for each refused value, indexed like the column
+    places: int | None = 0  # most digits after the decimal mark; None when one has an exponent
 
 
 def parse_numbers(text: pd.Series, *, decimal_comma: bool = False) -> Numbers:
@@ -297,7 +337,20 @@ def parse_numbers(text: pd.Series, *, decimal_comma: bool = False) -> Numbers:
     reasons = pd.Series(
         [_why(v, decimal_comma) for v in text[refused]], index=text.index[refused], dtype=object
     )
-    return Numbers(values.where(~refused) + 0.0, reasons)  # + 0.0: no -0.0
+    return Numbers(values.where(~refused) + 0.0, reasons, _places(read))  # + 0.0: no -0.0
+
+
+def _places(read: pa.Array) -> int | None:
+    """The most digits any value has after its decimal point (`read` holds them with a '.'),
+    so sums and products can be rounded back to what was written: 6 x 2.55 is 15.3, not
+    15.299999999999999. None when a value has an exponent, whose places are not written."""
+    if len(read) == 0:
+        return 0
+    if pc.any(pc.match_substring(read, "e", ignore_case=True)).as_py():
+        return None
+    point = pc.find_substring(read, ".")
+    after = pc.subtract(pc.subtract(pc.utf8_length(read), point), 1)
+    return int(pc.max(pc.if_else(pc.less(point, 0), 0, after)).as_py())
 
 
 def _why(value: str, decimal_comma: bool) -> str:

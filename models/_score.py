@@ -322,6 +322,13 @@ def tables(scored: pd.DataFrame) -> tuple[pa.Table, pa.Table]:
     table = table.set_column(i, "as_of", table["as_of"].cast(pa.timestamp("us", tz="UTC")))
     analyst = [c for c in table.column_names if re.fullmatch(r"driver_\d+_(feature|value|shap)", c)]
     csv = table.drop_columns(analyst)
+    # Four decimals read well in a spreadsheet, except where rounding would show a certainty
+    # (0 or 1) the model never gave; the Parquet file keeps full precision.
+    p = next(c for c in csv.column_names if c.startswith("p_order_"))
+    exact = csv[p].to_numpy()
+    shown = np.round(exact, 4)
+    shown = np.where((shown == 0) | (shown == 1), exact, shown)
+    csv = csv.set_column(csv.schema.get_field_index(p), p, pa.array(shown, pa.float64()))
     i = csv.schema.get_field_index("as_of")
     # The as-of time is a snapshot at midnight UTC: its date in UTC is the as-of date.
     as_of = pa.array(scored.as_of.dt.tz_convert("UTC").dt.date.to_numpy(), pa.date32())

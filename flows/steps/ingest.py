@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -37,6 +38,7 @@ class Imported:
     timezone: str = "UTC"  # the zone timestamps without one were read in
     timestamp_form: str = "ISO 8601"
     form_inferred: bool = False
+    lines: int = 0  # rows that went into the orders and returns
 
 
 def validate(folder: Path) -> tuple[list[Violation], int, int]:
@@ -62,14 +64,25 @@ def _sha256(file: Path) -> str:
     return digest.hexdigest()
 
 
-def _options(**options: str | None) -> dict[str, str | None]:
-    """The options that were set, by name: an option left at its default is not recorded, so
-    an import made before an option existed still reads as made with its default."""
-    return dict(sorted((k, v) for k, v in options.items() if v is not None))
+# Options whose default is a value rather than None: left out of the manifest at it.
+_DEFAULTS: dict[str, object] = {"timezone": "UTC", "decimal_comma": False}
 
 
-def unchanged(out: Path, file: Path, **options: str | None) -> bool:
-    """True when `out` holds an import of these very bytes, read with these options."""
+def recorded_options(**options: object) -> dict[str, str | None]:
+    """The options as the manifest records them: those that were set, by name, as text. An
+    option left at its default is not recorded, so an import made before an option existed
+    still reads as made with its default, and the CLI and the flow record the same options
+    the same way (`as_of` as YYYY-MM-DD, a flag as "true")."""
+    return {
+        k: "true" if v is True else str(v)
+        for k, v in sorted(options.items())
+        if v is not None and not (k in _DEFAULTS and v == _DEFAULTS[k])
+    }
+
+
+def unchanged(out: Path, file: Path, **options: object) -> bool:
+    """True when `out` holds an import of these very bytes, read with these options (the
+    keyword arguments of `import_order_log` other than the folders and `replace`/`force`)."""
     from cadence.ingest import read_manifest
 
     try:
@@ -81,7 +94,7 @@ def unchanged(out: Path, file: Path, **options: str | None) -> bool:
         and manifest.source == "import"
         and (out / "orders.parquet").exists()
         and manifest.file_sha256 == _sha256(file)
-        and manifest.options == _options(**options)
+        and manifest.options == recorded_options(**options)
     )
 
 
@@ -91,7 +104,8 @@ def import_order_log(
     *,
     customer: str,
     timestamp: str,
-    amount: str,
+    amount: str | None = None,
+    unit_price: str | None = None,
     quantity: str | None = None,
     timestamp_format: str | None = None,
     on_bad_rows: Literal["fail", "skip"] = "fail",
@@ -99,7 +113,7 @@ def import_order_log(
     delimiter: str | None = None,
     sheet: str | None = None,
     timezone: str = "UTC",
-    as_of: str | None = None,
+    as_of: str | dt.date | None = None,
     decimal_comma: bool = False,
     order_id: str | None = None,
     cancelled: str | None = None,
@@ -115,13 +129,18 @@ def import_order_log(
     simulated world is refused unless `replace`; the world's `truth` folder then goes too, so
     an imported shop is never evaluated against a foreign oracle.
 
-    Returns (refunds, cancellations) go to `returns.parquet` beside `orders.parquet`; with
-    `order_id`, `order_ids.parquet` maps each `order_id` to the shop's own id. `as_of`, when
-    given, is the data's end in the manifest; else the last order or return is.
+    Money is `amount` per row, or `unit_price` times `quantity` per line. Returns (refunds,
+    cancellations) go to `returns.parquet` beside `orders.parquet`; with `order_id`, rows
+    sharing an id are the lines of one order (`import_orders`), and `order_ids.parquet` maps
+    each `order_id` to the shop's own id. `as_of`, when given, is the data's end in the
+    manifest; else the last order or return is.
 
     A CSV's encoding and delimiter are detected when not given; the same bytes always detect
     the same way, so the manifest records the options as given."""
     _, end = check_import_options(
+        amount=amount,
+        unit_price=unit_price,
+        quantity=quantity,
         timestamp_format=timestamp_format,
         timezone=timezone,
         as_of=as_of,
@@ -146,20 +165,18 @@ def import_order_log(
         "customer": customer,
         "timestamp": timestamp,
         "amount": amount,
+        "unit_price": unit_price,
         "quantity": quantity,
         "timestamp_format": timestamp_format,
         "on_bad_rows": on_bad_rows,
+        "timezone": timezone,
+        "as_of": as_of,
+        "decimal_comma": decimal_comma,
         "order_id": order_id,
         "cancelled": cancelled,
         "cancelled_prefix": cancelled_prefix,
     }
-    result = import_orders(
-        log,
-        **parsing,  # type: ignore[arg-type]
-        timezone=timezone,
-        as_of=as_of,
-        decimal_comma=decimal_comma,
-    )
+    result = import_orders(log, **parsing)  # type: ignore[arg-type]
     if result.orders.num_rows == 0:
         raise OrderLogError("no valid orders to import; nothing was written")
     times = [result.orders["ordered_at"], result.returns["requested_at"]]
@@ -173,13 +190,7 @@ def import_order_log(
         end=end[1].to_pydatetime() if end else max(t[-1].as_py() for t in times if len(t)),
         tables=tables,
         file_sha256=_sha256(file),
-        options=_options(
-            **reading,
-            **parsing,
-            timezone=None if timezone == "UTC" else timezone,
-            as_of=as_of,
-            decimal_comma="true" if decimal_comma else None,
-        ),
+        options=recorded_options(**reading, **parsing),
     )
     replaced = out.exists() and any(out.iterdir())
     with staged_dir(out) as tmp:
@@ -205,4 +216,5 @@ def import_order_log(
         timezone=result.timezone,
         timestamp_form=result.timestamp_form,
         form_inferred=result.form_inferred,
+        lines=result.lines,
     )

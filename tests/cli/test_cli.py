@@ -102,64 +102,6 @@ def test_import_orders_fail_writes_nothing_skip_writes_the_rest(tmp_path):
     assert _run(tmp_path, "data", "validate", str(out)).exit_code == 0
 
 
-def test_missing_column_in_import_exits_2(tmp_path):
-    log = tmp_path / "log.csv"
-    log.write_text("who,when,paid\nA,2025-01-02,3.5\n")
-    result = _run(
-        tmp_path,
-        "data",
-        "import-orders",
-        str(log),
-        "--customer",
-        "client",
-        "--timestamp",
-        "when",
-        "--amount",
-        "paid",
-    )
-    assert result.exit_code == 2
-    assert "client" in result.output
-
-
-@pytest.mark.parametrize(
-    ("name", "content", "extra", "said"),
-    [
-        ("log.csv", b"", [], "log.csv: the file is empty"),
-        ("log.parquet", b"", [], "log.parquet: the file is empty"),
-        ("log.parquet", b"PAR1 not parquet", [], "log.parquet: not a readable Parquet file"),
-        (
-            "log.csv",
-            "who,when,paid\nJosé,2025-01-02,3\n".encode("latin-1"),
-            ["--encoding", "utf-8"],
-            "log.csv: line 2 is not valid utf-8 text",
-        ),
-        (
-            "log.csv",
-            b"who,when,paid\nA,2025-01-02,3\n",
-            ["--timestamp-format", "%Q"],
-            "log.csv: --timestamp-format '%Q': 'Q' is a bad directive",
-        ),
-        (
-            "log.csv",
-            b"who,when,paid\nA,2025-01-02,3\nB,2025-01-03\n",
-            [],
-            "line 3: 2 fields, the header has 3",
-        ),
-    ],
-)
-def test_import_orders_names_a_broken_file_or_option_with_exit_2(
-    tmp_path, name, content, extra, said
-):
-    log = tmp_path / name
-    log.write_bytes(content)
-    out = tmp_path / "shop"
-    columns = ["--customer", "who", "--timestamp", "when", "--amount", "paid"]
-    result = _run(tmp_path, "data", "import-orders", str(log), *columns, "--out", str(out), *extra)
-    assert result.exit_code == 2
-    assert said in result.output and "Traceback" not in result.output
-    assert not out.exists()
-
-
 @pytest.fixture
 def tiny_conf(tmp_path: Path) -> Path:
     conf = tmp_path / "conf"

@@ -52,12 +52,24 @@ LOGS = {
     "zero.csv": "who,when,paid,n\nA,2025-01-02,1,0\n",
     "duplicates.csv": "who,when,paid\nA,2025-01-02,1\nA,2025-01-02,1.0\n",
     "ids.csv": "nr,who,when,paid,gone\n1,A,2025-01-02,1,no\n1,B,2025-01-03,2,maybe\n",
+    "priced.csv": "who,when,n,price\nA,2025-01-02,3,2.55\nB,2025-01-03,2,inf\n",
     "broken.parquet": "PAR1 not parquet",
+    "empty.csv": b"",
+    "blank.csv": "\n\n",
+    "empty.parquet": b"",
+    "latin-1.csv": "who,when,paid\nJosé,2025-01-02,3\n".encode("latin-1"),
+    "short-line.csv": "who,when,paid\nA,2025-01-02,3\nB,2025-01-03\n",
+    "notes.txt": "who,when,paid\n",
 }
 
 
 def _import(log: str, *extra: str) -> list[str]:
     cols = ["--customer", "who", "--timestamp", "when", "--amount", "paid"]
+    return ["data", "import-orders", f"{{logs}}/{log}", *cols, "--replace", *extra]
+
+
+def _priced(log: str, *extra: str) -> list[str]:
+    cols = ["--customer", "who", "--timestamp", "when", "--unit-price", "price"]
     return ["data", "import-orders", f"{{logs}}/{log}", *cols, "--replace", *extra]
 
 
@@ -103,11 +115,45 @@ CASES = [
     (_import("european.csv", "--decimal-comma"), {}, "line 3: paid = '1.234,50': a thousands"),
     (_import("zero.csv", "--quantity", "n"), {}, "quantity 0"),
     (_import("duplicates.csv"), {}, "line 3: repeats line 2 exactly"),
-    (_import("ids.csv", "--order-id", "nr"), {}, "line 2: nr = '1': order id also on line 3"),
+    (
+        _import("ids.csv", "--order-id", "nr"),
+        {},
+        "line 3: who = 'B': differs from line 2, the first line of order 1",
+    ),
+    (
+        ["data", "import-orders", "{logs}/good.csv", "--customer", "who", "--timestamp", "when"],
+        {},
+        "--amount COLUMN (each row's amount) or --unit-price COLUMN",
+    ),
+    (_import("priced.csv", "--unit-price", "price"), {}, "--amount and --unit-price: give one"),
+    (_priced("priced.csv"), {}, "--unit-price needs --quantity"),
+    (_priced("priced.csv", "--quantity", "n"), {}, "line 3: price = 'inf': not a finite number"),
+    (_priced("good.csv", "--quantity", "paid"), {}, "--unit-price 'price': no such column"),
     (_import("ids.csv", "--cancelled", "gone"), {}, "line 3: gone = 'maybe': not a yes/no value"),
     (_import("ids.csv", "--cancelled", "nope"), {}, "--cancelled 'nope': no such column"),
     (_import("good.csv", "--cancelled-prefix", "C"), {}, "--cancelled-prefix marks order ids"),
     (_import("broken.parquet"), {}, "{logs}/broken.parquet: not a readable Parquet file"),
+    (_import("empty.csv"), {}, "{logs}/empty.csv: the file is empty"),
+    (_import("blank.csv"), {}, "{logs}/blank.csv: the file is empty"),
+    (_import("empty.parquet"), {}, "{logs}/empty.parquet: the file is empty"),
+    (_import("nothing-here.csv"), {}, "{logs}/nothing-here.csv: no such file"),
+    (_import("notes.txt"), {}, "expected a .csv, .parquet or .xlsx file"),
+    (
+        _import("latin-1.csv", "--encoding", "utf-8"),
+        {},
+        "{logs}/latin-1.csv: line 2 is not valid utf-8 text",
+    ),
+    (_import("good.csv", "--encoding", "klingon"), {}, "--encoding 'klingon': unknown encoding"),
+    (_import("good.csv", "--delimiter", ";;"), {}, "--delimiter ';;': expected one character"),
+    (_import("good.csv", "--sheet", "Orders"), {}, "--sheet applies to Excel files only"),
+    (_import("good.csv", "--timestamp-format", "%Q"), {}, "'%Q': 'Q' is a bad directive"),
+    (_import("short-line.csv"), {}, "line 3: 2 fields, the header has 3"),
+    (
+        ["data", "import-orders", "{logs}/good.csv", "--customer", "client"]
+        + ["--timestamp", "when", "--amount", "paid", "--replace"],
+        {},
+        "--customer 'client': no such column",
+    ),
 ]
 
 
@@ -115,8 +161,9 @@ CASES = [
 def logs(tmp_path_factory) -> Path:
     """The order logs the import cases read, and a raw folder whose orders file is broken."""
     folder = tmp_path_factory.mktemp("logs")
-    for name, text in LOGS.items():
-        (folder / name).write_text(text, encoding="utf-8")
+    for name, content in LOGS.items():
+        data = content if isinstance(content, bytes) else content.encode("utf-8")
+        (folder / name).write_bytes(data)
     (folder / "raw").mkdir()
     (folder / "raw" / "orders.parquet").write_bytes(b"")
     return folder

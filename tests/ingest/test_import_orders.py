@@ -506,19 +506,22 @@ def test_exact_duplicates_fail_or_are_left_out(tmp_path):
     assert result.orders.column("user_id").to_pylist() == ["A", "B"]
 
 
-def test_order_ids_are_kept_as_written_and_clashes_are_bad_rows(tmp_path):
+def test_order_ids_are_kept_as_written_and_lines_that_disagree_are_bad_rows(tmp_path):
     header = "id,who,when,paid"
     rows = ["007,A,2025-01-02,1", "7,A,2025-01-02,1", "8,B,2025-01-03,1", "8,B,2025-01-04,2"]
-    with pytest.raises(OrderLogError, match="line 4: id = '8': order id also on line 5"):
+    said = "line 5: when = '2025-01-04': differs from line 4, the first line of order 8"
+    with pytest.raises(OrderLogError, match=re.escape(said)):
         _import(tmp_path, rows, header=header, order_id="id")
     result = _import(tmp_path, rows, header=header, order_id="id", on_bad_rows="skip")
-    # Which of two orders with one id is right cannot be told: both are left out.
-    assert [b.position for b in result.bad_rows] == [4, 5]
+    # The order is as its first line says; the line that disagrees is left out.
+    assert [b.position for b in result.bad_rows] == [5]
     assert result.order_ids is not None
     assert result.order_ids.to_pylist() == [
         {"order_id": 1, "shop_order_id": "007"},
         {"order_id": 2, "shop_order_id": "7"},
+        {"order_id": 3, "shop_order_id": "8"},
     ]
+    assert result.orders.column("amount").to_pylist() == [1.0, 1.0, 1.0]
 
 
 # --- refunds and cancellations ----------------------------------------------------------------

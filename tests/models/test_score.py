@@ -361,7 +361,8 @@ def test_the_csv_reads_in_words_with_one_date_format(written):
     assert (csv.contact_date == "").tolist() == (csv.band == "low").tolist()
     assert csv.driver_1.str.endswith(("(raises)", "(lowers)")).all()
     assert "T00:00:00" not in text and "driver_1_shap" not in text
-    np.testing.assert_allclose(csv.p_order_30d, scored.p_order_30d, rtol=1e-12)
+    np.testing.assert_allclose(csv.p_order_30d, scored.p_order_30d, atol=5e-5)
+    assert ((csv.p_order_30d > 0) & (csv.p_order_30d < 1)).all()
 
 
 def test_the_parquet_keeps_what_analysts_and_feast_read(written):
@@ -385,3 +386,15 @@ def test_isotonic_zeros_are_counted_and_explained(tiny, tmp_path):
     readme = (tmp_path / "README.md").read_text()
     assert "5 shoppers have a probability of exactly 0" in readme
     assert "no buyer among the calibration shoppers" in readme
+
+
+def test_the_csv_rounds_to_four_decimals_but_never_to_a_certainty(written):
+    from cadence.models._score import tables
+
+    _, scored = written
+    scored = scored.copy()
+    scored.loc[0, "p_order_30d"], scored.loc[1, "p_order_30d"] = 0.999996, 2e-7
+    scored.loc[2, "p_order_30d"] = 0.123456
+    _, csv = tables(scored)
+    shown = csv["p_order_30d"].to_pylist()
+    assert shown[:3] == [0.999996, 2e-7, 0.1235]
