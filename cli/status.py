@@ -49,7 +49,11 @@ def status(
     if f is None:
         console.print("features: none (`cadence features build`)")
     else:
-        note = " [yellow]older than the raw data: rebuild[/yellow]" if f["older_than_raw"] else ""
+        note = (
+            "; [yellow]stale: raw/ changed since; run `cadence features build`[/yellow]"
+            if f["stale"]
+            else ""
+        )
         console.print(
             f"features: {f['user_features']} user features x {f['rows']:,} rows, "
             f"{f['snapshots']} snapshots {f['first']}..{f['last']} ({f['engine']}), "

@@ -27,16 +27,21 @@ def raw(settings: Settings) -> dict[str, Any] | None:
     }
 
 
-def features(settings: Settings, raw_written: dt.datetime | None) -> dict[str, Any] | None:
+def features(settings: Settings) -> dict[str, Any] | None:
     from cadence.features import MissingFeatures, read_manifest
+    from cadence.flows.steps._lineage import StaleInput, check_features
 
     try:
         m = read_manifest(settings.features_dir)
     except MissingFeatures:
         return None
-    stale = raw_written is not None and (
-        m.data_written_at is None or m.data_written_at < raw_written
-    )
+    # Stale by lineage, as train and score judge it: built from other raw tables than raw/
+    # holds now (a timestamp cannot tell a re-import of the same file from a new one).
+    try:
+        check_features(settings.raw_dir, settings.features_dir)
+        stale = False
+    except StaleInput:
+        stale = True
     return {
         "snapshots": len(m.snapshots),
         "first": m.snapshots[0].date() if m.snapshots else None,
@@ -45,7 +50,7 @@ def features(settings: Settings, raw_written: dt.datetime | None) -> dict[str, A
         "rows": m.rows,
         "engine": m.engine,
         "built_at": m.built_at,
-        "older_than_raw": stale,
+        "stale": stale,
     }
 
 
@@ -118,7 +123,7 @@ def status(settings: Settings) -> dict[str, Any]:
     return {
         "workspace": str(settings.home.resolve()),
         "raw": r,
-        "features": features(settings, r["written_at"] if r else None),
+        "features": features(settings),
         "feast": feast(settings),
         "models": models(settings),
         "list": latest_list(settings),

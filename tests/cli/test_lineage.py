@@ -95,6 +95,7 @@ def shop(tmp_path_factory) -> dict:
     out["manifest"] = json.loads((home / "features" / "manifest.json").read_text())
     assert run("world", "generate", *SMALLER).exit_code == 0
     out["stale"] = {" ".join(args): refused(*args) for args in STEPS}
+    out["stale_status"] = run("status", "--json")
     assert run("features", "build").exit_code == 0
     out["unapplied"] = refused("features", "materialize")
     assert run("features", "apply").exit_code == 0
@@ -133,6 +134,12 @@ def test_each_step_refuses_features_of_other_raw_data(shop, step):
     assert "run `cadence features build`" in text
     assert "Traceback" not in r.output
     assert unchanged
+
+
+def test_status_calls_the_features_stale_by_lineage(shop):
+    r = shop["stale_status"]
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["features"]["stale"] is True
 
 
 def test_score_after_regenerating_a_smaller_world_writes_no_list(shop):

@@ -198,7 +198,7 @@ def test_status_shows_the_workspace_at_a_glance(first_run, tmp_path):
     assert r.exit_code == 0, r.output
     s = json.loads(r.output)
     assert s["raw"]["source"] == "world" and s["raw"]["tables"]["orders"] > 0
-    assert s["features"]["user_features"] >= 200 and s["features"]["older_than_raw"] is False
+    assert s["features"]["user_features"] >= 200 and s["features"]["stale"] is False
     assert s["feast"]["registry_updated"] and s["feast"]["online_updated"]
     champions = [m for m in s["models"] if "champion" in m["aliases"]]
     assert len(champions) == 1 and 0.5 < champions[0]["roc_auc"] <= 1
