@@ -40,6 +40,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_world.py
 	$(BIN)/python bench/bench_features.py --materialize-users 20000
 	$(BIN)/python bench/bench_models.py
+	$(BIN)/python bench/bench_btyd.py
 
 clean:
 	rm -rf .cadence

@@ -37,16 +37,99 @@ REPORTED = (
 )
 
 
-def report_table(report: dict[str, dict], title: str):
+SCORERS = ("model", "bgnbd", "rule", "oracle")
+
+
+def report_table(report: dict[str, Any], title: str):
+    """One row per scorer the report holds (its other entries have tables of their own)."""
     from rich.table import Table
 
     table = Table(title=title)
     table.add_column("scorer")
     for k in REPORTED:
         table.add_column(k.replace("_", " "), justify="right")
-    for name, m in report.items():
-        table.add_row(name, *(f"{m[k]:.3f}" if k in m else "" for k in REPORTED))
+    for name in SCORERS:
+        if isinstance(m := report.get(name), dict):
+            table.add_row(name, *(f"{m[k]:.3f}" if k in m else "" for k in REPORTED))
     return table
+
+
+def _ci(b: dict[str, float], signed: bool = False) -> str:
+    f = "+.3f" if signed else ".3f"
+    return f"{b['estimate']:{f}} [{b['low']:{f}}, {b['high']:{f}}]"
+
+
+def segment_table(segments: dict[str, dict], title: str):
+    """AUC and ECE of every scorer in each segment; a segment without them says why."""
+    from rich.table import Table
+
+    scorers = [s for s in SCORERS if any(s in seg for seg in segments.values())]
+    table = Table(title=title)
+    for col in ("segment", "rows", "buyers"):
+        table.add_column(col, justify="left" if col == "segment" else "right")
+    for s in scorers:
+        table.add_column(f"{s} AUC", justify="right")
+        table.add_column(f"{s} ECE", justify="right")
+    table.add_column("note")
+    for name, seg in segments.items():
+        cells = []
+        for s in scorers:
+            m = seg.get(s, {})
+            cells += [f"{m['roc_auc']:.3f}" if m else "", f"{m['ece']:.3f}" if m else ""]
+        table.add_row(name, f"{seg['n']:,}", f"{seg['buyers']:,}", *cells, seg.get("note", ""))
+    return table
+
+
+def interval_table(intervals: dict[str, Any], title: str):
+    """Each scorer's AUC and ECE, and the model's AUC lead over each baseline, with their
+    bootstrap intervals."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("measure")
+    table.add_column("estimate [95% interval]", justify="right")
+    scorers = [s for s in SCORERS if s in intervals["roc_auc"]]
+    for name in scorers:
+        table.add_row(f"AUC {name}", _ci(intervals["roc_auc"][name]))
+    for name, b in intervals["roc_auc_difference"].items():
+        table.add_row(f"AUC {name.replace('-', ' - ')}", _ci(b, signed=True))
+    for name in scorers:
+        table.add_row(f"ECE {name}", _ci(intervals["ece"][name]))
+    return table
+
+
+def backtest_tables(out: dict[str, Any]):
+    """Per window and pooled: each scorer's AUC and the model's lead, then each ECE."""
+    from rich.table import Table
+
+    rows = [
+        (f"{w['window']}: {w['test_window']}", w["n_test"], w["intervals"]) for w in out["windows"]
+    ]
+    rows.append(("pooled", out["pooled"]["n_test"], out["pooled"]["intervals"]))
+    first = rows[-1][2]
+    scorers = [s for s in SCORERS if s in first["roc_auc"]]
+    diffs = list(first["roc_auc_difference"])
+    auc = Table(title=f"backtest, {len(out['windows'])} windows: AUC [95% interval]")
+    ece = Table(title=f"backtest, {len(out['windows'])} windows: ECE [95% interval]")
+    for t in (auc, ece):
+        t.add_column("test window")
+        t.add_column("rows", justify="right")
+    for s in scorers:
+        auc.add_column(s, justify="right")
+        ece.add_column(s, justify="right")
+    for d in diffs:
+        auc.add_column(d.replace("-", " - "), justify="right")
+    for label, n, iv in rows:
+        auc.add_row(
+            label,
+            f"{n:,}",
+            *(_ci(iv["roc_auc"][s]) if s in iv["roc_auc"] else "" for s in scorers),
+            *(_ci(iv["roc_auc_difference"][d], True) for d in diffs),
+        )
+        ece.add_row(
+            label, f"{n:,}", *(_ci(iv["ece"][s]) if s in iv["ece"] else "" for s in scorers)
+        )
+    return auc, ece
 
 
 def _context(settings, horizon: int | None = None, *, training: bool = False):
@@ -96,21 +179,66 @@ def evaluate(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     horizon: Horizon = None,
+    backtest: Annotated[
+        int | None,
+        typer.Option(
+            "--backtest",
+            metavar="N",
+            help="Instead, a rolling-origin backtest over the N latest test windows, retraining "
+            "for each (nothing is registered).",
+            show_default=False,
+        ),
+    ] = None,
+    resamples: Annotated[
+        int,
+        typer.Option(
+            "--resamples", help="Customer resamples behind each bootstrap interval.", min=20
+        ),
+    ] = 200,
 ) -> None:
-    """Evaluate a model and the baselines (and the oracle, on simulated data) on its test slice."""
+    """Evaluate a model and the baselines (and the oracle, on simulated data) on its test slice,
+    by segment and with 95% bootstrap intervals; or backtest over several windows."""
     from cadence.flows.steps import models as step
 
+    settings = ctx.obj
     try:
-        with console.status("evaluating"):
-            out = step.evaluate(_context(ctx.obj, horizon), model)
+        if backtest is not None:
+            if model is not None:
+                fail("--backtest retrains a model for each window; --model does not apply")
+            with progress("backtesting") as report:
+                out = step.backtest(
+                    settings,
+                    settings.decisions(),
+                    horizon,
+                    backtest,
+                    resamples=resamples,
+                    report=report,
+                )
+        else:
+            with console.status("evaluating"):
+                out = step.evaluate(_context(settings, horizon), model, resamples=resamples)
     except _errors() as exc:
         fail(exc)
     if as_json:
         typer.echo(json.dumps(out, indent=2))
         return
-    report = {k: v for k, v in out.items() if isinstance(v, dict)}
+    if backtest is not None:
+        for table in backtest_tables(out):
+            console.print(table)
+        console.print(
+            f"{out['horizon_days']}-day horizon; pooled over {out['pooled']['customers']:,} "
+            f"customers; {out['seconds']:.0f} s"
+        )
+        return
     title = f"{out['model_uri']}: {out['n_test']:,} test rows, {out['test_window']}"
-    console.print(report_table(report, title))
+    console.print(report_table(out, title))
+    console.print(segment_table(out["segments"], "by segment (as of each snapshot)"))
+    iv = out["intervals"]
+    console.print(
+        interval_table(
+            iv, f"{iv['resamples']} resamples of {iv['customers']:,} customers (seed {iv['seed']})"
+        )
+    )
 
 
 def print_gates(results: list) -> None:

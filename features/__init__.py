@@ -2,9 +2,11 @@
 
 Every feature is declared once (`features.catalogue`), with its formula written against Ibis,
 so the same definitions run on DuckDB (in-process, the default) and on Spark. A feature as of
-snapshot t uses only events strictly before t. The engine returns Arrow tables; the CLI writes
-them as the Feast offline files (one per family), registers them in Feast and materialises the
-latest snapshot to the online store (SQLite by default, Redis in production).
+snapshot t uses only events strictly before t. The `btyd` family is a model instead: BG/NBD
+(`features._btyd`), fitted per snapshot in Python on the engine's rows, so both engines agree.
+The engine returns Arrow tables; the CLI writes them as the Feast offline files (one per
+family), registers them in Feast and materialises the latest snapshot to the online store
+(SQLite by default, Redis in production).
 """
 
 from cadence.features._docs import catalogue_markdown

@@ -3,7 +3,9 @@
 A `Family` groups features computed from the same raw tables. Its `aggregates` are formulas
 over event rows joined to snapshot times (only events strictly before the snapshot reach them);
 its `derived` features are formulas over the family's own aggregates, or, for the cross-family
-`trends`, over the assembled row. `Family.features` lists the declarations for the catalogue;
+`trends`, over the assembled row. A `fitted` family's values come from a Python function over
+the assembled rows (a model fitted per snapshot on that snapshot's rows, which only hold history
+before it). `Family.features` lists the declarations for the catalogue;
 the formulas are the same objects, so the list and the computation cannot disagree.
 """
 
@@ -14,6 +16,8 @@ from dataclasses import dataclass, field
 
 import ibis
 import ibis.expr.types as ir
+import numpy as np
+import pyarrow as pa
 
 WINDOWS = (7, 14, 30, 60, 90, 180, 365)
 DAY = 86400.0
@@ -69,8 +73,11 @@ class Family:
     entity: str = "user_id"
     # A family whose rows need more than one join and group-by builds its own table.
     build: Callable[[dict[str, ir.Table], ir.Table], ir.Table] | None = None
-    # A row family (no `prepare`, no `build`) computes `derived` on the assembled row.
+    # A row family (no `prepare`, no `build`, no `fitted`) computes `derived` on the assembled row.
     built_features: tuple[Feature, ...] = field(default=())
+    # A fitted family: the assembled rows (Arrow) -> one array per built feature, row-aligned.
+    # It runs after the engine, on the engine's output, so every engine gets the same values.
+    fitted: Callable[[pa.Table], dict[str, np.ndarray]] | None = None
 
     @property
     def features(self) -> tuple[Feature, ...]:
@@ -78,7 +85,7 @@ class Family:
 
     @property
     def on_row(self) -> bool:
-        return self.prepare is None and self.build is None
+        return self.prepare is None and self.build is None and self.fitted is None
 
     def compute(self, src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
         """One row per (entity, snapshot) that has events before the snapshot."""

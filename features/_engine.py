@@ -95,7 +95,7 @@ def compute(
 ) -> Result:
     snaps = ibis.memtable(pd.DataFrame({"snapshot_at": pd.to_datetime(list(snapshots), utc=True)}))
     families = available(USER_FAMILIES, set(src))
-    users = _assemble(src, snaps, families).to_pyarrow()
+    users = _fit_families(_assemble(src, snaps, families).to_pyarrow(), families)
     nodes = None
     node_families = available(NODE_FAMILIES, set(src))
     if node_families:
@@ -116,7 +116,7 @@ def _assemble(src: dict[str, ir.Table], snaps: ir.Table, families: tuple[Family,
     keys = ["user_id", "snapshot_at"]
     row = pop
     for fam in families:
-        if fam.on_row:
+        if fam.on_row or fam.fitted is not None:
             continue
         part = fam.compute(src, snaps)
         cols = [f.name for f in fam.features]
@@ -136,6 +136,20 @@ def _assemble(src: dict[str, ir.Table], snaps: ir.Table, families: tuple[Family,
         if f.name in row.columns
     }
     return row.mutate(**casts).order_by(keys)
+
+
+def _fit_families(users: pa.Table, families: tuple[Family, ...]) -> pa.Table:
+    """Appends the fitted families' columns, computed in Python from the engine's rows (sorted by
+    user and snapshot), so DuckDB and Spark builds get the same values."""
+    for fam in families:
+        if fam.fitted is None:
+            continue
+        values = fam.fitted(users)
+        for f in fam.built_features:
+            users = users.append_column(
+                f.name, pa.array(values[f.name], type=pa.type_for_alias(f.dtype), from_pandas=True)
+            )
+    return users
 
 
 def _utc(table: pa.Table) -> pa.Table:

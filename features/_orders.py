@@ -1,11 +1,15 @@
 """Order-derived families: recency/frequency/monetary, gaps and due-ness, categories, basket,
-time habits. The first two need only the `orders` table, so an imported order log gets them."""
+time habits, and the BG/NBD quantities. Those needing only the `orders` table (orders, gaps,
+time habits, btyd) are what an imported order log gets."""
 
 from __future__ import annotations
 
 import ibis
 import ibis.expr.types as ir
+import numpy as np
+import pyarrow as pa
 
+from cadence.features._btyd import BTYDFitError, days_to_next, expected_orders, fit_bgnbd, p_alive
 from cadence.features._catalogue import (
     WINDOWS,
     Declare,
@@ -76,6 +80,11 @@ for w in (30, 90, 365):
         lambda j, w=w: distinct_in(j, day_index(j.ts), w),
         window=w,
     )
+d.count(
+    "order_days_all",
+    "distinct days with an order since the data began",
+    lambda j: day_index(j.ts).nunique().cast("int64"),
+)
 for w in (90, 365):
     d(
         f"discount_share_{w}d",
@@ -386,4 +395,77 @@ d(
 )
 TIME_HABITS = Family(
     "time_habits", ("orders",), "when in the week and day a shopper orders", _orders, d.take()
+)
+
+
+# --- btyd: BG/NBD fitted per snapshot ----------------------------------------------------------
+# Daily units: frequency x = order days - 1 (repeat purchase days), T = days since the first
+# order, recency t_x = T - days since the last order. At each snapshot the model is fitted on
+# that snapshot's population (every shopper with an order before it), whose rows only hold
+# history before it, so the values are point-in-time by construction.
+BTYD_MIN_SHOPPERS = 50  # fewer shoppers at a snapshot: no fit, the snapshot's values stay null
+BTYD_PENALIZER = 0.001  # lifetimes-style L2 on the parameters; keeps sparse fits finite
+BTYD_HORIZONS = (7, 30, 90)
+BTYD_FEATURES = (
+    Feature(
+        "btyd_p_alive",
+        "btyd",
+        None,
+        "float64",
+        "BG/NBD probability the shopper is still active (fitted on this snapshot's shoppers)",
+    ),
+    *(
+        Feature(
+            f"btyd_orders_{h}d",
+            "btyd",
+            None,  # a horizon after the snapshot, not a window before it
+            "float64",
+            f"BG/NBD expected order days in the next {h} days",
+        )
+        for h in BTYD_HORIZONS
+    ),
+    Feature(
+        "btyd_days_to_next",
+        "btyd",
+        None,
+        "float64",
+        "BG/NBD expected days between orders for an active shopper: (alpha + T) / (r + x)",
+    ),
+)
+
+
+def _btyd(users: pa.Table) -> dict[str, np.ndarray]:
+    """The BG/NBD quantities per row; null for shoppers without an order, and for every row of
+    a snapshot whose shoppers are too few, never repeated, or give no optimum."""
+    n = users.num_rows
+    out = {f.name: np.full(n, np.nan) for f in BTYD_FEATURES}
+    snap = users.column("snapshot_at").cast(pa.int64()).to_numpy()
+    days = users.column("order_days_all").to_numpy(zero_copy_only=False).astype(float)
+    first = users.column("days_since_first_order").to_numpy(zero_copy_only=False).astype(float)
+    last = users.column("days_since_last_order").to_numpy(zero_copy_only=False).astype(float)
+    known = np.isfinite(first) & np.isfinite(last) & (days >= 1)
+    x, big_t = days - 1.0, first
+    tx = np.clip(first - last, 0.0, None)
+    for s in np.unique(snap[known]):
+        idx = np.flatnonzero(known & (snap == s))
+        if len(idx) < BTYD_MIN_SHOPPERS:
+            continue
+        try:
+            params = fit_bgnbd(x[idx], tx[idx], big_t[idx], penalizer=BTYD_PENALIZER).params
+        except BTYDFitError:
+            continue
+        out["btyd_p_alive"][idx] = p_alive(params, x[idx], tx[idx], big_t[idx])
+        for h in BTYD_HORIZONS:
+            out[f"btyd_orders_{h}d"][idx] = expected_orders(params, h, x[idx], tx[idx], big_t[idx])
+        out["btyd_days_to_next"][idx] = days_to_next(params, x[idx], big_t[idx])
+    return out
+
+
+BTYD = Family(
+    "btyd",
+    ("orders",),
+    "BG/NBD (buy-till-you-die) quantities, fitted per snapshot on the history before it",
+    None,
+    built_features=BTYD_FEATURES,
+    fitted=_btyd,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cadence.features._activity import CART, CART_STATE, COUPONS, SEARCH, SESSIONS
 from cadence.features._catalogue import Family, Feature
 from cadence.features._nodes import NODE
-from cadence.features._orders import BASKET, CATEGORIES, GAPS, ORDERS, TIME_HABITS
+from cadence.features._orders import BASKET, BTYD, CATEGORIES, GAPS, ORDERS, TIME_HABITS
 from cadence.features._service import CONTACTS, FULFILMENT, MOVES, PROFILE, RETURNS, TRENDS
 
 USER_FAMILIES: tuple[Family, ...] = (
@@ -25,6 +25,7 @@ USER_FAMILIES: tuple[Family, ...] = (
     MOVES,
     PROFILE,
     TRENDS,
+    BTYD,  # fitted on the assembled rows, so its columns come last
 )
 NODE_FAMILIES: tuple[Family, ...] = (NODE,)
 

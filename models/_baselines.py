@@ -1,14 +1,12 @@
-"""Baselines reported beside the model: a recency/frequency rule and BG/NBD (lifetimes)."""
+"""Baselines reported beside the model: a recency/frequency rule and BG/NBD."""
 
 from __future__ import annotations
-
-import contextlib
-import io
-import warnings
 
 import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
+
+from cadence.features._btyd import BTYDFitError, expected_orders, fit_bgnbd
 
 
 def rule_score(frame: pd.DataFrame) -> np.ndarray:
@@ -34,45 +32,39 @@ def rfm_summary(orders: pd.DataFrame, t: pd.Timestamp) -> pd.DataFrame:
 
 
 class BGNBD:
-    """BG/NBD from `lifetimes`, with P(at least one order in h days) from its expected count
-    (Poisson), then isotonic calibration on the calibration slice like the model gets."""
+    """BG/NBD (`cadence.features._btyd`, the fitter `lifetimes` cross-checks), with P(at least
+    one order in h days) from its expected count (Poisson), then isotonic calibration on the
+    calibration slice like the model gets."""
 
     def __init__(self, horizon_days: int, penalizer: float = 0.001) -> None:
         self.horizon_days = horizon_days
         self.penalizer = penalizer
 
     def fit(self, summary: pd.DataFrame) -> BGNBD:
-        """Fits by maximum likelihood; where the optimiser does not converge, retries with a
-        penalizer ten times larger (lifetimes' own advice), up to three times."""
-        from lifetimes import BetaGeoFitter
-        from lifetimes.fitters import ConvergenceError
-
+        """Fits by maximum likelihood; where the optimiser finds no optimum, retries with a
+        penalizer ten times larger (lifetimes' advice), up to three times. Raises
+        `BTYDFitError` (a ValueError) when the history cannot identify the model at all."""
         penalizer = self.penalizer
         for attempt in range(4):
-            self.fitter_ = BetaGeoFitter(penalizer_coef=penalizer)
             try:
-                # lifetimes prints the optimiser's state before raising ConvergenceError.
-                with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-                    warnings.simplefilter("ignore")
-                    self.fitter_.fit(summary.frequency, summary.recency, summary["T"])
-            except ConvergenceError:
-                if attempt == 3:
+                fit = fit_bgnbd(
+                    summary.frequency, summary.recency, summary["T"], penalizer=penalizer
+                )
+            except BTYDFitError:
+                if attempt == 3 or not (summary.frequency > 0).any():
                     raise
                 penalizer *= 10
                 continue
+            self.params_ = fit.params
             self.penalizer_ = penalizer
             return self
         raise AssertionError("unreachable")
 
     def expected(self, summary: pd.DataFrame) -> np.ndarray:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            e = self.fitter_.conditional_expected_number_of_purchases_up_to_time(
-                self.horizon_days, summary.frequency, summary.recency, summary["T"]
-            )
-        # lifetimes returns NaN where its hypergeometric terms overflow (a poor fit on little
-        # data); such shoppers get no expected purchases rather than breaking the baseline.
-        return 1.0 - np.exp(-np.nan_to_num(np.asarray(e, float), nan=0.0))
+        e = expected_orders(
+            self.params_, self.horizon_days, summary.frequency, summary.recency, summary["T"]
+        )
+        return 1.0 - np.exp(-np.asarray(e, float))
 
     def calibrate(self, p: np.ndarray, y: np.ndarray) -> BGNBD:
         self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(p, y)

@@ -56,3 +56,34 @@ def time_split(
             f"snapshots leave {len(train_s)} for training after the gaps"
         )
     return TimeSplit(train_s, cal_s, test_s, horizon_days)
+
+
+def rolling_splits(
+    snapshots: list[pd.Timestamp],
+    *,
+    end: pd.Timestamp,
+    horizon_days: int,
+    test: int,
+    calibrate: int,
+    windows: int,
+) -> list[TimeSplit]:
+    """`windows` splits for a rolling-origin backtest, oldest first: the last one is
+    `time_split`'s own, and each earlier one is the same split moved back by one test window
+    (`test` labelled snapshots), its test slice ending where the next one's begins."""
+    if windows < 1:
+        raise ValueError(f"{windows} backtest windows; need 1 or more")
+    h = pd.Timedelta(days=horizon_days)
+    labelled = sorted(s for s in snapshots if s + h <= end)
+    splits = []
+    for k in range(windows):
+        kept = labelled[: len(labelled) - k * test]
+        try:
+            splits.append(
+                time_split(kept, end=end, horizon_days=horizon_days, test=test, calibrate=calibrate)
+            )
+        except ValueError as exc:
+            raise ValueError(
+                f"{windows} test windows asked for, the data hold {k}: each moves the split "
+                f"back {test} snapshots, and the next one would leave {exc}"
+            ) from exc
+    return splits[::-1]

@@ -16,6 +16,7 @@ from cadence.models._estimators import Propensity, Timing
 from cadence.models._labels import label_rows
 from cadence.models._metrics import classification_metrics, timing_metrics
 from cadence.models._split import TimeSplit, time_split
+from cadence.models._uncertainty import DEFAULT_RESAMPLES, paired_bootstrap, segment_metrics
 
 # A replenishment overdue by more than this has probably ended (the child outgrew formula).
 OVERDUE_DAYS = 10
@@ -138,9 +139,16 @@ def evaluate(
     rows: pd.DataFrame,
     orders: pd.DataFrame,
     oracle: pd.DataFrame | None = None,
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
 ) -> dict[str, dict]:
-    """Metrics of the model and each baseline on the test slice (and of the oracle, if known)."""
-    return evaluate_scores(model, rows, orders, oracle)[0]
+    """Metrics of the model and each baseline on the test slice (and of the oracle, if known),
+    by segment, with bootstrap intervals."""
+    return evaluate_scores(model, rows, orders, oracle, resamples=resamples, seed=seed)[0]
+
+
+SCORERS = ("model", "bgnbd", "rule", "oracle")
 
 
 def evaluate_scores(
@@ -148,8 +156,15 @@ def evaluate_scores(
     rows: pd.DataFrame,
     orders: pd.DataFrame,
     oracle: pd.DataFrame | None = None,
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
 ) -> tuple[dict[str, dict], np.ndarray, dict[str, np.ndarray]]:
-    """The report, the test labels, and each scorer's probabilities on the test rows."""
+    """The report, the test labels, and each scorer's probabilities on the test rows.
+
+    Besides one entry per scorer (`SCORERS`), the report holds `segments` (AUC and ECE of
+    every scorer by `customer_segments`) and `intervals` (`paired_bootstrap` over the test
+    customers, `resamples` times from `seed`)."""
     h = model.horizon_days
     y_col = f"y_{h}d"
     test, cal = rows[rows.slice == "test"], rows[rows.slice == "calibrate"]
@@ -208,7 +223,32 @@ def evaluate_scores(
             report["model"]["share_of_oracle_auc"] = (
                 report["model"]["roc_auc"] / report["oracle"]["roc_auc"]
             )
+    report["segments"] = segment_metrics(y, scores, customer_segments(test))
+    report["intervals"] = paired_bootstrap(
+        y, scores, test.user_id.to_numpy(), resamples=resamples, seed=seed
+    )
     return report, y, scores
+
+
+# Lapsed: no order for longer than this before the snapshot.
+ACTIVE_DAYS = 90
+
+
+def customer_segments(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Masks over the rows, as of each row's snapshot: one order vs repeat customers, and
+    active (an order within `ACTIVE_DAYS`) vs lapsed. Rows of shoppers with no order yet
+    belong to neither pair; a pair whose feature the build lacks is left out."""
+    out: dict[str, np.ndarray] = {}
+    if "orders_all" in rows:
+        n = rows.orders_all.to_numpy(float)
+        out["one_order"], out["repeat"] = n == 1, n > 1
+    if "days_since_last_order" in rows:
+        d = rows.days_since_last_order.to_numpy(float)
+        out[f"active_{ACTIVE_DAYS}d"], out[f"lapsed_{ACTIVE_DAYS}d"] = (
+            d <= ACTIVE_DAYS,
+            d > ACTIVE_DAYS,
+        )
+    return out
 
 
 def rule_due_days(rows: pd.DataFrame, cal: pd.DataFrame) -> np.ndarray:

@@ -14,12 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cadence.flows.conf import Conf, ModelsConf, TrainingConf
 from cadence.flows.settings import Settings
 from cadence.flows.steps import _lineage, _read
 from cadence.flows.steps._progress import Progress, Report, silent
+
+# Customer resamples behind every bootstrap interval (`models._uncertainty`).
+DEFAULT_RESAMPLES = 200
 
 LATEST = "latest"  # lists/<model>/latest: a link to the model's newest list
 
@@ -91,6 +95,7 @@ def train(ctx: ModelContext, *, report: Report = silent) -> dict[str, Any]:
     from cadence.models._plots import calibration_figure, curves, gain_figure
     from cadence.models._registry import log_and_register
     from cadence.models._train import evaluate_scores, prepare
+    from cadence.models._uncertainty import metric_groups
 
     settings = ctx.settings
     lineage = _lineage.fresh_features(settings)
@@ -160,7 +165,13 @@ def train(ctx: ModelContext, *, report: Report = silent) -> dict[str, Any]:
     cv = trained.propensity.calibration_["cv_log_loss"]
     run_id, version = log_and_register(
         trained,
-        {**report_, "calibration": {f"{m}_cv_log_loss": v for m, v in cv.items()}},
+        {
+            **report_,
+            "calibration": {f"{m}_cv_log_loss": v for m, v in cv.items()},
+            # Segments and intervals as flat metrics (`segment.repeat.model.roc_auc`,
+            # `interval.roc_auc_difference.model-bgnbd.low`, ...).
+            **metric_groups(report_),
+        },
         name=ctx.name,
         experiment_id=ctx.experiment,
         params=params,
@@ -201,8 +212,11 @@ def _rows_for(
     return split_rows(frame, log, end, split), log
 
 
-def evaluate(ctx: ModelContext, uri: str | None) -> dict[str, Any]:
-    """The model (default: the latest version) and the baselines on its own test slice."""
+def evaluate(
+    ctx: ModelContext, uri: str | None, *, resamples: int = DEFAULT_RESAMPLES
+) -> dict[str, Any]:
+    """The model (default: the latest version) and the baselines on its own test slice, by
+    segment and with bootstrap intervals from `resamples` customer resamples."""
     from cadence.models._registry import latest_version, load
     from cadence.models._train import evaluate as evaluate_model
 
@@ -214,7 +228,9 @@ def evaluate(ctx: ModelContext, uri: str | None) -> dict[str, Any]:
         uri = f"models:/{ctx.name}/{version}"
     trained = load(uri)
     rows, log = _rows_for(ctx.settings, trained)
-    report = evaluate_model(trained, rows, log, _read.oracle(ctx.settings.truth_dir))
+    report = evaluate_model(
+        trained, rows, log, _read.oracle(ctx.settings.truth_dir), resamples=resamples
+    )
     return {
         **report,
         "model_uri": uri,
@@ -385,3 +401,102 @@ def publish_scores(settings: Settings, name: str) -> str:
 
     store = open_store(settings.feast_dir, settings.online_store)
     return publish(store, settings.lists_dir, name).isoformat()
+
+
+def backtest(
+    settings: Settings,
+    conf: Conf,
+    horizon: int | None,
+    windows: int,
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    report: Report = silent,
+) -> dict[str, Any]:
+    """A rolling-origin backtest: `windows` successive test windows ending at the latest
+    labelled snapshots, each judged by a model retrained (with conf/models.yaml's settings) on
+    the data before its own calibration and test windows, beside the baselines; per window and
+    pooled over the windows, with intervals. Nothing is logged or registered in MLflow: these
+    models are judged, never served."""
+    from cadence.models._labels import label_rows
+    from cadence.models._metrics import classification_metrics
+    from cadence.models._split import rolling_splits
+    from cadence.models._train import SCORERS, NotEnoughData, evaluate_scores
+    from cadence.models._uncertainty import paired_bootstrap
+
+    models = conf.models
+    if horizon is not None and horizon not in models.horizons_days:
+        allowed = ", ".join(str(h) for h in models.horizons_days)
+        raise ValueError(
+            f"--horizon {horizon}: not a configured horizon ({allowed}; conf/models.yaml "
+            "horizons_days)"
+        )
+    if windows < 1:
+        raise ValueError(f"--backtest {windows}: a backtest needs 1 or more test windows")
+    h = horizon or models.horizon_days
+    _lineage.fresh_features(settings)
+    started = time.perf_counter()
+    frame, log, end = _data(settings)
+    buyers, least = log.user_id.nunique(), models.training.min_buyers
+    if buyers < least:
+        raise NotEnoughData(f"{buyers} buyers in the orders; training needs at least {least}")
+    split_conf = models.split
+    try:
+        splits = rolling_splits(
+            sorted(frame.snapshot_at.unique()),
+            end=end,
+            horizon_days=h,
+            test=split_conf.test_snapshots,
+            calibrate=split_conf.calibrate_snapshots,
+            windows=windows,
+        )
+    except ValueError as exc:
+        raise ValueError(f"--backtest {windows}: {exc}") from exc
+    oracle = _read.oracle(settings.truth_dir)
+    features = [c for c in frame.columns if c not in ("user_id", "snapshot_at")]
+    labelled = label_rows(frame, log, horizons=(h,), end=end)
+    y_col = f"y_{h}d"
+    out_windows, pooled_y, pooled_users = [], [], []
+    pooled_scores: dict[str, list] = {}
+    for i, split in enumerate(splits, start=1):
+        report(Progress("backtest", f"window {i}: test {split.window('test')}", i - 1, windows))
+        rows = labelled.assign(slice=split.slice_of(labelled.snapshot_at))
+        rows = rows[rows.slice.notna() & rows[y_col].notna()]
+        trained = fit_configured(rows, features, split, models.training)
+        rep, y, scores = evaluate_scores(trained, rows, log, oracle, resamples=resamples)
+        test = rows[rows.slice == "test"]
+        out_windows.append(
+            {
+                "window": i,
+                **{f"{name}_window": split.window(name) for name in ("train", "calibrate", "test")},
+                "n_test": len(test),
+                "customers": int(test.user_id.nunique()),
+                **rep,
+            }
+        )
+        pooled_y.append(y)
+        pooled_users.append(test.user_id.to_numpy())
+        for name, p in scores.items():
+            pooled_scores.setdefault(name, []).append(p)
+    report(Progress("backtest", "pooling the windows", windows, windows))
+    y_all = np.concatenate(pooled_y)
+    # A scorer counts in the pool only where it scored every window (the oracle may not).
+    scores_all = {
+        name: np.concatenate(ps)
+        for name, ps in pooled_scores.items()
+        if len(ps) == windows and name in SCORERS
+    }
+    pooled: dict[str, Any] = {
+        "n_test": len(y_all),
+        "customers": int(pd.unique(np.concatenate(pooled_users)).size),
+        **{name: classification_metrics(y_all, p) for name, p in scores_all.items()},
+        # Clustered on customers across every window: one shopper's rows go together.
+        "intervals": paired_bootstrap(
+            y_all, scores_all, np.concatenate(pooled_users), resamples=resamples
+        ),
+    }
+    return {
+        "horizon_days": h,
+        "windows": out_windows,
+        "pooled": pooled,
+        "seconds": time.perf_counter() - started,
+    }

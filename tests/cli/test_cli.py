@@ -168,7 +168,7 @@ def test_features_build_on_an_imported_order_log(tmp_path):
     assert result.exit_code == 0, result.output
     assert "left out" in result.output and "sessions" in result.output
     files = {p.stem for p in (tmp_path / "features" / "users").glob("*.parquet")}
-    assert files == {"orders", "gaps", "time_habits", "trends"}
+    assert files == {"orders", "gaps", "time_habits", "trends", "btyd"}
 
 
 def test_features_list_json_has_the_whole_catalogue(tmp_path):

@@ -154,6 +154,7 @@ CASES = [
         {},
         "--customer 'client': no such column",
     ),
+    (["evaluate", "repurchase", "--backtest", "0"], {}, "--backtest 0: a backtest needs 1 or more"),
 ]
 
 

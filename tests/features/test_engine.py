@@ -173,7 +173,7 @@ def test_an_orders_only_import_gets_order_families_and_nothing_else(frames, tmp_
     orders = frames["orders"].assign(channel=None)
     result = _features(tmp_path, {"orders": orders})
     names = {f.name for f in result.families}
-    assert names == {"orders", "gaps", "time_habits", "trends"}
+    assert names == {"orders", "gaps", "time_habits", "trends", "btyd"}
     cols = set(result.users.column_names)
     assert "orders_30d" in cols and "gap_mean" in cols
     assert "trend_orders_30d_over_orders_90d" in cols
@@ -205,3 +205,9 @@ def test_features_have_the_declared_types_and_sensible_values(baseline):
     assert (df.days_since_last_order.dropna() > 0).all()
     assert df.cart_abandonment_30d.dropna().between(0, 1).all()
     assert STAGE_WORLD.users >= len(df)
+    # BG/NBD is fitted on this snapshot's buyers: every buyer gets values, nobody else does.
+    buyers = df.days_since_first_order.notna()
+    assert df.loc[buyers, "btyd_p_alive"].between(0, 1).all() and buyers.sum() >= 50
+    assert df.loc[~buyers, "btyd_p_alive"].isna().all()
+    assert (df.order_days_all[buyers] <= df.orders_all[buyers]).all()
+    assert (df.btyd_orders_30d[buyers] <= df.btyd_orders_90d[buyers]).all()
