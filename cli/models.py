@@ -363,5 +363,9 @@ def print_score(target, info: dict[str, Any]) -> None:
             f"{info['exact_zeros']:,} shoppers score exactly 0: the {info['calibration']} "
             "calibration found no buyer among the calibration shoppers scored that low"
         )
+    if info.get("expected_spend_error"):
+        console.print(f"expected spend left empty: {info['expected_spend_error']}")
+    elif info.get("expected_spend_90d") is not None:
+        console.print(f"{info['expected_spend_90d']:,.2f} expected spend within 90 days")
     console.print(f"wrote {target}/ (scores.csv, scores.parquet, README.md, schema.json)")
     console.print(f"{info['latest']} -> {target.name}")

@@ -77,6 +77,17 @@ class _TreesConf(_Strict):
 class PropensityConf(_TreesConf):
     n_estimators: Positive = 200
     learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.1
+    # Feature -> +1 (P(order) never falls as it rises) or -1 (never rises); names the build
+    # lacks are ignored.
+    monotone: dict[str, Literal[-1, 1]] = Field(default_factory=dict)
+    # Stop when the calibration slice's log loss has not improved for this many rounds
+    # (`n_estimators` is then the ceiling); None fits all `n_estimators`.
+    early_stopping_rounds: Positive | None = 30
+    min_child_weight: Annotated[float, Field(ge=0)] = 5.0
+    reg_lambda: Annotated[float, Field(ge=0)] = 1.0
+    # Both grow by sqrt(reference_buyers / buyer rows in the training slice) where that
+    # exceeds 1; None keeps them as set.
+    reference_buyers: Positive | None = None
 
 
 class TimingConf(_TreesConf):

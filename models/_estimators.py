@@ -8,7 +8,7 @@ from what that model holds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -124,28 +124,74 @@ class Propensity(_Trees):
     The calibration is chosen among `calibrations` (Platt, beta, isotonic) by cross-validated
     log loss on the calibration slice (`choose_calibration`). Platt and beta keep the
     booster's ranking whole and never give exactly 0 or 1; isotonic may tie scores on
-    plateaus, and gives 0 where the calibration slice held no buyer that low."""
+    plateaus, and gives 0 where the calibration slice held no buyer that low.
+
+    What keeps it steady on sparse logs:
+    - `monotone`: feature name -> +1 (the probability never falls as it rises) or -1 (never
+      rises); names the features lack are ignored, so a build without a family still fits.
+    - `early_stopping_rounds`: the calibration slice also picks the tree count. Boosting stops
+      once its log loss there has not improved for that many rounds (`n_estimators` is the
+      ceiling) and the booster keeps the trees up to the best round only (`best_iteration_`).
+      This is one integer chosen on the slice; the calibration is then fitted to the raw
+      scores of that same, final booster on the same slice, and the test slice stays
+      untouched, so the test measures remain honest.
+    - `min_child_weight` and `reg_lambda` grow on small training sets: both are multiplied by
+      sqrt(`reference_buyers` / buyer rows in the training slice) where that exceeds 1
+      (`regularisation_scale_`); `reference_buyers=None` keeps them as set."""
 
     n_estimators: int = 200
     learning_rate: float = 0.1
     calibrations: tuple[str, ...] = CALIBRATIONS
+    monotone: dict[str, int] = field(default_factory=dict)
+    early_stopping_rounds: int | None = None
+    min_child_weight: float = 5.0
+    reg_lambda: float = 1.0
+    reference_buyers: int | None = None
+
+    def constraints(self, columns) -> dict[str, int]:
+        """The monotone constraints on the given columns: those of `monotone` present."""
+        present = set(columns)
+        return {f: int(d) for f, d in self.monotone.items() if f in present and d}
+
+    def regularisation_scale(self, buyers: int) -> float:
+        """How much `min_child_weight` and `reg_lambda` grow for this many buyer rows."""
+        if self.reference_buyers is None:
+            return 1.0
+        return float(max(1.0, np.sqrt(self.reference_buyers / max(buyers, 1))))
 
     def fit(
         self, X: pd.DataFrame, y: np.ndarray, X_cal: pd.DataFrame, y_cal: np.ndarray
     ) -> Propensity:
-        self.model_ = xgb.XGBClassifier(
+        y, y_cal = np.asarray(y, int), np.asarray(y_cal, int)
+        self.regularisation_scale_ = self.regularisation_scale(int(y.sum()))
+        self.monotone_ = self.constraints(X.columns)
+        stopping = self.early_stopping_rounds is not None
+        model = xgb.XGBClassifier(
             tree_method="hist",
             n_estimators=self.n_estimators,
             learning_rate=self.learning_rate,
             max_depth=self.max_depth,
             subsample=self.subsample,
             colsample_bytree=self.colsample_bytree,
-            min_child_weight=5,
+            min_child_weight=self.min_child_weight * self.regularisation_scale_,
+            reg_lambda=self.reg_lambda * self.regularisation_scale_,
+            monotone_constraints=self.monotone_ or None,
+            early_stopping_rounds=self.early_stopping_rounds,
             n_jobs=self.n_jobs,
             random_state=self.seed,
             eval_metric="logloss",
         )
-        self.model_.fit(X, y)
+        if stopping:
+            model.fit(X, y, eval_set=[(X_cal, y_cal)], verbose=False)
+            self.best_iteration_ = int(model.best_iteration)
+            # Only the trees up to the best round, so every prediction (and the stored
+            # booster) uses exactly those.
+            self.model_ = xgb.XGBClassifier(n_jobs=self.n_jobs)
+            booster = model.get_booster()[: self.best_iteration_ + 1]
+            self.model_.load_model(bytearray(booster.save_raw("ubj")))
+        else:
+            self.model_ = model.fit(X, y)
+            self.best_iteration_ = self.n_estimators - 1
         self.calibration_ = choose_calibration(
             self.margin(X_cal), y_cal, tuple(self.calibrations), seed=self.seed
         )
@@ -160,6 +206,7 @@ class Propensity(_Trees):
         self.model_ = xgb.XGBClassifier(n_jobs=self.n_jobs)
         self.model_.load_model(bytearray(booster.save_raw("ubj")))
         self.calibration_ = {"method": "isotonic", **calibration}
+        self.best_iteration_ = booster.num_boosted_rounds() - 1
         return self
 
     def margin(self, X: pd.DataFrame | xgb.DMatrix) -> np.ndarray:

@@ -31,6 +31,7 @@ from cadence.models._train import Trained
 DRIVERS = 3
 BANDS = ("high", "medium", "low")
 DATES = ("contact_date", "expected_next_order_date", "next_order_date_low", "next_order_date_high")
+VALUE = ("expected_spend_90d", "expected_spend_90d_low", "expected_spend_90d_high")
 
 
 def probability_column(horizon_days: int) -> str:
@@ -171,12 +172,15 @@ def score_frame(
     model_version: str,
     contact_bands: Sequence[str] = ("high", "medium"),
     exact_drivers: bool = True,
+    value: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per user in `frame`, most likely first (ties by user id): the probability of an
     order within the horizon, its band and percentile, the contact date (only in
     `contact_bands`), the expected next order date and interval, the three inputs that moved the
     score most (TreeSHAP, or its fast approximation with `exact_drivers=False`) in words and as
-    feature, value and contribution, the model version and the as-of time."""
+    feature, value and contribution, the model version and the as-of time. `value` (indexed by
+    user id, the `VALUE` columns, from `cadence.models._value.expected_spend`) gives the
+    expected spend; without it, or for a user it lacks, those columns are empty."""
     X = trained.inputs(frame)
     dm = trained.matrix(X)
     pred = trained.predict_inputs(X, dm)
@@ -204,6 +208,11 @@ def score_frame(
             "next_order_date_high": on(pred.days_high.to_numpy()),
         }
     )
+    spend = pd.DataFrame(index=frame.user_id, columns=list(VALUE), dtype=float)
+    if value is not None:
+        spend = value.reindex(frame.user_id)[list(VALUE)].astype(float)
+    for col in VALUE:
+        out[col] = spend[col].to_numpy()
     contrib = trained.propensity.contributions(dm, exact=exact_drivers)
     # The three largest contributions by size, largest first (a partition, then a sort of 3).
     size = np.abs(contrib)
@@ -269,6 +278,8 @@ class ListInfo:
     drivers: str  # "treeshap" or "approximate"
     feature_build: str  # the feature build's fingerprint ("" when it recorded none)
     features_built_at: dt.datetime | None
+    # Why the expected spend is empty (the fit failed), or None when it was estimated.
+    value_error: str | None = None
 
 
 def _columns(info: ListInfo) -> dict[str, str]:
@@ -290,6 +301,14 @@ def _columns(info: ListInfo) -> dict[str, str]:
         "order again",
         "next_order_date_low": "the early end of an 80% range for that day",
         "next_order_date_high": "the late end of an 80% range for that day",
+        "expected_spend_90d": "expected spend in the 90 days after the as-of date, in the "
+        "order log's currency: BG/NBD's expected orders times Gamma-Gamma's expected order "
+        "value, both fitted on the orders before the as-of date; a shopper with a single "
+        "order day gets the population's mean order value; empty if the fit failed (see "
+        "README.md)",
+        "expected_spend_90d_low": "the low end of an 80% range for that spend (often 0: many "
+        "shoppers may not order at all)",
+        "expected_spend_90d_high": "the high end of an 80% range for that spend",
     }
     for i in range(1, DRIVERS + 1):
         nth = {1: "most", 2: "second most", 3: "third most"}[i]
@@ -329,6 +348,9 @@ def tables(scored: pd.DataFrame) -> tuple[pa.Table, pa.Table]:
     shown = np.round(exact, 4)
     shown = np.where((shown == 0) | (shown == 1), exact, shown)
     csv = csv.set_column(csv.schema.get_field_index(p), p, pa.array(shown, pa.float64()))
+    for col in VALUE:  # money: 2 decimals
+        i = csv.schema.get_field_index(col)
+        csv = csv.set_column(i, col, pa.array(np.round(scored[col].to_numpy(float), 2)))
     i = csv.schema.get_field_index("as_of")
     # The as-of time is a snapshot at midnight UTC: its date in UTC is the as-of date.
     as_of = pa.array(scored.as_of.dt.tz_convert("UTC").dt.date.to_numpy(), pa.date32())
@@ -362,6 +384,12 @@ def describe(parquet: pa.Table, csv: pa.Table, info: ListInfo) -> tuple[str, dic
         if info.features_built_at
         else None,
         "date_format": "YYYY-MM-DD",
+        "expected_spend": {
+            "method": "bgnbd_x_gamma_gamma",
+            "horizon_days": 90,
+            "interval": 0.8,
+            "error": info.value_error,
+        },
         "feast": {"entity_key": "user_id", "event_timestamp": "as_of", "file": "scores.parquet"},
         "files": {
             name: [
@@ -409,6 +437,7 @@ def describe(parquet: pa.Table, csv: pa.Table, info: ListInfo) -> tuple[str, dic
         f"{info.lead_days} days before their expected next order date (never before the as-of "
         "date); empty for the rest.",
         "- Dates: every date in scores.csv reads YYYY-MM-DD.",
+        _value_line(info),
     ]
     if zeros:
         lines.append(
@@ -453,6 +482,26 @@ def describe(parquet: pa.Table, csv: pa.Table, info: ListInfo) -> tuple[str, dic
         "",
     ]
     return "\n".join(lines), schema
+
+
+def _value_line(info: ListInfo) -> str:
+    if info.value_error is not None:
+        return (
+            "- Expected spend: empty for every shopper; it could not be estimated from this "
+            f"order log: {info.value_error}."
+        )
+    return (
+        "- Expected spend (`expected_spend_90d`): the spend expected in the 90 days after the "
+        "as-of date, in the order log's currency, 2 decimals in scores.csv. It is BG/NBD's "
+        "expected number of order days times Gamma-Gamma's expected spend per order day, both "
+        "fitted on the orders before the as-of date; the Gamma-Gamma value is a blend of the "
+        "shopper's own mean repeat order value and the population's, and a shopper with a "
+        "single order day gets the population's mean. Its 80% range (`_low`, `_high`) is "
+        "simulated: alive with BG/NBD's probability, orders at a rate drawn from the "
+        "shopper's posterior over the whole 90 days (drop-out within them ignored, so the "
+        "high end leans high), each order's value drawn from the Gamma-Gamma posterior. It is "
+        "a separate model from the probability column and need not agree with it."
+    )
 
 
 def _band_counts(band: pa.ChunkedArray) -> dict[str, int]:

@@ -161,6 +161,7 @@ def train(ctx: ModelContext, *, report: Report = silent) -> dict[str, Any]:
         # cross-validated log loss there (metrics `calibration.<method>_cv_log_loss`).
         "calibration": trained.propensity.calibration_["method"],
         "calibration_folds": trained.propensity.calibration_["folds"],
+        "propensity_best_iteration": trained.propensity.best_iteration_,
     }
     cv = trained.propensity.calibration_["cv_log_loss"]
     run_id, version = log_and_register(
@@ -317,6 +318,7 @@ def score(
         active_days=scoring.active_days,
         withdrawn=out_of,
     )
+    value, value_error = _expected_spend(settings.raw_dir, snap)
     scored = score_frame(
         trained,
         frame,
@@ -327,6 +329,7 @@ def score(
         model_version=f"{ctx.name}/{version}",
         contact_bands=scoring.contact_bands,
         exact_drivers=scoring.drivers == "treeshap",
+        value=value,
     )
     build = read_manifest(settings.features_dir)
     written = dt.datetime.now(dt.UTC)
@@ -346,6 +349,7 @@ def score(
         drivers=scoring.drivers,
         feature_build=build.fingerprint or "",
         features_built_at=build.built_at,
+        value_error=value_error,
     )
     target = _new_list_folder(settings.lists_dir / ctx.name, snap, written)
     with staged_dir(target) as tmp:
@@ -361,7 +365,24 @@ def score(
         "horizon_days": trained.horizon_days,
         "calibration": info.calibration,
         "latest": str(latest),
+        "expected_spend_90d": None if value_error else float(scored.expected_spend_90d.sum()),
+        "expected_spend_error": value_error,
     }
+
+
+def _expected_spend(raw: Path, snap: pd.Timestamp) -> tuple[pd.DataFrame | None, str | None]:
+    """Each shopper's expected spend in the 90 days after the snapshot, fitted on the orders
+    before it; None and the reason when the order log cannot identify the models."""
+    from cadence.models._value import expected_spend
+
+    path = raw / "orders.parquet"
+    if not path.exists():
+        raise _read.MissingInput(f"no orders in {raw}; generate a world or import an order log")
+    orders = pd.read_parquet(path, columns=["user_id", "ordered_at", "amount"])
+    try:
+        return expected_spend(orders, snap, (90,)), None
+    except ValueError as e:  # BTYDFitError or ValueFitError: the list goes out without it
+        return None, str(e)
 
 
 def _new_list_folder(parent: Path, as_of: pd.Timestamp, written: dt.datetime) -> Path:

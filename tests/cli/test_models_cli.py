@@ -198,6 +198,15 @@ def test_score_writes_the_list_without_users_who_withdrew_consent(life):
     assert schema["model"] == "repurchase/1" and schema["horizon_days"] == 30
     assert schema["rows"] == len(scored)
     assert f"as of {as_of:%Y-%m-%d}" in (folder / "README.md").read_text()
+    # Expected spend: every listed shopper has one, within its interval's order, money to cents.
+    spend = ["expected_spend_90d", "expected_spend_90d_low", "expected_spend_90d_high"]
+    cols = csv.columns.tolist()
+    assert cols[cols.index("next_order_date_high") + 1 : cols.index("driver_1")] == spend
+    assert scored[spend].notna().all().all() and (scored.expected_spend_90d > 0).all()
+    assert (scored.expected_spend_90d_low <= scored.expected_spend_90d_high).all()
+    assert (csv[spend].astype(float).round(2) == csv[spend].astype(float)).all().all()
+    assert schema["expected_spend"]["error"] is None
+    assert "expected spend within 90 days" in r.output
 
 
 def test_each_score_writes_a_new_folder_and_moves_latest(life):

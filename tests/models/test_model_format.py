@@ -57,7 +57,13 @@ def registered(tmp_path_factory) -> dict:
         FEATURES,
         split,
         n_jobs=1,
-        propensity={"n_estimators": 40},
+        propensity={
+            # A fast learner, so early stopping keeps a few of the 40 trees.
+            "n_estimators": 40,
+            "learning_rate": 0.5,
+            "early_stopping_rounds": 5,
+            "monotone": {"days_since_last_order": -1, "orders_7d": 1},
+        },
         timing={"n_estimators": 30},
     )
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
@@ -155,6 +161,11 @@ def test_loaded_model_is_the_trained_model(registered):
         assert getattr(loaded.split, name) == getattr(trained.split, name)
     assert set(loaded.split.slice_of(test.snapshot_at)) == {"test"}
     assert loaded.propensity.n_jobs == 1 and loaded.propensity.n_estimators == 40
+    # Early stopping: the stored booster holds the trees up to the best round, no more.
+    best = trained.propensity.best_iteration_
+    assert best + 1 < 40 and loaded.propensity.best_iteration_ == best
+    assert loaded.propensity.model_.get_booster().num_boosted_rounds() == best + 1
+    assert loaded.propensity.monotone == {"days_since_last_order": -1, "orders_7d": 1}
     assert loaded.timing.n_estimators == 30
     X = loaded.inputs(test.head(50))
     dm = loaded.matrix(X)

@@ -16,6 +16,7 @@ import pytest
 
 from cadence.models._score import (
     DRIVERS,
+    VALUE,
     ListInfo,
     describe_driver,
     describe_input,
@@ -298,10 +299,22 @@ def _info(scored: pd.DataFrame, **changes) -> ListInfo:
     return ListInfo(**{**args, **changes})
 
 
+def _value(frame: pd.DataFrame) -> pd.DataFrame:
+    """Expected spend per user as `cadence.models._value.expected_spend` gives it, shuffled and
+    with one user the list does not hold."""
+    rng = np.random.default_rng(3)
+    users = [*frame.user_id.sample(frac=1, random_state=1), "not-in-the-list"]
+    spend = rng.gamma(2.0, 20.0, len(users))
+    return pd.DataFrame(
+        {VALUE[0]: spend, VALUE[1]: spend * 0.2, VALUE[2]: spend * 2.5 + 0.004},
+        index=pd.Index(users, name="user_id"),
+    )
+
+
 @pytest.fixture(scope="module")
 def written(tiny, tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     trained, frame = tiny
-    scored = _score(trained, frame)
+    scored = _score(trained, frame, value=_value(frame))
     folder = tmp_path_factory.mktemp("list")
     write_list(scored, folder, _info(scored))
     return folder, scored
@@ -398,3 +411,45 @@ def test_the_csv_rounds_to_four_decimals_but_never_to_a_certainty(written):
     _, csv = tables(scored)
     shown = csv["p_order_30d"].to_pylist()
     assert shown[:3] == [0.999996, 2e-7, 0.1235]
+
+
+def test_expected_spend_joins_by_user_and_is_empty_without_it(tiny):
+    trained, frame = tiny
+    value = _value(frame)
+    scored = _score(trained, frame, value=value)
+    cols = scored.columns.tolist()
+    assert cols[cols.index("next_order_date_high") + 1 : cols.index("driver_1")] == list(VALUE)
+    expected = value.reindex(scored.user_id)
+    for col in VALUE:
+        np.testing.assert_array_equal(scored[col].to_numpy(), expected[col].to_numpy())
+    bare = _score(trained, frame)
+    assert all(bare[col].isna().all() for col in VALUE)
+    assert bare.drop(columns=list(VALUE)).equals(scored.drop(columns=list(VALUE)))
+
+
+def test_expected_spend_is_money_in_the_csv_and_explained(written):
+    folder, scored = written
+    csv = pd.read_csv(folder / "scores.csv")
+    for col in VALUE:
+        np.testing.assert_allclose(csv[col], scored[col].round(2), atol=1e-9)
+        assert (csv[col].round(2) == csv[col]).all()
+    back = pq.read_table(folder / "scores.parquet").to_pandas()
+    np.testing.assert_array_equal(back[VALUE[0]], scored[VALUE[0]])  # full precision there
+    readme = (folder / "README.md").read_text()
+    assert "BG/NBD's expected number of order days times Gamma-Gamma's" in readme
+    assert "a shopper with a single order day gets the population's mean" in readme
+    schema = json.loads((folder / "schema.json").read_text())
+    assert schema["expected_spend"]["error"] is None
+
+
+def test_a_failed_value_fit_leaves_the_column_empty_with_the_reason(tiny, tmp_path):
+    trained, frame = tiny
+    scored = _score(trained, frame)
+    reason = "Gamma-Gamma needs at least 10 shoppers with a repeat purchase"
+    write_list(scored, tmp_path, _info(scored, value_error=reason))
+    readme = (tmp_path / "README.md").read_text()
+    said = "Expected spend: empty for every shopper; it could not be estimated from this "
+    assert f"{said}order log: {reason}." in readme
+    csv = pd.read_csv(tmp_path / "scores.csv")
+    assert all(csv[col].isna().all() for col in VALUE)
+    assert json.loads((tmp_path / "schema.json").read_text())["expected_spend"]["error"] == reason
