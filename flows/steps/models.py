@@ -44,6 +44,16 @@ def has_models(settings: Settings) -> bool:
     return settings.mlflow_tracking_uri is not None or (settings.mlflow_dir / "mlflow.db").exists()
 
 
+def check_horizon(models: ModelsConf, horizon: int | None) -> None:
+    """A horizon given on the command line must be one conf/models.yaml trains for."""
+    if horizon is not None and horizon not in models.horizons_days:
+        allowed = ", ".join(str(h) for h in models.horizons_days)
+        raise ValueError(
+            f"--horizon {horizon}: not a configured horizon ({allowed}; conf/models.yaml "
+            "horizons_days)"
+        )
+
+
 def context(
     settings: Settings, conf: Conf, horizon: int | None = None, *, training: bool = False
 ) -> ModelContext:
@@ -52,12 +62,7 @@ def context(
     from cadence.models._registry import configure, model_name
 
     models = conf.models
-    if horizon is not None and horizon not in models.horizons_days:
-        allowed = ", ".join(str(h) for h in models.horizons_days)
-        raise ValueError(
-            f"--horizon {horizon}: not a configured horizon ({allowed}; conf/models.yaml "
-            "horizons_days)"
-        )
+    check_horizon(models, horizon)
     if not training and not has_models(settings):
         raise ValueError(
             f"no models in {settings.mlflow_dir} yet: run `cadence train repurchase` first"
@@ -445,12 +450,7 @@ def backtest(
     from cadence.models._uncertainty import paired_bootstrap
 
     models = conf.models
-    if horizon is not None and horizon not in models.horizons_days:
-        allowed = ", ".join(str(h) for h in models.horizons_days)
-        raise ValueError(
-            f"--horizon {horizon}: not a configured horizon ({allowed}; conf/models.yaml "
-            "horizons_days)"
-        )
+    check_horizon(models, horizon)
     if windows < 1:
         raise ValueError(f"--backtest {windows}: a backtest needs 1 or more test windows")
     h = horizon or models.horizon_days
