@@ -186,7 +186,7 @@ def evaluate(
             metavar="N",
             help="Instead, a rolling-origin backtest over the N latest test windows, retraining "
             "for each (nothing is registered).",
-            show_default=False,
+            show_default="none: evaluate one model",
         ),
     ] = None,
     resamples: Annotated[

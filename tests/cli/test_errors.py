@@ -3,25 +3,17 @@ setting at fault, and leaves the workspace's bytes as they were."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from cadence.cli.app import app
+from tests.cli._workspace import workspace_bytes as _bytes
 
 pytestmark = pytest.mark.e2e
 
 runner = CliRunner()
-
-
-def _bytes(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != "cadence.log"
-    }
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ to run, and leaves the workspace as it was."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -15,6 +14,7 @@ from typer.testing import CliRunner
 
 from cadence.cli.app import app
 from cadence.flows.conf import default_folder
+from tests.cli._workspace import workspace_bytes as _bytes
 
 pytestmark = pytest.mark.e2e
 
@@ -53,14 +53,6 @@ def _conf(folder: Path) -> Path:
 
 def _env(home: Path, conf: Path) -> dict[str, str]:
     return {"CADENCE_HOME": str(home), "CADENCE_CONF": str(conf), "MLFLOW_TRACKING_URI": ""}
-
-
-def _bytes(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != "cadence.log"
-    }
 
 
 @pytest.fixture(scope="module")
