@@ -102,8 +102,14 @@ def backtest_tables(out: dict[str, Any]):
     """Per window and pooled: each scorer's AUC and the model's lead, then each ECE."""
     from rich.table import Table
 
+    kinds = {"btyd": "BG/NBD", "xgboost": "hybrid"}
     rows = [
-        (f"{w['window']}: {w['test_window']}", w["n_test"], w["intervals"]) for w in out["windows"]
+        (
+            f"{w['window']}: {w['test_window']} ({kinds[w['propensity']]})",
+            w["n_test"],
+            w["intervals"],
+        )
+        for w in out["windows"]
     ]
     rows.append(("pooled", out["pooled"]["n_test"], out["pooled"]["intervals"]))
     first = rows[-1][2]
@@ -130,6 +136,14 @@ def backtest_tables(out: dict[str, Any]):
             label, f"{n:,}", *(_ci(iv["ece"][s]) if s in iv["ece"] else "" for s in scorers)
         )
     return auc, ece
+
+
+def selection_line(kind: str, selection: dict[str, Any] | None) -> str:
+    """Which propensity the model carries and why, in one line."""
+    if not selection:
+        return ""
+    who = "BG/NBD itself" if kind == "btyd" else "the XGBoost hybrid"
+    return f"propensity: {who}: {selection['reason']}"
 
 
 def _context(settings, horizon: int | None = None, *, training: bool = False):
@@ -163,6 +177,8 @@ def train(
     except _errors() as exc:
         fail(exc)
     console.print(report_table(out["report"], f"test window {out['test_window']}"))
+    if line := selection_line(out["propensity"], out["selection"]):
+        console.print(line)
     laps = ", ".join(f"{k} {v:.0f} s" for k, v in out["stages"].items())
     console.print(
         f"registered {out['name']} v{out['version']} as challenger "
@@ -232,6 +248,8 @@ def evaluate(
         return
     title = f"{out['model_uri']}: {out['n_test']:,} test rows, {out['test_window']}"
     console.print(report_table(out, title))
+    if line := selection_line(out["propensity"], out["selection"]):
+        console.print(line)
     console.print(segment_table(out["segments"], "by segment (as of each snapshot)"))
     iv = out["intervals"]
     console.print(

@@ -105,6 +105,8 @@ class TrainingConf(_Strict):
     min_buyers: Positive = 500
     propensity: PropensityConf = PropensityConf()
     timing: TimingConf = TimingConf()
+    # Register BG/NBD itself when the XGBoost hybrid does not beat it on the calibration slice.
+    select_against_btyd: bool = True
 
 
 class PromotionConf(_Strict):

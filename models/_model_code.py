@@ -4,11 +4,14 @@ A registered model is this code (MLflow's models from code) and four artifacts i
 `propensity.ubj` and `timing.ubj` (XGBoost's own format), `calibration.json` (the calibration
 chosen on the calibration slice: its method, its coefficients or thresholds, and every
 candidate's cross-validated log loss) and `settings.json` (features, horizon, split, interval
-width, the replenishment categories behind the due-date columns). Nothing is pickled, so
-renaming the project's modules cannot break a registered model. That is also why this file
-imports only numpy, pandas, xgboost and mlflow, never `cadence`: the project's estimators call
-the functions below, so the prediction maths exists once, and a registered model carries its
-own copy.
+width, the replenishment categories behind the due-date columns). A model whose propensity is
+BG/NBD itself (`settings["propensity_kind"] == "btyd"`, chosen when the XGBoost hybrid did not
+beat it on the calibration slice) has no `propensity.ubj`: its log-odds come from one feature,
+BG/NBD's expected orders in the horizon (`btyd_margin`), and the same calibration follows.
+Nothing is pickled, so renaming the project's modules cannot break a registered model. That is
+also why this file imports only numpy, pandas, xgboost and mlflow, never `cadence`: the
+project's estimators call the functions below, so the prediction maths exists once, and a
+registered model carries its own copy.
 """
 
 from __future__ import annotations
@@ -107,6 +110,20 @@ def calibrated(margin: np.ndarray, calibration: Mapping[str, Any]) -> np.ndarray
     return expit(np.clip(z, -LOGIT_BOUND, LOGIT_BOUND))
 
 
+# The propensity's kinds: the XGBoost hybrid, or BG/NBD alone (settings["btyd_feature"]).
+KINDS = ("xgboost", "btyd")
+# Expected orders below this count as this: the log-odds of nothing at all would be -inf.
+_LEAST_EXPECTED = 1e-12
+
+
+def btyd_margin(expected_orders: np.ndarray) -> np.ndarray:
+    """The log-odds of at least one order when `expected_orders` arrive as a Poisson count,
+    logit(1 - exp(-e)) = log(expm1(e)); a shopper without a value (no order yet, or a snapshot
+    too small to fit) counts as expecting none."""
+    e = np.nan_to_num(np.asarray(expected_orders, float), nan=0.0)
+    return np.log(np.expm1(np.clip(e, _LEAST_EXPECTED, 700.0)))
+
+
 def interval(median: np.ndarray, half_width: float) -> tuple[np.ndarray, np.ndarray]:
     """The 80% interval around the AFT model's median days, `half_width` wide in log days."""
     return median * np.exp(-half_width), median * np.exp(half_width)
@@ -130,9 +147,10 @@ def predictions(
 
 
 class Stored(NamedTuple):
-    """Everything a registered model holds besides this code."""
+    """Everything a registered model holds besides this code (no propensity booster when the
+    propensity is BG/NBD's)."""
 
-    propensity: xgb.Booster
+    propensity: xgb.Booster | None
     timing: xgb.Booster
     calibration: dict[str, Any]
     settings: dict[str, Any]
@@ -141,7 +159,10 @@ class Stored(NamedTuple):
 def write(directory: Path, stored: Stored) -> dict[str, str]:
     """Writes the artifacts into `directory`; returns their paths by artifact name."""
     paths = {name: str(Path(directory) / file) for name, file in FILES.items()}
-    stored.propensity.save_model(paths["propensity"])
+    if stored.propensity is None:
+        del paths["propensity"]
+    else:
+        stored.propensity.save_model(paths["propensity"])
     stored.timing.save_model(paths["timing"])
     Path(paths["calibration"]).write_text(json.dumps(stored.calibration))
     Path(paths["settings"]).write_text(json.dumps({"format": FORMAT, **stored.settings}, indent=1))
@@ -153,8 +174,14 @@ def read(paths: Mapping[str, str]) -> Stored:
     settings = json.loads(Path(paths["settings"]).read_text())
     if settings.pop("format", None) != FORMAT:
         raise ValueError(f"settings.json is not format {FORMAT}; this code cannot read it")
-    boosters = []
+    kind = settings.setdefault("propensity_kind", "xgboost")  # stored before there was a choice
+    if kind not in KINDS:
+        raise ValueError(f"propensity kind {kind!r}: this code knows {KINDS}")
+    boosters: list[xgb.Booster | None] = []
     for name in ("propensity", "timing"):
+        if name == "propensity" and kind == "btyd":
+            boosters.append(None)
+            continue
         booster = xgb.Booster(model_file=paths[name])
         booster.set_param({"nthread": settings["n_jobs"]})
         boosters.append(booster)
@@ -175,7 +202,10 @@ class RepurchaseModel(PythonModel):
             model_input, s["features"], s["cycle_categories"], overdue_days=s["overdue_days"]
         )
         dm = xgb.DMatrix(X, nthread=s["n_jobs"])
-        margin = self.stored.propensity.predict(dm, output_margin=True)
+        if s["propensity_kind"] == "btyd":
+            margin = btyd_margin(X[s["btyd_feature"]].to_numpy(float))
+        else:
+            margin = self.stored.propensity.predict(dm, output_margin=True)
         return predictions(
             calibrated(margin, self.stored.calibration),
             self.stored.timing.predict(dm),

@@ -30,7 +30,7 @@ with warnings.catch_warnings():
     import mlflow.pyfunc
 
 from cadence.models import _model_code
-from cadence.models._estimators import Propensity, Timing
+from cadence.models._estimators import BTYDPropensity, Propensity, Timing
 from cadence.models._gates import Candidate, GateResult
 from cadence.models._model_code import Stored
 from cadence.models._split import TimeSplit
@@ -88,11 +88,15 @@ def _stored(trained: Trained) -> Stored:
         "cycle_categories": list(trained.cycle_categories),
         "overdue_days": trained.overdue_days,
         "timing_half_width": timing.half_width_,
+        "propensity_kind": prop.kind,
         "propensity_params": {f.name: getattr(prop, f.name) for f in fields(prop)},
         "timing_params": {f.name: getattr(timing, f.name) for f in fields(timing)},
+        "selection": trained.selection,
     }
+    if prop.kind == "btyd":
+        settings["btyd_feature"] = prop.feature
     return Stored(
-        prop.model_.get_booster(),
+        prop.model_.get_booster() if prop.kind == "xgboost" else None,
         timing.booster_,
         prop.calibration_,
         settings,
@@ -105,14 +109,21 @@ def _restored(stored: Stored) -> Trained:
         *([pd.Timestamp(t) for t in s["split"][name]] for name in ("train", "calibrate", "test")),
         horizon_days=s["horizon_days"],
     )
+    if s["propensity_kind"] == "btyd":
+        propensity = BTYDPropensity.from_stored(stored.calibration, **s["propensity_params"])
+    else:
+        propensity = Propensity.from_stored(
+            stored.propensity, stored.calibration, **s["propensity_params"]
+        )
     return Trained(
-        Propensity.from_stored(stored.propensity, stored.calibration, **s["propensity_params"]),
+        propensity,
         Timing.from_stored(stored.timing, s["timing_half_width"], **s["timing_params"]),
         features=s["features"],
         split=split,
         horizon_days=s["horizon_days"],
         cycle_categories=tuple(s["cycle_categories"]),
         overdue_days=s["overdue_days"],
+        selection=s.get("selection"),
     )
 
 

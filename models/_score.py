@@ -213,7 +213,7 @@ def score_frame(
         spend = value.reindex(frame.user_id)[list(VALUE)].astype(float)
     for col in VALUE:
         out[col] = spend[col].to_numpy()
-    contrib = trained.propensity.contributions(dm, exact=exact_drivers)
+    contrib = trained.contributions(X, dm, exact=exact_drivers)
     # The three largest contributions by size, largest first (a partition, then a sort of 3).
     size = np.abs(contrib)
     k = min(DRIVERS, size.shape[1])
@@ -225,9 +225,11 @@ def score_frame(
     values = X.to_numpy(float)
     analyst = {}
     for i in range(k):
-        feature = names[top[:, i]]
-        value = np.take_along_axis(values, top[:, i : i + 1], 1)[:, 0]
         shap = np.take_along_axis(contrib, top[:, i : i + 1], 1)[:, 0]
+        # An input that did not move the score is no driver (BG/NBD's model reads one input).
+        moved = shap != 0
+        feature = np.where(moved, names[top[:, i]], None)
+        value = np.where(moved, np.take_along_axis(values, top[:, i : i + 1], 1)[:, 0], np.nan)
         out[f"driver_{i + 1}"] = [
             describe_driver(*row) for row in zip(feature, value, shap, strict=True)
         ]
@@ -280,6 +282,10 @@ class ListInfo:
     features_built_at: dt.datetime | None
     # Why the expected spend is empty (the fit failed), or None when it was estimated.
     value_error: str | None = None
+    # The propensity: "xgboost" (the hybrid) or "btyd" (BG/NBD, when the hybrid did not beat
+    # it on the calibration slice), and the training run's reason.
+    propensity: str = "xgboost"
+    selection_reason: str | None = None
 
 
 def _columns(info: ListInfo) -> dict[str, str]:
@@ -375,6 +381,8 @@ def describe(parquet: pa.Table, csv: pa.Table, info: ListInfo) -> tuple[str, dic
         "rows": rows,
         "probability_column": col,
         "calibration": info.calibration,
+        "propensity": info.propensity,
+        "selection_reason": info.selection_reason,
         "bands": {"medium": info.medium, "high": info.high, "rows": bands},
         "contact_bands": list(info.contact_bands),
         "lead_days": info.lead_days,
@@ -424,8 +432,8 @@ def describe(parquet: pa.Table, csv: pa.Table, info: ListInfo) -> tuple[str, dic
         "one, and `latest` points at the newest).",
         "",
         f"- Model: `models:/{info.model_name}/{info.model_version}`, horizon "
-        f"{info.horizon_days} days; probabilities calibrated by {calibration}, chosen on the "
-        "calibration slice by cross-validated log loss.",
+        f"{info.horizon_days} days; {_propensity_words(info)}; probabilities calibrated by "
+        f"{calibration}, chosen on the calibration slice by cross-validated log loss.",
         f"- As of: {info.as_of:%Y-%m-%d} (the feature snapshot scored).",
         f"- Rows: {rows:,} active shoppers (an order within {info.active_days} days before "
         f"the as-of date), most likely first; {consent}.",
@@ -466,12 +474,21 @@ def describe(parquet: pa.Table, csv: pa.Table, info: ListInfo) -> tuple[str, dic
         where = "both" if f.name in in_csv else "Parquet"
         lines.append(f"| `{f.name}` | {where} | {f.type} | {meanings[f.name]} |")
     method = "exact TreeSHAP" if info.drivers == "treeshap" else "XGBoost's fast approximation"
+    which = (
+        "Each shopper's three drivers are the model inputs that moved their probability most "
+        f"({method} contributions), largest first."
+    )
+    if info.propensity == "btyd":
+        which = (
+            "This model reads one input, BG/NBD's expected orders in the horizon, so each "
+            "shopper has one driver (its exact SHAP value: the log-odds against the "
+            "calibration shoppers' mean) and the second and third are empty."
+        )
     lines += [
         "",
         "## How drivers read",
         "",
-        "Each shopper's three drivers are the model inputs that moved their probability most "
-        f"({method} contributions), largest first. Each reads `what: value (raises)`: the "
+        f"{which} Each reads `what: value (raises)`: the "
         "input as the feature catalogue describes it, the shopper's value, and whether that "
         "value raised or lowered this shopper's probability compared with the average "
         "shopper. Counts are whole numbers, money has 2 decimals, days are whole days, shares "
@@ -482,6 +499,16 @@ def describe(parquet: pa.Table, csv: pa.Table, info: ListInfo) -> tuple[str, dic
         "",
     ]
     return "\n".join(lines), schema
+
+
+def _propensity_words(info: ListInfo) -> str:
+    if info.propensity == "btyd":
+        why = f" ({info.selection_reason})" if info.selection_reason else ""
+        return (
+            "the probability is BG/NBD's, because the XGBoost hybrid did not beat it on the "
+            f"calibration slice{why}"
+        )
+    return "the probability is the XGBoost model's (BTYD quantities among its inputs)"
 
 
 def _value_line(info: ListInfo) -> str:

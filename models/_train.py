@@ -12,7 +12,7 @@ import xgboost as xgb
 from cadence.features._orders import CYCLE_CATEGORIES
 from cadence.models import _model_code
 from cadence.models._baselines import BGNBD, rfm_summary, rule_score
-from cadence.models._estimators import Propensity, Timing
+from cadence.models._estimators import BTYDPropensity, Propensity, Timing, select_propensity
 from cadence.models._labels import label_rows
 from cadence.models._metrics import classification_metrics, timing_metrics
 from cadence.models._split import TimeSplit, time_split
@@ -35,15 +35,18 @@ def with_due_dates(frame: pd.DataFrame) -> pd.DataFrame:
 @dataclass
 class Trained:
     """Both estimators, the catalogue features they read, and the split they were judged on;
-    the due-date columns derive from the replenishment categories it was trained with."""
+    the due-date columns derive from the replenishment categories it was trained with.
+    `selection` records how the propensity was chosen between the XGBoost hybrid and BG/NBD
+    (`select_propensity`), or is None where no choice was made."""
 
-    propensity: Propensity
+    propensity: Propensity | BTYDPropensity
     timing: Timing
     features: list[str]
     split: TimeSplit
     horizon_days: int
     cycle_categories: tuple[str, ...] = CYCLE_CATEGORIES
     overdue_days: float = OVERDUE_DAYS
+    selection: dict[str, Any] | None = None
 
     def inputs(self, frame: pd.DataFrame) -> pd.DataFrame:
         return _model_code.model_inputs(
@@ -62,11 +65,22 @@ class Trained:
     def predict_inputs(self, X: pd.DataFrame, dm: xgb.DMatrix | None = None) -> pd.DataFrame:
         dm = self.matrix(X) if dm is None else dm
         return _model_code.predictions(
-            self.propensity.predict_proba(dm),
+            self.propensity.predict_proba(self._source(X, dm)),
             self.timing.predict(dm),
             half_width=self.timing.half_width_,
             index=X.index,
         )
+
+    def contributions(
+        self, X: pd.DataFrame, dm: xgb.DMatrix | None = None, *, exact: bool = True
+    ) -> np.ndarray:
+        """Each input's SHAP contribution to the propensity's log-odds, one column per input."""
+        dm = self.matrix(X) if dm is None and self.propensity.kind == "xgboost" else dm
+        return self.propensity.contributions(self._source(X, dm), exact=exact)
+
+    def _source(self, X: pd.DataFrame, dm: xgb.DMatrix | None):
+        """What the propensity reads: the XGBoost matrix, or the frame (BG/NBD reads a column)."""
+        return dm if self.propensity.kind == "xgboost" else X
 
 
 def prepare(
@@ -113,16 +127,26 @@ def fit(
     n_jobs: int = 2,
     propensity: dict[str, Any] | None = None,
     timing: dict[str, Any] | None = None,
+    select: bool = True,
 ) -> Trained:
     """Fits both estimators on the train slice and calibrates them on the calibration slice;
-    `propensity` and `timing` are keyword arguments of `Propensity` and `Timing`."""
+    `propensity` and `timing` are keyword arguments of `Propensity` and `Timing`.
+
+    With `select`, the propensity is the XGBoost hybrid only where it beats BG/NBD on the
+    calibration slice (`select_propensity`); otherwise BG/NBD itself, calibrated. BG/NBD is
+    read from the btyd family's `btyd_orders_<horizon>d`; a build without it keeps the hybrid
+    and the selection says why."""
     h = split.horizon_days
     train, cal = rows[rows.slice == "train"], rows[rows.slice == "calibrate"]
     y = f"y_{h}d"
     X, X_cal = with_due_dates(train[feature_names]), with_due_dates(cal[feature_names])
+    y_cal = cal[y].to_numpy(int)
     prop = Propensity(seed=seed, n_jobs=n_jobs, **(propensity or {})).fit(
-        X, train[y].to_numpy(int), X_cal, cal[y].to_numpy(int)
+        X, train[y].to_numpy(int), X_cal, y_cal
     )
+    selection = None
+    if select:
+        prop, selection = _select(prop, X_cal, y_cal, h, seed=seed, n_jobs=n_jobs)
     timing_model = Timing(seed=seed, n_jobs=n_jobs, **(timing or {})).fit(
         X,
         train.days_to_next.to_numpy(float),
@@ -131,7 +155,28 @@ def fit(
         cal.days_to_next.to_numpy(float),
         cal.censored.to_numpy(),
     )
-    return Trained(prop, timing_model, feature_names, split, h)
+    return Trained(prop, timing_model, feature_names, split, h, selection=selection)
+
+
+def _select(
+    hybrid: Propensity, X_cal: pd.DataFrame, y_cal: np.ndarray, h: int, *, seed: int, n_jobs: int
+) -> tuple[Propensity | BTYDPropensity, dict[str, Any]]:
+    feature = f"btyd_orders_{h}d"
+    kept = {"chosen": "hybrid", "hybrid_best_iteration": hybrid.best_iteration_}
+    if feature not in X_cal or X_cal[feature].isna().all():
+        return hybrid, {
+            **kept,
+            "reason": f"no BG/NBD to compare with: the features lack {feature} (btyd family)",
+        }
+    btyd = BTYDPropensity(
+        feature=feature, calibrations=hybrid.calibrations, n_jobs=n_jobs, seed=seed
+    )
+    try:
+        btyd.fit(X_cal, y_cal)
+    except ValueError as exc:  # no calibration keeps BG/NBD's ranking
+        return hybrid, {**kept, "reason": f"BG/NBD could not be calibrated: {exc}"}
+    chosen, record = select_propensity(hybrid, btyd, X_cal, y_cal)
+    return chosen, {**record, "hybrid_best_iteration": hybrid.best_iteration_}
 
 
 def evaluate(

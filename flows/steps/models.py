@@ -91,6 +91,7 @@ def fit_configured(rows: pd.DataFrame, features: list[str], split, training: Tra
         n_jobs=training.n_jobs,
         propensity=training.propensity.model_dump(),
         timing=training.timing.model_dump(),
+        select=training.select_against_btyd,
     )
 
 
@@ -167,13 +168,22 @@ def train(ctx: ModelContext, *, report: Report = silent) -> dict[str, Any]:
         "calibration": trained.propensity.calibration_["method"],
         "calibration_folds": trained.propensity.calibration_["folds"],
         "propensity_best_iteration": trained.propensity.best_iteration_,
+        "propensity_model": trained.propensity.kind,
     }
+    selection = trained.selection or {}
+    if selection:
+        tags["selection_reason"] = selection["reason"]
+        params["propensity_hybrid_best_iteration"] = selection["hybrid_best_iteration"]
     cv = trained.propensity.calibration_["cv_log_loss"]
     run_id, version = log_and_register(
         trained,
         {
             **report_,
             "calibration": {f"{m}_cv_log_loss": v for m, v in cv.items()},
+            # The hybrid and BG/NBD on the calibration slice (`selection.hybrid.roc_auc`, ...).
+            **{
+                f"selection.{who}": selection[who] for who in ("hybrid", "btyd") if who in selection
+            },
             # Segments and intervals as flat metrics (`segment.repeat.model.roc_auc`,
             # `interval.roc_auc_difference.model-bgnbd.low`, ...).
             **metric_groups(report_),
@@ -198,6 +208,8 @@ def train(ctx: ModelContext, *, report: Report = silent) -> dict[str, Any]:
         "n_test": int(counts.get("test", 0)),
         "seconds": time.perf_counter() - started,
         "stages": stages,
+        "propensity": trained.propensity.kind,
+        "selection": trained.selection,
     }
 
 
@@ -240,6 +252,8 @@ def evaluate(
     return {
         **report,
         "model_uri": uri,
+        "propensity": trained.propensity.kind,
+        "selection": trained.selection,
         "horizon_days": trained.horizon_days,
         "test_window": trained.split.window("test"),
         "n_test": int((rows.slice == "test").sum()),
@@ -355,6 +369,8 @@ def score(
         feature_build=build.fingerprint or "",
         features_built_at=build.built_at,
         value_error=value_error,
+        propensity=trained.propensity.kind,
+        selection_reason=(trained.selection or {}).get("reason"),
     )
     target = _new_list_folder(settings.lists_dir / ctx.name, snap, written)
     with staged_dir(target) as tmp:
@@ -491,6 +507,8 @@ def backtest(
                 **{f"{name}_window": split.window(name) for name in ("train", "calibrate", "test")},
                 "n_test": len(test),
                 "customers": int(test.user_id.nunique()),
+                "propensity": trained.propensity.kind,
+                "selection": trained.selection,
                 **rep,
             }
         )
