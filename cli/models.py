@@ -146,6 +146,60 @@ def selection_line(kind: str, selection: dict[str, Any] | None) -> str:
     return f"propensity: {who}: {selection['reason']}"
 
 
+VALUE_MODELS = {
+    "bgnbd_gamma_gamma": "BG/NBD x Gamma-Gamma",
+    "cadence_value": "Cadence (XGBoost)",
+    "recent_spend": "rule: last window's spend",
+    "probability_spend": "probability x mean order",
+}
+
+
+def value_tables(value: dict[str, Any]) -> list:
+    """Expected spend against realised spend per horizon and model, and the 90-day range's
+    coverage; a horizon or model the data could not judge says why."""
+    from rich.table import Table
+
+    if "skipped" in value:
+        return [f"customer value: not judged: {value['skipped']}"]
+    table = Table(title="customer value: expected vs realised spend per shopper")
+    for col in ("horizon", "model", "MAE", "Spearman", "predicted", "realised", "note"):
+        table.add_column(col, justify="left" if col in ("horizon", "model", "note") else "right")
+    out: list = [table]
+    for key, entry in value["horizons"].items():
+        if entry["status"] != "ok":
+            table.add_row(key, "", "", "", "", "", entry["reason"])
+            continue
+        key = f"{key} after {entry['window'].split('..')[0]}"
+        for name, m in entry["models"].items():
+            label = VALUE_MODELS.get(name, name)
+            if "skipped" in m:
+                table.add_row(key, label, "", "", "", "", m["skipped"])
+                continue
+            table.add_row(
+                key,
+                label,
+                f"{m['mae']:.2f}",
+                f"{m['spearman']:.3f}",
+                f"{m['predicted_total']:,.0f}",
+                f"{m['realised_total']:,.0f}",
+                "",
+            )
+        iv = entry.get("interval") or {}
+        if "skipped" in iv:
+            out.append(f"{entry['window']}: the spend range was not judged: {iv['skipped']}")
+        elif iv:
+            parts = [
+                f"{kind} {iv[kind]['coverage']:.0%} (buyers {iv[kind]['buyers']['coverage']:.0%})"
+                for kind in ("uncalibrated", "calibrated")
+                if iv.get(kind)
+            ]
+            out.append(
+                f"{entry['window']}: the spend range ({iv['level']:.0%} nominal) held the "
+                "realised spend of: " + "; ".join(parts)
+            )
+    return out
+
+
 def _context(settings, horizon: int | None = None, *, training: bool = False):
     from cadence.cli._logs import after_heavy_imports
     from cadence.flows.steps import models as step
@@ -179,6 +233,8 @@ def train(
     console.print(report_table(out["report"], f"test window {out['test_window']}"))
     if line := selection_line(out["propensity"], out["selection"]):
         console.print(line)
+    for item in value_tables(out["value"]):
+        console.print(item)
     laps = ", ".join(f"{k} {v:.0f} s" for k, v in out["stages"].items())
     console.print(
         f"registered {out['name']} v{out['version']} as challenger "
@@ -257,6 +313,8 @@ def evaluate(
             iv, f"{iv['resamples']} resamples of {iv['customers']:,} customers (seed {iv['seed']})"
         )
     )
+    for item in value_tables(out["value"]):
+        console.print(item)
 
 
 def print_gates(results: list) -> None:

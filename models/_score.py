@@ -286,6 +286,8 @@ class ListInfo:
     # it on the calibration slice), and the training run's reason.
     propensity: str = "xgboost"
     selection_reason: str | None = None
+    # How the expected spend's 80% range was calibrated (`models._value.interval_note`).
+    value_interval: dict | None = None
 
 
 def _columns(info: ListInfo) -> dict[str, str]:
@@ -396,6 +398,7 @@ def describe(parquet: pa.Table, csv: pa.Table, info: ListInfo) -> tuple[str, dic
             "method": "bgnbd_x_gamma_gamma",
             "horizon_days": 90,
             "interval": 0.8,
+            "interval_calibration": info.value_interval,
             "error": info.value_error,
         },
         "feast": {"entity_key": "user_id", "event_timestamp": "as_of", "file": "scores.parquet"},
@@ -525,9 +528,25 @@ def _value_line(info: ListInfo) -> str:
         "shopper's own mean repeat order value and the population's, and a shopper with a "
         "single order day gets the population's mean. Its 80% range (`_low`, `_high`) is "
         "simulated: alive with BG/NBD's probability, orders at a rate drawn from the "
-        "shopper's posterior over the whole 90 days (drop-out within them ignored, so the "
-        "high end leans high), each order's value drawn from the Gamma-Gamma posterior. It is "
+        "shopper's posterior over the whole 90 days (drop-out within them ignored), each "
+        f"order's value drawn from the Gamma-Gamma posterior. {_interval_words(info)} It is "
         "a separate model from the probability column and need not agree with it."
+    )
+
+
+def _interval_words(info: ListInfo) -> str:
+    note = info.value_interval or {}
+    if not note.get("calibrated"):
+        why = note.get("note", "no calibration was recorded")
+        return f"The range is the simulation's own 10th to 90th percentile, uncalibrated ({why})."
+    levels = ", ".join(f"{g}: {lv:.0%}" for g, lv in note["group_levels"].items())
+    return (
+        "The simulation alone runs wide, so the range's level is calibrated (split conformal) "
+        f"on the {note['horizon_days']} days that ended at the as-of date, with the models "
+        f"fitted as of {note['calibration_as_of']}: each group of shoppers, by their simulated "
+        "chance of any spend, gets the level that held 80% of its realised spend there "
+        f"({levels}). Most shoppers spend nothing in 90 days; a range that holds 0 covers them "
+        "at any level."
     )
 
 

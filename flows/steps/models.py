@@ -110,7 +110,7 @@ def train(ctx: ModelContext, *, report: Report = silent) -> dict[str, Any]:
 
     def lap(name: str, message: str) -> None:
         stages[name] = time.perf_counter() - started - sum(stages.values())
-        report(Progress("train", message, len(stages), 4))
+        report(Progress("train", message, len(stages), 5))
 
     frame, log, end = _data(settings)
     oracle = _read.oracle(settings.truth_dir)
@@ -130,6 +130,8 @@ def train(ctx: ModelContext, *, report: Report = silent) -> dict[str, Any]:
     lap("fit", f"fitted on {int((rows.slice == 'train').sum()):,} rows")
     report_, y, scores = evaluate_scores(trained, rows, log, oracle)
     lap("evaluate", "evaluated beside the baselines")
+    value = customer_value(settings, training)
+    lap("value", "customer value judged on realised spend")
     points = curves(y, scores)
     figures = {
         "calibration.png": calibration_figure(points, ctx.horizon),
@@ -187,6 +189,8 @@ def train(ctx: ModelContext, *, report: Report = silent) -> dict[str, Any]:
             # Segments and intervals as flat metrics (`segment.repeat.model.roc_auc`,
             # `interval.roc_auc_difference.model-bgnbd.low`, ...).
             **metric_groups(report_),
+            # `value.90d.cadence_value.mae`, `value.90d.bgnbd_gamma_gamma.spearman`, ...
+            **value_metrics(value),
         },
         name=ctx.name,
         experiment_id=ctx.experiment,
@@ -210,7 +214,23 @@ def train(ctx: ModelContext, *, report: Report = silent) -> dict[str, Any]:
         "stages": stages,
         "propensity": trained.propensity.kind,
         "selection": trained.selection,
+        "value": value,
     }
+
+
+def value_metrics(value: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The value report's figures as metric groups: each model's per horizon, and the 90-day
+    interval's coverage."""
+    out: dict[str, dict[str, float]] = {}
+    for key, entry in value.get("horizons", {}).items():
+        for model, m in entry.get("models", {}).items():
+            out[f"value.{key}.{model}"] = {
+                k: v for k, v in m.items() if k in ("mae", "spearman", "predicted_total")
+            }
+        for kind in ("uncalibrated", "calibrated"):
+            if isinstance(iv := entry.get("interval", {}).get(kind), dict):
+                out[f"value.{key}.interval_{kind}"] = {"coverage": iv["coverage"]}
+    return out
 
 
 def _rows_for(
@@ -251,6 +271,7 @@ def evaluate(
     )
     return {
         **report,
+        "value": customer_value(ctx.settings, ctx.conf.training),
         "model_uri": uri,
         "propensity": trained.propensity.kind,
         "selection": trained.selection,
@@ -258,6 +279,20 @@ def evaluate(
         "test_window": trained.split.window("test"),
         "n_test": int((rows.slice == "test").sum()),
     }
+
+
+def customer_value(settings: Settings, training: TrainingConf) -> dict[str, Any]:
+    """Expected spend over 90 and 365 days by BG/NBD x Gamma-Gamma and by Cadence's own value
+    model against the spend realised after the latest snapshot whose 90-day window the data
+    holds (`flows.steps.value`); `{"skipped": reason}` when the data cannot judge it."""
+    from cadence.flows.steps.value import workspace_value_report
+
+    try:
+        return workspace_value_report(
+            settings.raw_dir, settings.features_dir, seed=training.seed, n_jobs=training.n_jobs
+        )
+    except ValueError as exc:  # too short a log, or no amounts to learn from
+        return {"skipped": str(exc)}
 
 
 def promote(ctx: ModelContext, note: str | None = None) -> tuple[bool, list, str]:
@@ -371,6 +406,7 @@ def score(
         value_error=value_error,
         propensity=trained.propensity.kind,
         selection_reason=(trained.selection or {}).get("reason"),
+        value_interval=None if value is None else value.attrs.get("interval", {}).get("90d"),
     )
     target = _new_list_folder(settings.lists_dir / ctx.name, snap, written)
     with staged_dir(target) as tmp:

@@ -132,6 +132,17 @@ def test_train_logs_the_run_and_registers_a_challenger(life):
         assert 0.5 < run.data.metrics[f"{name}.roc_auc"] <= 1
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"calibration.png", "gain.png", "feature_importance.csv", "evaluation.json"} <= artifacts
+    # Model selection: on the world the hybrid beats BG/NBD, and the run says by how much.
+    assert run.data.params["propensity_model"] == "xgboost"
+    assert "the XGBoost hybrid beat BG/NBD" in run.data.tags["selection_reason"]
+    sel = {k: run.data.metrics[f"selection.{k}.roc_auc"] for k in ("hybrid", "btyd")}
+    assert sel["hybrid"] > sel["btyd"] > 0.5
+    # Customer value, judged on realised spend, in the run.
+    for model in ("bgnbd_gamma_gamma", "cadence_value"):
+        assert run.data.metrics[f"value.90d.{model}.mae"] > 0
+        assert -1 <= run.data.metrics[f"value.90d.{model}.spearman"] <= 1
+    assert 0 < run.data.metrics["value.90d.interval_calibrated.coverage"] <= 1
+    assert "customer value" in life["train"].output
     info = mlflow.models.get_model_info("models:/repurchase/1")
     assert info.signature is not None and info.saved_input_example_info is not None
     # The artifacts live in the workspace, beside the database.
@@ -148,6 +159,14 @@ def test_evaluate_json_reports_every_scorer(life):
     assert out["horizon_days"] == 30 and out["n_test"] > 1000
     assert ".." in out["test_window"]
     assert out["model"]["roc_auc"] > out["bgnbd"]["roc_auc"]
+    assert out["propensity"] == "xgboost" and out["selection"]["chosen"] == "hybrid"
+    value = out["value"]["horizons"]["90d"]
+    assert value["status"] == "ok" and value["buyers"] > 0
+    models = value["models"]
+    assert {"bgnbd_gamma_gamma", "cadence_value", "recent_spend"} <= models.keys()
+    assert (
+        models["cadence_value"]["realised_total"] == models["bgnbd_gamma_gamma"]["realised_total"]
+    )
 
 
 def test_first_challenger_passing_its_gates_becomes_champion(life):
@@ -276,6 +295,9 @@ def test_a_worse_challenger_is_refused_and_the_champion_stays(life):
     client = _client(life["home"])
     v2 = client.get_model_version("repurchase", "2")
     assert f"beats_champion: FAIL ({detail})" in v2.tags["promotion_refused_reason"]
+    # Two stumps do not beat BG/NBD on the calibration slice: the challenger is BG/NBD itself.
+    assert client.get_run(v2.run_id).data.params["propensity_model"] == "btyd"
+    assert "propensity: BG/NBD itself" in " ".join(life["train_worse"].output.split())
     assert "promoted_at" not in v2.tags
     # Refused, it stayed challenger until the next training replaced it.
     assert client.get_model_version("repurchase", "3").tags["previous_champion"] == "1"
@@ -323,6 +345,11 @@ def test_orders_only_import_trains_promotes_and_scores(model_home, tmp_path):
     evaluation = json.loads(_run(home, conf, "evaluate", "repurchase", "--json").output)
     assert "oracle" not in evaluation
     assert evaluation["model"]["roc_auc"] > evaluation["bgnbd"]["roc_auc"] - 0.02
+    value = evaluation["value"]["horizons"]["90d"]
+    assert value["status"] == "ok" and value["models"]["cadence_value"]["mae"] > 0
+    readme = (_latest(home) / "README.md").read_text()
+    assert "Expected spend (`expected_spend_90d`)" in readme
+    assert scored.expected_spend_90d.notna().all()
 
 
 def test_the_7_day_horizon_is_a_registered_model_of_its_own(life):
