@@ -13,6 +13,9 @@ date lies beyond every training row, it extrapolated to 12 times the realised to
 
 Boosting stops early on the latest training snapshots (`validation_share` of them); the model
 is then refitted on every training row with that many trees, so the latest rows count too.
+At most `MAX_ROWS` rows train it, with a learning rate of 0.1: on the default world that took
+the report from 69 s to 22 s (2 cores) with the 90-day MAE at 49.8 against 50.0, and on CDNOW's
+master from 24 s to 14 s with the MAE at 10.55 against 10.13 (BG/NBD x Gamma-Gamma: 11.04).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import xgboost as xgb
 
 KEYS = ("user_id", "snapshot_at")
 OBJECTIVES = ("tweedie", "log1p")
-MAX_ROWS = 300_000  # training rows kept (whole snapshots, thinned evenly) to bound memory
+MAX_ROWS = 150_000  # training rows kept (whole snapshots, thinned evenly) to bound time
 
 
 class NoTrainingRows(ValueError):
@@ -128,7 +131,7 @@ class SpendModel:
     n_estimators: int = 1000
     early_stopping_rounds: int = 50
     validation_share: float = 0.2
-    learning_rate: float = 0.05
+    learning_rate: float = 0.1
     max_depth: int = 4
     min_child_weight: float = 5.0
     subsample: float = 0.8
