@@ -60,6 +60,7 @@ def generate(
         fail(exc)
     console.print(f"wrote {out} and {truth}")
     print_summary(out, manifest)
+    print_realism(out, truth, manifest)
 
 
 def print_summary(raw: Path, manifest) -> None:
@@ -74,4 +75,32 @@ def print_summary(raw: Path, manifest) -> None:
     table.add_column("value", justify="right")
     for key, value in figures.items():
         table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+    console.print(table)
+
+
+def print_realism(raw: Path, truth: Path, manifest) -> None:
+    """The realism table: the world's behaviour beside its targets and real shops' figures."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from cadence.flows.steps import world as step
+
+    rows = step.realism(raw, truth, manifest)
+    table = Table(title="realism: the world beside real shops")
+    table.add_column("measure")
+    table.add_column("world", justify="right")
+    table.add_column("target")
+    table.add_column("met", justify="center")
+    table.add_column("n", justify="right")
+    table.add_column("real logs")
+    marks = {True: Text("yes", style="green"), False: Text("no", style="red"), None: Text("")}
+    for r in rows:
+        table.add_row(
+            Text(r["measure"]),
+            Text(r["value"]),
+            Text(r["target"]),
+            marks[r["met"]],
+            f"{r['n']:,}",
+            Text(r["reference"]),
+        )
     console.print(table)

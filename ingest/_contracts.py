@@ -52,8 +52,6 @@ _RANGES: dict[tuple[str, str], list[pa.Check]] = {
     ("products", "price"): [_GT0],
     ("products", "weight_kg"): [_GT0],
     ("products", "volume_cm3"): [_GT0],
-    ("products", "cycle_days_mean"): [_GT0],
-    ("products", "cycle_days_std"): [_GE0],
     ("nodes", "daily_capacity"): [_GT0],
     ("inventory", "on_hand"): [_GE0],
     ("inventory", "received"): [_GE0],

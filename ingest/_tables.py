@@ -69,8 +69,6 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("weight_kg", pa.float64()),
             ("volume_cm3", pa.float64()),
             ("fragile", pa.bool_()),
-            ("cycle_days_mean", pa.float64()),
-            ("cycle_days_std", pa.float64()),
         ]
     ),
     "nodes": pa.schema(
@@ -229,7 +227,6 @@ REQUIRED_TABLES = ("orders",)
 
 # Columns that may be null; every other column must be filled.
 NULLABLE: dict[str, tuple[str, ...]] = {
-    "products": ("cycle_days_mean", "cycle_days_std"),
     "searches": ("category",),
     "coupons": ("redeemed_at", "order_id"),
     "orders": ("channel",),

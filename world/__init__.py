@@ -5,6 +5,7 @@
 storms, and the oracle's true repurchase probabilities on a snapshot grid). Nothing here writes
 files. The true logistics functions (`shipping_cost`, `delivery_days`, `damage_prob`) replay
 routing decisions counterfactually; no model may read the truth at training time.
+`realism_table` measures a generated world against the ranges real shops' order logs fall in.
 """
 
 from cadence.world._logistics import (
@@ -14,6 +15,7 @@ from cadence.world._logistics import (
     shipping_cost,
     zone_of,
 )
+from cadence.world._realism import realism_table
 from cadence.world._simulate import WorldConfig, simulate
 from cadence.world._summary import summarise
 
@@ -22,6 +24,7 @@ __all__ = [
     "billed_weight",
     "damage_prob",
     "delivery_days",
+    "realism_table",
     "shipping_cost",
     "simulate",
     "summarise",

@@ -363,15 +363,20 @@ class _Shop:
             cancelled=cancelled,
         )
 
-        # The order's own visit: a session just before it and the cart lines it checked out.
+        # The order's own visit: a session just before it and the cart lines it checked out,
+        # never before the order's own midnight (UTC): a visit on the evening before would let
+        # a snapshot at that midnight see an order coming that it cannot know of.
         online = channel != 3
         ou = order_users[online]
-        sess_t = t_order[online] - self.rng.integers(120, 1500, ou.size) * US
+        sess_t = np.maximum(t_order[online] - self.rng.integers(120, 1500, ou.size) * US, day_us)
         first_cat = self.cat.category[item_sku[first]][online]
         self._add_sessions(ou, sess_t, first_cat, pages_mean=4.0)
         lines = np.flatnonzero(online[item_order])
         new_lines = lines[~item_cart[lines]]
-        add_t = t_order[item_order[new_lines]] - self.rng.integers(30, 110, new_lines.size) * US
+        add_t = np.maximum(
+            t_order[item_order[new_lines]] - self.rng.integers(30, 110, new_lines.size) * US,
+            day_us,
+        )
         self._cart(
             order_users[item_order[new_lines]],
             add_t,

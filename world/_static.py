@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from cadence.world import _params as P
-from cadence.world._emit import Lookup, Nullable, to_table
+from cadence.world._emit import Lookup, to_table
 
 
 def static_tables(cfg, geo, cat, pop, nodes, ids) -> Iterator[tuple[str, pa.Table]]:
@@ -35,10 +35,8 @@ def static_tables(cfg, geo, cat, pop, nodes, ids) -> Iterator[tuple[str, pa.Tabl
         ),
     )
 
-    cycle_mean = np.full(P.N_CAT, np.nan)
-    cycle_std = np.full(P.N_CAT, np.nan)
-    cycle_mean[P.CYCLE_IDX] = P.CYCLE_MEAN
-    cycle_std[P.CYCLE_IDX] = P.CYCLE_STD
+    # The true replenishment cycles stay in truth (truth/cycles.parquet, per shopper): a
+    # shop's catalogue does not know them, and a model reading them would learn the answer.
     c = cat.category
     yield (
         "products",
@@ -51,8 +49,6 @@ def static_tables(cfg, geo, cat, pop, nodes, ids) -> Iterator[tuple[str, pa.Tabl
                 "weight_kg": cat.weight,
                 "volume_cm3": cat.volume,
                 "fragile": cat.fragile,
-                "cycle_days_mean": Nullable(np.nan_to_num(cycle_mean[c]), np.isnan(cycle_mean[c])),
-                "cycle_days_std": Nullable(np.nan_to_num(cycle_std[c]), np.isnan(cycle_std[c])),
             },
             lookups,
         ),

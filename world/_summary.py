@@ -20,9 +20,10 @@ def summarise(tables: dict[str, pa.Table], rows: dict[str, int]) -> dict[str, fl
             out["buyer_share"] = round(buyers / users.num_rows, 3)
     shipments = tables.get("shipments")
     if shipments is not None and shipments.num_rows:
-        out["late_share"] = round(pc.mean(pc.cast(shipments["late"], pa.float64())).as_py(), 3)
-        out["damaged_share"] = round(
-            pc.mean(pc.cast(shipments["damaged"], pa.float64())).as_py(), 4
-        )
+        # Shares over the parcels delivered so far; none yet (a world of a day) gives none.
+        for key, col, digits in (("late_share", "late", 3), ("damaged_share", "damaged", 4)):
+            share = pc.mean(pc.cast(shipments[col], pa.float64())).as_py()
+            if share is not None:
+                out[key] = round(share, digits)
         out["mean_shipping_cost"] = round(pc.mean(shipments["cost"]).as_py(), 2)
     return out

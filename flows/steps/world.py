@@ -5,17 +5,19 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 
 from cadence.flows.conf import WorldConf
 from cadence.flows.steps._progress import Progress, Report, silent
+from cadence.flows.steps._read import MissingInput
 from cadence.ingest import (
     RawManifest,
     check_replaceable,
     staged_dir,
     write_manifest,
 )
-from cadence.world import WorldConfig, simulate, summarise
+from cadence.world import WorldConfig, realism_table, simulate, summarise
 
 
 def world_config(conf: WorldConf, **overrides) -> WorldConfig:
@@ -128,3 +130,35 @@ def summary(raw: Path, manifest: RawManifest) -> dict[str, object]:
         if (raw / f"{t}.parquet").exists()
     }
     return summarise(tables, manifest.tables)
+
+
+def realism(raw: Path, truth: Path, manifest: RawManifest) -> list[dict]:
+    """The world's realism table (`world.realism_table`): its behaviour measured beside the
+    targets and real logs' figures. Tables the folders lack leave their rows unmeasured."""
+    columns = {
+        "orders": ["order_id", "user_id", "ordered_at"],
+        "order_items": ["order_id", "sku", "quantity"],
+        "products": ["sku", "category"],
+        "shipments": ["late"],
+    }
+    tables = {
+        t: pq.read_table(raw / f"{t}.parquet", columns=c).to_pandas()
+        for t, c in columns.items()
+        if (raw / f"{t}.parquet").exists()
+    }
+    if "orders" not in tables:
+        raise MissingInput(f"no orders in {raw}; generate a world first")
+    oracle = truth / "oracle.parquet"
+    wanted = ["user_id", "snapshot_at", "p_30d"]
+    return realism_table(
+        tables["orders"],
+        end=pd.Timestamp(manifest.end),
+        items=tables.get("order_items"),
+        products=tables.get("products"),
+        shipments=tables.get("shipments"),
+        oracle=(
+            pq.read_table(oracle, columns=wanted).to_pandas()
+            if oracle.exists() and set(wanted) <= set(pq.read_schema(oracle).names)
+            else None
+        ),
+    )

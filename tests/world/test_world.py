@@ -168,3 +168,29 @@ def test_consent_withdrawals_come_after_signup_and_leave_buying_alone(frames):
     per_user = frames["orders"].groupby("user_id").size().reindex(signup.index, fill_value=0)
     out = per_user.index.isin(first.index)
     assert abs(per_user[out].mean() - per_user[~out].mean()) < 0.25 * per_user.mean()
+
+
+def test_no_visit_before_an_order_crosses_midnight(frames):
+    """An order's own session and cart adds fall on its own day: one dated the evening before
+    would let a snapshot at midnight see an order it cannot know of."""
+    orders = frames["orders"]
+    early = orders.ordered_at - orders.ordered_at.dt.floor("D") < pd.Timedelta(minutes=25)
+    assert early.sum() > 10  # orders just after midnight exist, so the check has cases
+    # Browsing starts at 23:40 at the latest, so a session after that could only be a visit
+    # for an order after midnight.
+    t = frames["sessions"].started_at
+    assert not (t - t.dt.floor("D") > pd.Timedelta(hours=23, minutes=40)).any()
+    # The cart lines an order checked out were added on the order's day.
+    cart = frames["cart_events"]
+    bought = cart[cart.action == "purchase"][["user_id", "sku", "ts"]]
+    added = cart[cart.action == "add"][["user_id", "sku", "ts"]]
+    pairs = bought.merge(added, on=["user_id", "sku"], suffixes=("", "_add"))
+    gap = pairs.ts - pairs.ts_add
+    pairs = pairs[(gap > pd.Timedelta(0)) & (gap <= pd.Timedelta(seconds=110))]
+    assert len(pairs) > 100
+    assert (pairs.ts.dt.floor("D") == pairs.ts_add.dt.floor("D")).all()
+
+
+def test_the_catalogue_does_not_carry_the_true_cycles(small_world):
+    assert not [c for c in small_world["products"].column_names if "cycle" in c]
+    assert {"mean_days", "std_days"} <= set(small_world["truth_cycles"].column_names)
