@@ -62,6 +62,11 @@ def churn_prob(base: np.ndarray, n_bad: np.ndarray) -> np.ndarray:
     return np.minimum(base * (1 + P.CHURN_PER_BAD * np.minimum(n_bad, P.CHURN_BAD_CAP)), 1.0)
 
 
+def gap_std(mean: np.ndarray, category: np.ndarray | int) -> np.ndarray:
+    """The spread of one gap for a shopper whose mean cycle in that category is `mean`."""
+    return P.CYCLE_CV[category] * mean
+
+
 def gap_survival(a: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """P(G >= a) for the gap G = max(1, round(N(mean, std))) in whole days."""
     return np.where(a <= 1, 1.0, 1.0 - ndtr((a - 0.5 - mean) / std))

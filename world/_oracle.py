@@ -102,7 +102,7 @@ def _no_replenishment(x: OracleInputs, users: np.ndarray, h: int) -> np.ndarray:
         mean = x.cycle_mean[u, c][:, None]
         age = (x.day - x.last_renewal[u, c])[:, None]
         # P(G = age + j | G >= age), for the whole-day gap G = max(1, round(N(mean, std))).
-        surv = B.gap_survival(age + j, mean, P.CYCLE_STD[c])
+        surv = B.gap_survival(age + j, mean, B.gap_std(mean, c))
         hit = (surv[:, :-1] - surv[:, 1:]) / surv[:, :1]
         # The need must also survive its daily ending check through that day.
         keep = (1.0 - P.NEED_END_HAZARD[c]) ** j[:, 1:]

@@ -25,9 +25,13 @@ FRAGILE_SHARE = np.array([0.05, 0, 0, 0.3, 0.35, 0.1, 0.05, 0.7, 0, 0, 0.5, 0.1]
 CYCLE_CATS = ("infant_formula", "diapers", "pet_food", "coffee", "skincare", "household")
 CYCLE_IDX = np.array([CAT_INDEX[c] for c in CYCLE_CATS])
 CYCLE_MEAN = np.array([30.0, 20.0, 45.0, 25.0, 60.0, 40.0])
-CYCLE_STD = np.array([3.0, 2.5, 5.0, 4.0, 8.0, 6.0])
-# Spread of a shopper's own mean cycle around the category's (log scale).
-CYCLE_USER_JITTER = 0.08
+# A purchase's gap varies around the shopper's own mean cycle with this coefficient of
+# variation: real replenishment is noisy (per-shopper gap CVs of 0.3-0.5 in order logs), the
+# baby's needs steadier than coffee or skincare.
+CYCLE_CV = np.array([0.30, 0.30, 0.35, 0.45, 0.50, 0.45])
+# Spread of a shopper's own mean cycle around the category's (log scale, mean kept): about 30%,
+# as diaper subscribers' own cycles spread (quartiles 28/36/50 days).
+CYCLE_USER_JITTER = 0.3
 # Daily probability that a shopper's need for the category ends (the child outgrows formula).
 NEED_END_HAZARD = np.array([1 / 540, 1 / 720, 1 / 1000, 1 / 1000, 1 / 1000, 1 / 1000])
 

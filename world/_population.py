@@ -145,7 +145,9 @@ def make_population(
             rng.random(n) < 0.25,
         ]
     )
-    cycle_mean = P.CYCLE_MEAN * rng.lognormal(0, P.CYCLE_USER_JITTER, needs.shape)
+    # Log-normal around the category's mean, with the mean kept (mu = -sigma^2 / 2).
+    s = P.CYCLE_USER_JITTER
+    cycle_mean = P.CYCLE_MEAN * rng.lognormal(-s * s / 2, s, needs.shape)
     favourite = pick_sku(rng, cat, np.broadcast_to(P.CYCLE_IDX, needs.shape).ravel()).reshape(
         needs.shape
     )

@@ -189,9 +189,8 @@ class _Shop:
             due = self.st.need & (self.st.next_due == day) & buyer[:, None]
             du, dc = np.nonzero(due)
             self.st.last_renewal[du, dc] = day
-            self.st.next_due[du, dc] = day + B.sample_gap(
-                self.rng, self.pop.cycle_mean[du, dc], P.CYCLE_STD[dc]
-            )
+            mean = self.pop.cycle_mean[du, dc]
+            self.st.next_due[du, dc] = day + B.sample_gap(self.rng, mean, B.gap_std(mean, dc))
 
             # 5. Impulse orders.
             p_imp = B.impulse_prob(
@@ -686,7 +685,7 @@ def _initial_state(rng, pop, cfg) -> _State:
     gap = B.sample_gap(
         rng,
         pop.cycle_mean,
-        np.broadcast_to(P.CYCLE_STD, (n, k)),
+        B.gap_std(pop.cycle_mean, np.arange(k)),
         at_least=(act - last).astype(float),
     )
     return _State(
@@ -855,7 +854,7 @@ def _cycles_table(pop, st, ids) -> pa.Table:
             "user_id": ids.user.take(pa.array(u)),
             "category": pa.array(np.array(P.CYCLE_CATS)[c]),
             "mean_days": pa.array(pop.cycle_mean[u, c]),
-            "std_days": pa.array(P.CYCLE_STD[c]),
+            "std_days": pa.array(B.gap_std(pop.cycle_mean[u, c], c)),
             "need_active_at_end": pa.array(st.need[u, c]),
         }
     )

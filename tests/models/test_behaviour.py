@@ -58,8 +58,10 @@ def test_a_replenishment_falling_due_raises_the_probability(trained):
         fresh.append(model.predict(_bought(rows, c, 1.0)).probability)
     p_due, p_fresh = np.concatenate(due), np.concatenate(fresh)
     assert len(p_due) > 1000  # pet food, skincare and household buyers, mostly
-    # Trained on seeds 0 and 1 the mean moved from 0.42-0.44 to 0.68-0.70.
-    assert p_due.mean() > p_fresh.mean() + 0.15, (p_due.mean(), p_fresh.mean())
+    # On the world with regular cycles (gap CV about 0.1) the mean moved by 0.26; with real
+    # shops' noise (a gap CV of 0.35-0.5 in these categories, shoppers' own cycles spread 30%)
+    # being due says less, and it moved from 0.51 to 0.60.
+    assert p_due.mean() > p_fresh.mean() + 0.05, (p_due.mean(), p_fresh.mean())
     # Individually: the calibration chosen (beta, on both seeds) keeps the booster's ranking, so
     # no pair ties on a plateau as under isotonic calibration (8-10% of them did), and about
     # one in ten goes the other way where the rest of the row dominates. Seeds 0 and 1 gave
