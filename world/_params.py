@@ -35,6 +35,16 @@ CYCLE_USER_JITTER = 0.3
 # Daily probability that a shopper's need for the category ends (the child outgrows formula).
 NEED_END_HAZARD = np.array([1 / 540, 1 / 720, 1 / 1000, 1 / 1000, 1 / 1000, 1 / 1000])
 
+# Baskets. A due replenishment is bought 1, 2 or 3 at a time with these chances; each order adds
+# Poisson(ADDON_LINES) lines from the shopper's tastes, 1 or 2 of each with these chances; and a
+# replenishment due within BUNDLE_DAYS joins an order with chance BUNDLE_PROB (formula bought
+# with the diapers), its cycle starting again from that order.
+REPLENISH_QTY = np.array([0.5, 0.35, 0.15])
+ADDON_LINES = 1.4
+ADDON_QTY = np.array([0.7, 0.3])
+BUNDLE_DAYS = 5
+BUNDLE_PROB = 0.6
+
 # Impulse purchases: daily purchase probability while dormant / interested, per unit engagement,
 # and the hidden interest state's daily switch probabilities.
 IMPULSE_DORMANT = 0.003

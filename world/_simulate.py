@@ -130,7 +130,8 @@ class _Shop:
         self.carried[nodes.kind == 1] = rank < 10
         self.carried[nodes.kind == 2] = rank < 4
         share = nodes.capacity / nodes.capacity[nodes.kind == 0].sum()
-        sku_demand = expected_orders[self.cat.category] * self.cat.popularity * 1.3
+        units = _expected_daily_units(self.pop)
+        sku_demand = units[self.cat.category] * self.cat.popularity * 1.3
         target = np.ceil(5 * share[:, None] * sku_demand[None, :]) + 3
         self.target = np.where(self.carried, target, 0).astype(np.int64)
         self.stock = self.target.copy()
@@ -207,6 +208,7 @@ class _Shop:
             ordering[du] = True
             order_users = np.flatnonzero(ordering)
             if order_users.size:
+                du, dc = self._bundle(day, order_users, du, dc)
                 self._place_orders(day, day_us, order_users, du, dc, impulse)
             # 7. What shoppers leave behind while browsing.
             self._browse(day, day_us, active)
@@ -244,6 +246,23 @@ class _Shop:
         self.counters[table] += int(n)
         return np.arange(first, first + int(n))
 
+    def _bundle(self, day, order_users, du, dc) -> tuple[np.ndarray, np.ndarray]:
+        """Replenishments due within `BUNDLE_DAYS` join today's order (with `BUNDLE_PROB`), and
+        their cycles start again from it. Only shoppers who order today bundle, so a day without
+        an order runs as if bundling did not exist: the oracle's no-order paths are unchanged,
+        and its renewal state (the last purchase, the gap drawn then) stays exact."""
+        nd = self.st.next_due[order_users]
+        soon = self.st.need[order_users] & (nd > day) & (nd <= day + P.BUNDLE_DAYS)
+        soon &= self.rng.random(soon.shape) < P.BUNDLE_PROB
+        rows, bc = np.nonzero(soon)
+        if not rows.size:
+            return du, dc
+        bu = order_users[rows]
+        self.st.last_renewal[bu, bc] = day
+        mean = self.pop.cycle_mean[bu, bc]
+        self.st.next_due[bu, bc] = day + B.sample_gap(self.rng, mean, B.gap_std(mean, bc))
+        return np.concatenate([du, bu]), np.concatenate([dc, bc])
+
     def _place_orders(self, day, day_us, order_users, du, dc, impulse) -> None:
         n_o = order_users.size
         slot = np.full(self.pop.city.size, -1)
@@ -258,7 +277,7 @@ class _Shop:
             self.pop.favourite[du, dc],
             pick_sku(self.rng, self.cat, P.CYCLE_IDX[dc]),
         )
-        rep_qty = np.where(self.rng.random(du.size) < 0.2, 2, 1)
+        rep_qty = self.rng.choice(np.arange(1, 4), du.size, p=P.REPLENISH_QTY)
         imp_users = order_users[impulse[order_users]]
         imp_cat = np.where(
             self.st.interested[imp_users],
@@ -270,13 +289,18 @@ class _Shop:
             from_cart, self.st.cart_sku[imp_users], pick_sku(self.rng, self.cat, imp_cat)
         )
         self.st.cart_sku[imp_users] = -1
-        add_users = order_users[self.rng.random(n_o) < 0.25]
-        add_sku = pick_sku(self.rng, self.cat, _taste_pick(self.rng, self.pop.taste[add_users]))
+        add_users = np.repeat(order_users, self.rng.poisson(P.ADDON_LINES, n_o))
+        add_cat = _taste_pick(self.rng, self.pop.taste[add_users])
+        # Nobody adds diapers without a baby: an add-on from a replenished category the shopper
+        # has no need of is left out (the need's own purchases come due or are bundled).
+        cyc = CYCLE_OF[add_cat]
+        keep = (cyc < 0) | self.pop.needs[add_users, np.maximum(cyc, 0)]
+        add_users, add_cat = add_users[keep], add_cat[keep]
+        add_sku = pick_sku(self.rng, self.cat, add_cat)
+        add_qty = self.rng.choice(np.arange(1, 3), add_users.size, p=P.ADDON_QTY)
         item_user = np.concatenate([du, imp_users, add_users])
         item_sku = np.concatenate([rep_sku, imp_sku, add_sku])
-        item_qty = np.concatenate(
-            [rep_qty, np.ones(imp_users.size + add_users.size, dtype=np.int64)]
-        )
+        item_qty = np.concatenate([rep_qty, np.ones(imp_users.size, dtype=np.int64), add_qty])
         item_cart = np.concatenate(
             [np.zeros(du.size, bool), from_cart, np.zeros(add_users.size, bool)]
         )
@@ -653,6 +677,21 @@ def _expected_daily_orders(pop, cat) -> np.ndarray:
     return exp * 0.8  # churn and late sign-ups thin the crowd over the year
 
 
+def _expected_daily_units(pop) -> np.ndarray:
+    """Rough daily units per category (replenishments, impulse lines and add-ons with their
+    quantities), to size stock to the population's baskets."""
+    per_user = (pop.needs / pop.cycle_mean).sum(axis=1)
+    imp_rate = 0.0077 * pop.engagement
+    taste = np.diff(np.c_[np.zeros(len(pop.taste)), pop.taste], axis=1)
+    units = np.zeros(P.N_CAT)
+    units[P.CYCLE_IDX] = (pop.needs / pop.cycle_mean).sum(axis=0) * (
+        np.arange(1, 4) @ P.REPLENISH_QTY
+    )
+    add_on = (per_user + imp_rate) * P.ADDON_LINES * (np.arange(1, 3) @ P.ADDON_QTY)
+    units += (taste * (imp_rate + add_on)[:, None]).sum(axis=0)
+    return units * 0.8  # churn and late sign-ups thin the crowd over the year
+
+
 def _weather(rng: np.random.Generator, n_days: int) -> np.ndarray:
     """Storm days per region: a two-state chain that starts 2% and ends 30% of days."""
     from cadence.world._geo import REGIONS
@@ -704,6 +743,11 @@ def _initial_state(rng, pop, cfg) -> _State:
         lat=pop.lat.copy(),
         lon=pop.lon.copy(),
     )
+
+
+# Each category's place among the replenished ones, or -1.
+CYCLE_OF = np.full(P.N_CAT, -1)
+CYCLE_OF[P.CYCLE_IDX] = np.arange(P.CYCLE_IDX.size)
 
 
 def _taste_pick(rng, cum_taste: np.ndarray) -> np.ndarray:
