@@ -124,17 +124,6 @@ def _score(trained: Trained, frame: pd.DataFrame, **changes) -> pd.DataFrame:
     return score_frame(trained, frame, **{**args, **changes})
 
 
-def _score(trained: Trained, frame: pd.DataFrame, **changes) -> pd.DataFrame:
-    args = {
-        "snapshot": frame.snapshot_at.iloc[0],
-        "lead_days": 3,
-        "medium": 0.3,
-        "high": 0.6,
-        "model_version": "repurchase/4",
-    }
-    return score_frame(trained, frame, **{**args, **changes})
-
-
 def test_the_list_is_most_likely_first_and_names_its_horizon(tiny):
     trained, frame = tiny
     scored = _score(trained, frame)

@@ -13,10 +13,10 @@ import pytest
 
 from cadence.models._model_code import FILES, btyd_margin
 from cadence.models._registry import CHAMPION, configure, load, log_and_register
-from cadence.models._score import score_frame, write_list
+from cadence.models._score import write_list
 from cadence.models._train import Trained, fit
 from tests.models._synthetic import replenishment_rows
-from tests.models.test_score import _info
+from tests.models.test_score import _info, _score
 
 pytestmark = pytest.mark.model
 
@@ -132,14 +132,7 @@ def test_bgnbd_as_challenger_registers_loads_and_lists_like_the_hybrid(lost, tmp
 
     hybrid = _fit(rows, trained.split, features, select=False)
     frame = test[test.snapshot_at == test.snapshot_at.max()]
-    args = {
-        "snapshot": frame.snapshot_at.iloc[0],
-        "lead_days": 3,
-        "medium": 0.3,
-        "high": 0.6,
-        "model_version": "repurchase/1",
-    }
-    ours, theirs = score_frame(loaded, frame, **args), score_frame(hybrid, frame, **args)
+    ours, theirs = _score(loaded, frame), _score(hybrid, frame)
     assert list(ours.columns) == list(theirs.columns)
     # One input moves BG/NBD's score, so one driver, exactly its SHAP value; no others.
     moved = ours.driver_1_shap != 0
