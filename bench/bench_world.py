@@ -19,7 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-TARGETS = {20_000: (20.0, None), 1_000_000: (300.0, 8 * 1024)}
+# The world issue's budget on 2 cores: the default world in 30 s, a million users in 8 minutes
+# within 8 GB.
+TARGETS = {20_000: (30.0, None), 1_000_000: (480.0, 8 * 1024)}
 
 
 def _one(users: int, days: int, out: Path) -> None:
@@ -37,7 +39,7 @@ def _one(users: int, days: int, out: Path) -> None:
             {
                 "seconds": seconds,
                 "peak_mb": peak_mb,
-                "tables": manifest["tables"],
+                "tables": manifest.tables,
                 "truth": truth,
                 "parquet_mb": size_mb,
             }
@@ -62,10 +64,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             proc = subprocess.run(
                 [sys.executable, __file__, "--one", size, "--out", tmp],
-                check=True,
                 capture_output=True,
                 text=True,
             )
+        if proc.returncode:
+            sys.exit(f"world {size} failed:\n{proc.stderr}")
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         events = sum(n for t, n in r["tables"].items() if t not in ("users", "products", "nodes"))
         print(f"\nworld {users:,} users x {days} days")
