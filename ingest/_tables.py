@@ -48,6 +48,9 @@ SCHEMAS: dict[str, pa.Schema] = {
     "users": pa.schema(
         [
             ("user_id", pa.string()),
+            # Shoppers of one household share its address; merging parcels goes by address.
+            ("household_id", pa.string()),
+            ("address_id", pa.string()),
             ("signup_at", TS),
             ("lat", pa.float64()),
             ("lon", pa.float64()),
@@ -200,6 +203,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "address_changes": pa.schema(
         [
             ("user_id", pa.string()),
+            ("address_id", pa.string()),  # the new address: a move never reuses one
             ("changed_at", TS),
             ("lat", pa.float64()),
             ("lon", pa.float64()),

@@ -49,6 +49,11 @@ class Nullable:
     mask: np.ndarray
 
 
+def labels(prefix: str, idx: np.ndarray) -> np.ndarray:
+    """Ids as text: `h12` for household 12, `a40017` for address 40017."""
+    return np.char.add(prefix, np.asarray(idx, dtype=np.int64).astype(str))
+
+
 def to_table(name: str, cols: dict[str, Any], lookups: dict[str, pa.Array] | None = None):
     schema = T.SCHEMAS[name]
     table = {lookup_name: arr for lookup_name, arr in LOOKUPS.items()}

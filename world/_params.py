@@ -45,6 +45,10 @@ ADDON_QTY = np.array([0.7, 0.3])
 BUNDLE_DAYS = 5
 BUNDLE_PROB = 0.6
 
+# Households: the chance a shopper lives with another shopper of the same city (shares their
+# address), which puts about 13% of shoppers in households of two or more.
+HOUSEHOLD_JOIN = 0.07
+
 # Impulse purchases: daily purchase probability while dormant / interested, per unit engagement,
 # and the hidden interest state's daily switch probabilities.
 IMPULSE_DORMANT = 0.003

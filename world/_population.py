@@ -53,6 +53,7 @@ class Population:
     city: np.ndarray
     lat: np.ndarray
     lon: np.ndarray
+    household: np.ndarray  # the index of the shopper whose household this is (self for most)
     signup_s: np.ndarray  # seconds from the world's start (negative before it)
     active_day: np.ndarray  # first day the shopper can act
     age_band: np.ndarray
@@ -99,6 +100,23 @@ def pick_sku(rng: np.random.Generator, cat: Catalogue, category: np.ndarray) -> 
     return cat.first_sku[category] + np.minimum(within, P.SKUS_PER_CATEGORY - 1)
 
 
+def _households(rng: np.random.Generator, city: np.ndarray) -> np.ndarray:
+    """Per shopper, the shopper whose household (and address) they share: with chance
+    `HOUSEHOLD_JOIN`, a random shopper of the same city who lives on their own; else themself."""
+    n = city.size
+    joins = rng.random(n) < P.HOUSEHOLD_JOIN
+    pick = rng.random(n)
+    heads = np.flatnonzero(~joins)
+    heads = heads[np.argsort(city[heads], kind="stable")]
+    start = np.searchsorted(city[heads], np.arange(city.max() + 2))
+    count = start[city + 1] - start[city]
+    household = np.arange(n)
+    joining = np.flatnonzero(joins & (count > 0))
+    offset = (pick[joining] * count[joining]).astype(np.int64)
+    household[joining] = heads[start[city[joining]] + offset]
+    return household
+
+
 def make_population(
     rng: np.random.Generator, geo: Geography, cat: Catalogue, n: int, days: int
 ) -> Population:
@@ -107,6 +125,8 @@ def make_population(
     region = geo.city_region[city]
     lat = geo.city_lat[city] + rng.normal(0, 0.06, n)
     lon = geo.city_lon[city] + rng.normal(0, 0.06, n)
+    household = _households(rng, city)
+    lat, lon = lat[household], lon[household]
 
     # Three in four shoppers joined in the three years before the start, the rest during it.
     existing = rng.random(n) < 0.75
@@ -167,6 +187,7 @@ def make_population(
         city=city,
         lat=lat,
         lon=lon,
+        household=household,
         signup_s=signup_s,
         active_day=active_day,
         age_band=age_band,

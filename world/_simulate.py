@@ -30,7 +30,7 @@ import pyarrow as pa
 from cadence.ingest import _tables as T
 from cadence.world import _behaviour as B
 from cadence.world import _params as P
-from cadence.world._emit import Batches, Lookup, Nullable, to_table
+from cadence.world._emit import Batches, Lookup, Nullable, labels, to_table
 from cadence.world._geo import make_geography, make_nodes
 from cadence.world._logistics import (
     billed_weight,
@@ -97,6 +97,7 @@ class _State:
     cart_sku: np.ndarray  # item waiting in the cart, -1 for none
     lat: np.ndarray
     lon: np.ndarray
+    address: np.ndarray  # the address id's number: the household's, or a move's new one
     bad_on: dict[int, list[np.ndarray]] = field(default_factory=lambda: defaultdict(list))
 
 
@@ -624,9 +625,12 @@ class _Shop:
         move = np.flatnonzero(self.st.alive & active & (self.rng.random(n) < 1 / 1500))
         self.st.lat[move] = self.pop.lat[move] + self.rng.normal(0, 0.03, move.size)
         self.st.lon[move] = self.pop.lon[move] + self.rng.normal(0, 0.03, move.size)
+        # A move is a new address: numbered after the households' own.
+        self.st.address[move] = n + self._new_ids("address", move.size) - 1
         self.out.add(
             "address_changes",
             user_id=Lookup("user", move),
+            address_id=labels("a", self.st.address[move]),
             changed_at=day_us + _time_of_day(self.rng, self.pop.peak_hour[move]) * US,
             lat=self.st.lat[move],
             lon=self.st.lon[move],
@@ -742,6 +746,7 @@ def _initial_state(rng, pop, cfg) -> _State:
         cart_sku=np.full(n, -1, dtype=np.int64),
         lat=pop.lat.copy(),
         lon=pop.lon.copy(),
+        address=pop.household.copy(),
     )
 
 

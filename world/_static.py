@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from cadence.world import _params as P
-from cadence.world._emit import Lookup, to_table
+from cadence.world._emit import Lookup, labels, to_table
 
 
 def static_tables(cfg, geo, cat, pop, nodes, ids) -> Iterator[tuple[str, pa.Table]]:
@@ -22,6 +22,8 @@ def static_tables(cfg, geo, cat, pop, nodes, ids) -> Iterator[tuple[str, pa.Tabl
             "users",
             {
                 "user_id": Lookup("user", np.arange(pop.city.size)),
+                "household_id": labels("h", pop.household),
+                "address_id": labels("a", pop.household),
                 "signup_at": cfg.start_us + pop.signup_s * 1_000_000,
                 "lat": np.round(pop.lat, 6),
                 "lon": np.round(pop.lon, 6),

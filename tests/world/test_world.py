@@ -206,3 +206,17 @@ def test_no_visit_before_an_order_crosses_midnight(frames):
 def test_the_catalogue_does_not_carry_the_true_cycles(small_world):
     assert not [c for c in small_world["products"].column_names if "cycle" in c]
     assert {"mean_days", "std_days"} <= set(small_world["truth_cycles"].column_names)
+
+
+def test_households_share_an_address_and_a_move_makes_a_new_one(frames):
+    users = frames["users"]
+    size = users.groupby("household_id").user_id.transform("size")
+    assert 0.10 <= (size > 1).mean() <= 0.20  # shoppers living with another shopper
+    homes = users.groupby("household_id")
+    for col in ("address_id", "city", "lat", "lon"):
+        assert (homes[col].nunique() == 1).all(), col
+    assert users.address_id.nunique() == users.household_id.nunique()
+    moves = frames["address_changes"]
+    assert len(moves) > 50
+    assert moves.address_id.is_unique
+    assert not moves.address_id.isin(users.address_id).any()
