@@ -150,7 +150,6 @@ VALUE_MODELS = {
     "bgnbd_gamma_gamma": "BG/NBD x Gamma-Gamma",
     "cadence_value": "Cadence (XGBoost)",
     "recent_spend": "rule: last window's spend",
-    "probability_spend": "probability x mean order",
 }
 
 

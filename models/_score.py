@@ -506,11 +506,8 @@ def describe(parquet: pa.Table, csv: pa.Table, info: ListInfo) -> tuple[str, dic
 
 def _propensity_words(info: ListInfo) -> str:
     if info.propensity == "btyd":
-        why = f" ({info.selection_reason})" if info.selection_reason else ""
-        return (
-            "the probability is BG/NBD's, because the XGBoost hybrid did not beat it on the "
-            f"calibration slice{why}"
-        )
+        why = info.selection_reason or "the XGBoost hybrid did not beat it on the calibration slice"
+        return f"the probability is BG/NBD's ({why})"
     return "the probability is the XGBoost model's (BTYD quantities among its inputs)"
 
 

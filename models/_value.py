@@ -28,6 +28,7 @@ stays and `attrs["interval"]` says so.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -191,8 +192,8 @@ class ValueModel:
             index=summary.index,
         )
         if interval:
-            low, high = self._interval(x, tx, t, m, horizon, seed, level)
-            out["expected_spend_low"], out["expected_spend_high"] = low, high
+            (low, high), _ = self.intervals(summary, horizon, [level], seed=seed)
+            out["expected_spend_low"], out["expected_spend_high"] = low[0], high[0]
         return out
 
     def _draws(self, x, tx, t, m, horizon, seed):
@@ -216,19 +217,31 @@ class ValueModel:
             spend[bought] = rng.gamma(gg.p * count[bought], 1.0 / nu[bought])
             yield sl, spend
 
-    def _interval(self, x, tx, t, m, horizon, seed, level) -> tuple[np.ndarray, np.ndarray]:
-        """The simulated quantiles at (1 - l) / 2 and (1 + l) / 2 of each shopper's spend, as
-        the inverse of the simulated distribution function (so `interval_scores` is exact);
-        l is `level`, or with an `IntervalCalibration` the level of the shopper's group."""
-        low, high = np.empty(len(x)), np.empty(len(x))
+    def intervals(
+        self,
+        summary: pd.DataFrame,
+        horizon: int,
+        levels: Sequence[float | IntervalCalibration],
+        *,
+        seed: int = 0,
+    ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+        """From one simulation, each level's interval: the simulated quantiles at (1 - l) / 2
+        and (1 + l) / 2 of each shopper's spend, as the inverse of the simulated distribution
+        function (so `interval_scores` is exact), l being the level, or with an
+        `IntervalCalibration` the level of the shopper's group. Returns the lows and highs
+        (levels x shoppers) and each shopper's simulated probability of any spend."""
+        x, tx, t, m = _inputs(summary)
+        low, high = np.empty((len(levels), len(x))), np.empty((len(levels), len(x)))
+        buys = np.empty(len(x))
         for sl, spend in self._draws(x, tx, t, m, horizon, seed):
             spend.sort(axis=1)
-            buys = (spend > 0).mean(axis=1)
-            lv = level.levels(buys) if isinstance(level, IntervalCalibration) else level
-            lv = np.broadcast_to(np.asarray(lv, float), buys.shape)
-            low[sl] = _sorted_quantile(spend, (1.0 - lv) / 2.0)
-            high[sl] = _sorted_quantile(spend, (1.0 + lv) / 2.0)
-        return low, high
+            buys[sl] = (spend > 0).mean(axis=1)
+            for i, level in enumerate(levels):
+                lv = level.levels(buys[sl]) if isinstance(level, IntervalCalibration) else level
+                lv = np.broadcast_to(np.asarray(lv, float), buys[sl].shape)
+                low[i, sl] = _sorted_quantile(spend, (1.0 - lv) / 2.0)
+                high[i, sl] = _sorted_quantile(spend, (1.0 + lv) / 2.0)
+        return (low, high), buys
 
     def interval_scores(
         self, summary: pd.DataFrame, horizon: int, realised, *, seed: int = 0
@@ -312,8 +325,7 @@ class IntervalCalibration:
 
     def levels(self, buys) -> np.ndarray:
         """Each shopper's level, from their simulated probability of any spend."""
-        group = np.searchsorted(GROUP_EDGES, np.asarray(buys, float), side="right")
-        return np.asarray(self.group_levels)[group]
+        return np.asarray(self.group_levels)[spending_group(buys)]
 
     def as_dict(self) -> dict[str, object]:
         names = group_names()
@@ -327,6 +339,11 @@ class IntervalCalibration:
             "calibration_shoppers": self.shoppers,
             "calibration_nominal_coverage": self.nominal_coverage,
         }
+
+
+def spending_group(buys) -> np.ndarray:
+    """Each shopper's calibration group (0, 1, ...) by their simulated chance of any spend."""
+    return np.searchsorted(GROUP_EDGES, np.asarray(buys, float), side="right")
 
 
 def group_names() -> list[str]:
@@ -367,7 +384,7 @@ def calibrate_interval(
         )
     realised = realised_spend(before, at, horizon, as_of).reindex(summary.index, fill_value=0.0)
     scores, buys = model.interval_scores(summary, horizon, realised, seed=seed)
-    group = np.searchsorted(GROUP_EDGES, buys, side="right")
+    group = spending_group(buys)
     levels, sizes = [], []
     for g in range(len(GROUP_EDGES) + 1):
         held = scores[group == g]
@@ -462,22 +479,13 @@ def realised_spend(
     return o.groupby("user_id").amount.sum()
 
 
-def spend_metrics(
-    predicted: pd.Series,
-    orders: pd.DataFrame,
-    as_of: pd.Timestamp,
-    data_end: pd.Timestamp,
-    horizon: int,
-) -> dict[str, object]:
-    """Predicted spend per shopper (indexed by user id) against the spend realised in `horizon`
-    days after `as_of` (0 for those who bought nothing): mean absolute error, Spearman
-    correlation and both totals."""
-    realised = realised_spend(orders, as_of, horizon, data_end)
-    actual = realised.reindex(predicted.index, fill_value=0.0).to_numpy(float)
+def spend_metrics(predicted: pd.Series, realised: pd.Series) -> dict[str, object]:
+    """Predicted spend per shopper (indexed by user id) against the realised spend
+    (`realised_spend`; 0 for a shopper it lacks): mean absolute error, Spearman correlation
+    and both totals."""
     pred = predicted.to_numpy(float)
+    actual = realised.reindex(predicted.index, fill_value=0.0).to_numpy(float)
     return {
-        "as_of": f"{as_of:%Y-%m-%d}",
-        "horizon_days": horizon,
         "shoppers": len(pred),
         "mae": float(np.abs(pred - actual).mean()),
         "spearman": spearman_correlation(pred, actual),
@@ -493,43 +501,6 @@ def spearman_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def evaluate_value(
-    orders: pd.DataFrame,
-    as_of: pd.Timestamp,
-    data_end: pd.Timestamp,
-    horizon: int = 90,
-    users: pd.Index | None = None,
-) -> dict[str, object]:
-    """BG/NBD x Gamma-Gamma's expected spend in `horizon` days after `as_of` (fitted on the
-    orders before it) against the spend realised then (`spend_metrics`), over every shopper
-    with an order before `as_of`, or over `users` among them."""
-    realised_spend(orders, as_of, horizon, data_end)  # refuses a short window before fitting
-    model, summary = fit_value(orders, as_of)
-    pred = model.predict(summary, horizon, interval=False).expected_spend
-    if users is not None:
-        pred = pred[pred.index.isin(users)]
-    gg = model.gamma_gamma
-    return {
-        "model": "bgnbd_gamma_gamma",
-        **spend_metrics(pred, orders, as_of, data_end, horizon),
-        "gamma_gamma": {"p": gg.p, "q": gg.q, "v": gg.v},
-    }
-
-
-def probability_spend(
-    probability: pd.Series, orders: pd.DataFrame, as_of: pd.Timestamp
-) -> pd.Series:
-    """A simple spend estimate from a propensity model: its probability of an order within
-    the horizon (indexed by user id) times the shopper's mean spend per order day before
-    `as_of`. It counts at most one order in the horizon, so it runs low for frequent buyers;
-    a shopper without an order before `as_of` gets the population's mean."""
-    o = orders[orders.ordered_at < as_of]
-    daily = o.groupby([o.user_id, o.ordered_at.dt.floor("D")]).amount.sum()
-    mean = daily.groupby(level=0).mean()
-    value = mean.reindex(probability.index).fillna(float(daily.mean()))
-    return probability * value
-
-
 __all__ = [
     "BTYDFitError",
     "GammaGammaParams",
@@ -537,16 +508,15 @@ __all__ = [
     "ValueFitError",
     "ValueModel",
     "calibrate_interval",
-    "evaluate_value",
     "expected_order_value",
     "expected_spend",
     "fit_gamma_gamma",
     "fit_value",
     "interval_coverage",
     "interval_note",
-    "probability_spend",
     "realised_spend",
     "spearman_correlation",
     "spend_metrics",
+    "spending_group",
     "value_summary",
 ]

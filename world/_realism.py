@@ -291,18 +291,12 @@ def _oracle_rows(log: _Log, oracle: pd.DataFrame | None) -> tuple[dict, dict]:
 
 
 def _auc(score: np.ndarray, label: np.ndarray) -> float:
-    """ROC AUC (Mann-Whitney, ties counted half); NaN without both outcomes."""
-    pos = int(label.sum())
-    neg = label.size - pos
-    if not pos or not neg:
+    """ROC AUC (ties count half); NaN without both outcomes."""
+    from sklearn.metrics import roc_auc_score
+
+    if label.all() or not label.any():
         return np.nan
-    order = np.argsort(score, kind="stable")
-    s = score[order]
-    start = np.r_[True, s[1:] != s[:-1]]
-    first = np.flatnonzero(start)
-    size = np.diff(np.r_[first, s.size])
-    rank = (first + (size + 1) / 2)[np.cumsum(start) - 1]  # mean 1-based rank of each tie
-    return float((rank[label[order]].sum() - pos * (pos + 1) / 2) / (pos * neg))
+    return float(roc_auc_score(label, score))
 
 
 def _seconds(ts: pd.Series) -> np.ndarray:

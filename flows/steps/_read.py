@@ -47,11 +47,11 @@ def feature_rows(features_dir: Path, at: list[pd.Timestamp] | None = None) -> pd
     return frame.to_pandas().rename(columns={"event_timestamp": "snapshot_at"})
 
 
-def orders(raw: Path) -> pd.DataFrame:
+def orders(raw: Path, columns: tuple[str, ...] = ("user_id", "ordered_at")) -> pd.DataFrame:
     path = raw / "orders.parquet"
     if not path.exists():
         raise MissingInput(f"no orders in {raw}; generate a world or import an order log")
-    return pd.read_parquet(path, columns=["user_id", "ordered_at"])
+    return pd.read_parquet(path, columns=list(columns))
 
 
 def data_end(raw: Path, order_log: pd.DataFrame) -> pd.Timestamp:

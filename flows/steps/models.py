@@ -130,7 +130,7 @@ def train(ctx: ModelContext, *, report: Report = silent) -> dict[str, Any]:
     lap("fit", f"fitted on {int((rows.slice == 'train').sum()):,} rows")
     report_, y, scores = evaluate_scores(trained, rows, log, oracle)
     lap("evaluate", "evaluated beside the baselines")
-    value = customer_value(settings, training)
+    value = customer_value(settings, training, frame)
     lap("value", "customer value judged on realised spend")
     points = curves(y, scores)
     figures = {
@@ -281,15 +281,22 @@ def evaluate(
     }
 
 
-def customer_value(settings: Settings, training: TrainingConf) -> dict[str, Any]:
+def customer_value(
+    settings: Settings, training: TrainingConf, features: pd.DataFrame | None = None
+) -> dict[str, Any]:
     """Expected spend over 90 and 365 days by BG/NBD x Gamma-Gamma and by Cadence's own value
-    model against the spend realised after the latest snapshot whose 90-day window the data
-    holds (`flows.steps.value`); `{"skipped": reason}` when the data cannot judge it."""
+    model against the spend realised after the latest snapshot whose window the data holds
+    (`flows.steps.value`), from the workspace's feature rows (or `features`, all of them, when
+    already read); `{"skipped": reason}` when the data cannot judge it."""
     from cadence.flows.steps.value import workspace_value_report
 
     try:
         return workspace_value_report(
-            settings.raw_dir, settings.features_dir, seed=training.seed, n_jobs=training.n_jobs
+            settings.raw_dir,
+            settings.features_dir,
+            seed=training.seed,
+            n_jobs=training.n_jobs,
+            features=features,
         )
     except ValueError as exc:  # too short a log, or no amounts to learn from
         return {"skipped": str(exc)}
@@ -432,10 +439,7 @@ def _expected_spend(raw: Path, snap: pd.Timestamp) -> tuple[pd.DataFrame | None,
     before it; None and the reason when the order log cannot identify the models."""
     from cadence.models._value import expected_spend
 
-    path = raw / "orders.parquet"
-    if not path.exists():
-        raise _read.MissingInput(f"no orders in {raw}; generate a world or import an order log")
-    orders = pd.read_parquet(path, columns=["user_id", "ordered_at", "amount"])
+    orders = _read.orders(raw, ("user_id", "ordered_at", "amount"))
     try:
         return expected_spend(orders, snap, (90,)), None
     except ValueError as e:  # BTYDFitError or ValueFitError: the list goes out without it

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from cadence.flows.steps._progress import Progress, Report, silent
+from cadence.models._value import spend_metrics
 
 HORIZONS = (90, 365)
 INTERVAL_HORIZONS = (90,)  # the list carries the interval of the 90-day spend only
@@ -50,26 +50,11 @@ def _check_orders(orders: pd.DataFrame) -> pd.DataFrame:
     return o.assign(amount=o.amount.astype(float))
 
 
-def _metrics(pred: pd.Series, realised: pd.Series) -> dict[str, Any]:
-    """MAE, Spearman and totals of a prediction against the realised spend (0 where none)."""
-    from cadence.models._value import spearman_correlation
-
-    p = pred.to_numpy(float)
-    r = realised.reindex(pred.index, fill_value=0.0).to_numpy(float)
-    return {
-        "shoppers": len(p),
-        "mae": float(np.abs(p - r).mean()),
-        "spearman": spearman_correlation(p, r),
-        "predicted_total": float(p.sum()),
-        "realised_total": float(r.sum()),
-    }
-
-
 def _btyd(fitted, horizon, realised) -> dict[str, Any]:
     model, summary = fitted
     pred = model.predict(summary, horizon, interval=False).expected_spend
     gg = model.gamma_gamma
-    return {**_metrics(pred, realised), "gamma_gamma": {"p": gg.p, "q": gg.q, "v": gg.v}}
+    return {**spend_metrics(pred, realised), "gamma_gamma": {"p": gg.p, "q": gg.q, "v": gg.v}}
 
 
 def _cadence(orders, features, as_of, horizon, population, realised, seed, n_jobs):
@@ -84,7 +69,7 @@ def _cadence(orders, features, as_of, horizon, population, realised, seed, n_job
     at = rows.set_index("user_id").reindex(population)
     pred = pd.Series(model.predict(at), index=population)
     return {
-        **_metrics(pred, realised),
+        **spend_metrics(pred, realised),
         "objective": model.objective,
         "training_rows": len(train),
         "training_snapshots": int(train.snapshot_at.nunique()),
@@ -100,7 +85,7 @@ def _recent(orders, as_of, horizon, population, realised) -> dict[str, Any]:
     start = as_of - pd.Timedelta(days=horizon)
     last = orders[(orders.ordered_at >= start) & (orders.ordered_at < as_of)]
     pred = last.groupby("user_id").amount.sum().reindex(population, fill_value=0.0)
-    return _metrics(pred, realised)
+    return spend_metrics(pred, realised)
 
 
 def _interval(orders, as_of, horizon, fitted, realised, seed) -> dict[str, Any]:
@@ -108,11 +93,11 @@ def _interval(orders, as_of, horizon, fitted, realised, seed) -> dict[str, Any]:
     and of one pooled level for everyone (for comparison), over all shoppers, the buyers and
     the non-buyers in the window, and per calibration group."""
     from cadence.models._value import (
-        GROUP_EDGES,
         LEVEL,
         group_names,
         interval_coverage,
         interval_note,
+        spending_group,
     )
 
     model, summary = fitted
@@ -121,14 +106,12 @@ def _interval(orders, as_of, horizon, fitted, realised, seed) -> dict[str, Any]:
     levels: dict[str, Any] = {"uncalibrated": LEVEL}
     if cal is not None:
         levels |= {"calibrated": cal, "pooled": cal.pooled_level}
-    # The simulated probability of any spend, which sets each shopper's group.
-    buys = model.interval_scores(summary, horizon, np.zeros(len(r)), seed=seed)[1]
-    group = np.searchsorted(GROUP_EDGES, buys, side="right")
+    # One simulation gives every level's interval and the chance of any spend (the group).
+    (lows, highs), buys = model.intervals(summary, horizon, list(levels.values()), seed=seed)
+    group = spending_group(buys)
     names = group_names()
     out: dict[str, Any] = {"level": LEVEL, **{k: None for k in ("calibrated", "pooled")}}
-    for name, level in levels.items():
-        pred = model.predict(summary, horizon, seed=seed, level=level)
-        lo, hi = pred.expected_spend_low.to_numpy(), pred.expected_spend_high.to_numpy()
+    for name, lo, hi in zip(levels, lows, highs, strict=True):
         out[name] = {
             **interval_coverage(lo, hi, r),
             "buyers": interval_coverage(lo[r > 0], hi[r > 0], r[r > 0]),
@@ -161,7 +144,6 @@ def value_report(
     horizons: tuple[int, ...] = HORIZONS,
     seed: int = 0,
     n_jobs: int = 2,
-    probabilities: dict[int, pd.Series] | None = None,
     report: Report = silent,
 ) -> dict[str, Any]:
     """Expected spend in each horizon after `as_of`, by every value model, against the spend
@@ -169,14 +151,12 @@ def value_report(
 
     `orders`: `user_id, ordered_at, amount`; `features`: feature rows (`user_id, snapshot_at`
     and numeric features), holding the snapshot at `as_of` and the earlier ones to train on.
-    `probabilities`: optionally, per horizon, a propensity model's P(order in the horizon) per
-    user id, reported as `probability_spend`.
 
     Returns `{"as_of", "data_end", "shoppers", "seconds", "horizons": {"90d": ..., "365d": ...}}`
     where a horizon is `{"status": "skipped", "reason"}` or `{"status": "ok", "window",
     "shoppers", "buyers", "skipped_models", "models", "interval" (90 days only)}`. `models`
     maps `bgnbd_gamma_gamma`, `cadence_value`, `recent_spend` (the rule: the last `h` days'
-    spend again) and `probability_spend` to `{"shoppers", "mae", "spearman",
+    spend again) to `{"shoppers", "mae", "spearman",
     "predicted_total", "realised_total", ...}` or `{"skipped": reason}`. `interval` holds
     `uncalibrated`, `calibrated` (the list's) and `pooled` (one level for all), each
     `{"coverage", "mean_width", "buyers", "non_buyers", "groups"}` or None, and
@@ -223,11 +203,6 @@ def value_report(
             seed, n_jobs,
         )  # fmt: skip
         models["recent_spend"] = _recent(o, as_of, h, population, realised)
-        if probabilities and h in probabilities:
-            from cadence.models._value import probability_spend
-
-            p = probabilities[h].reindex(population).dropna()
-            models["probability_spend"] = _metrics(probability_spend(p, o, as_of), realised)
         entry: dict[str, Any] = {
             "status": "ok",
             "window": f"{as_of:%Y-%m-%d}..{end:%Y-%m-%d}",
@@ -256,21 +231,21 @@ def workspace_value_report(
     horizons: tuple[int, ...] = HORIZONS,
     seed: int = 0,
     n_jobs: int = 2,
+    features: pd.DataFrame | None = None,
     report: Report = silent,
 ) -> dict[str, Any]:
     """`value_report` on a workspace's orders and feature rows (`settings.raw_dir`,
-    `settings.features_dir`). Without `as_of`, each horizon is judged as of its own
-    `value_as_of`, the latest snapshot whose window the data holds, so a log too short for 365
-    days after the 90-day as-of date still gets a 365-day figure from an earlier one; the
-    report's `as_of` is then the shortest horizon's and each horizon's `window` says its own."""
+    `settings.features_dir`; `features` when the caller has read them all already). Without
+    `as_of`, each horizon is judged as of its own `value_as_of`, the latest snapshot whose
+    window the data holds, so a log too short for 365 days after the 90-day as-of date still
+    gets a 365-day figure from an earlier one; the report's `as_of` is then the shortest
+    horizon's and each horizon's `window` says its own."""
     from cadence.flows.steps import _read
 
-    path = raw / "orders.parquet"
-    if not path.exists():
-        raise _read.MissingInput(f"no orders in {raw}; generate a world or import an order log")
-    orders = pd.read_parquet(path, columns=list(ORDER_COLUMNS))
+    orders = _read.orders(raw, ORDER_COLUMNS)
     end = _read.data_end(raw, orders)
-    features = _read.feature_rows(features_dir)
+    if features is None:
+        features = _read.feature_rows(features_dir)
     run = {"data_end": end, "seed": seed, "n_jobs": n_jobs, "report": report}
     if as_of is not None:
         return value_report(orders, features, as_of=as_of, horizons=horizons, **run)

@@ -22,13 +22,11 @@ from cadence.models._value import (
     ValueModel,
     _sorted_quantile,
     calibrate_interval,
-    evaluate_value,
     expected_order_value,
     expected_spend,
     fit_gamma_gamma,
     fit_value,
     interval_coverage,
-    probability_spend,
     realised_spend,
     spend_metrics,
     value_summary,
@@ -165,8 +163,10 @@ def test_orders_after_the_as_of_time_change_nothing(log):
 
 def test_evaluation_against_realised_spend(log):
     end = AS_OF + pd.Timedelta(days=180)
-    result = evaluate_value(log, AS_OF, end, 90)
+    model, summary = fit_value(log, AS_OF)
+    predicted = model.predict(summary, 90, interval=False).expected_spend
     realised = realised_spend(log, AS_OF, 90, end)
+    result = spend_metrics(predicted, realised)
     in_window = log[(log.ordered_at >= AS_OF) & (log.ordered_at < AS_OF + pd.Timedelta(days=90))]
     assert realised.sum() == pytest.approx(in_window.amount.sum())
     assert result["shoppers"] == log[log.ordered_at < AS_OF].user_id.nunique()
@@ -178,34 +178,16 @@ def test_evaluation_against_realised_spend(log):
 def test_a_realised_window_past_the_data_end_is_refused(log):
     end = AS_OF + pd.Timedelta(days=60)
     with pytest.raises(ValueError, match="runs to 2024-03-31, past the data's end"):
-        evaluate_value(log, AS_OF, end, 90)
+        realised_spend(log, AS_OF, 90, end)
 
 
-def test_probability_spend_is_probability_times_own_mean_order_day():
-    day = pd.Timestamp("2024-01-10", tz="UTC")
-    orders = pd.DataFrame(
-        {
-            "user_id": ["a", "a", "a", "b", "a"],
-            "ordered_at": [day, day + pd.Timedelta(hours=2), day + pd.Timedelta(days=3), day]
-            + [AS_OF + pd.Timedelta(days=40)],
-            "amount": [4.0, 6.0, 30.0, 40.0, 1000.0],
-        }
-    )
-    p = pd.Series([0.5, 0.25, 1.0], index=["a", "b", "new"])
-    spend = probability_spend(p, orders, AS_OF + pd.Timedelta(days=30))
-    # a: order days worth 10 and 30; b: 40; new: the mean order day, 80 / 3.
-    np.testing.assert_allclose(spend.to_numpy(), [10.0, 10.0, 80.0 / 3])
-    metrics = spend_metrics(
-        spend, orders, AS_OF + pd.Timedelta(days=30), AS_OF + pd.Timedelta(days=90), 30
-    )
+def test_spend_metrics_count_a_shopper_without_spend_as_zero():
+    predicted = pd.Series([10.0, 10.0, 80.0 / 3], index=["a", "b", "new"])
+    realised = pd.Series([1000.0, 5.0], index=["a", "not-predicted"])
+    metrics = spend_metrics(predicted, realised)
     assert metrics["realised_total"] == 1000.0 and metrics["shoppers"] == 3
     assert metrics["mae"] == pytest.approx((990.0 + 10.0 + 80.0 / 3) / 3)
-
-
-def test_evaluation_over_chosen_users(log):
-    end = AS_OF + pd.Timedelta(days=180)
-    users = pd.Index(sorted(log[log.ordered_at < AS_OF].user_id.unique())[:200])
-    assert evaluate_value(log, AS_OF, end, 90, users=users)["shoppers"] == 200
+    assert metrics["predicted_total"] == pytest.approx(20.0 + 80.0 / 3)
 
 
 def _regular_log(n: int, seed: int, *, prefix: str = "r") -> pd.DataFrame:
@@ -339,3 +321,16 @@ def test_the_list_interval_is_calibrated_where_history_allows(log):
     model, summary = fit_value(log, AS_OF)
     pred = model.predict(summary, 90, level=cal)
     np.testing.assert_allclose(out.expected_spend_90d_high, pred.expected_spend_high)
+
+
+def test_one_simulation_gives_every_levels_interval_as_predict_does(log):
+    model, summary = fit_value(log, AS_OF)
+    cal = calibrate_interval(log, AS_OF, 90, seed=3)
+    levels = [0.8, cal, 0.5]
+    (lows, highs), buys = model.intervals(summary, 90, levels, seed=3)
+    for level, low, high in zip(levels, lows, highs, strict=True):
+        pred = model.predict(summary, 90, level=level, seed=3)
+        np.testing.assert_array_equal(low, pred.expected_spend_low.to_numpy())
+        np.testing.assert_array_equal(high, pred.expected_spend_high.to_numpy())
+    assert (highs[2] <= highs[0]).all() and (lows[2] >= lows[0]).all()  # narrower at 50%
+    np.testing.assert_array_equal(buys, model.interval_scores(summary, 90, buys * 0, seed=3)[1])
