@@ -3,8 +3,8 @@
 Each size runs in its own process so that its peak memory is its own. Prints wall time, peak
 resident memory, the event counts per table, and the target each figure is compared with.
 
-    python bench/bench_world.py                       # 20,000 and 1,000,000 users x 365 days
-    python bench/bench_world.py --sizes 20000x365
+    python bench/bench_world.py                  # 20,000 and 1,000,000 users x 546 days
+    python bench/bench_world.py --sizes 20000x546
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _one(users: int, days: int, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="20000x365,1000000x365")
+    parser.add_argument("--sizes", default="20000x546,1000000x546")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()

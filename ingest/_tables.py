@@ -86,6 +86,17 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("daily_capacity", pa.int32()),
         ]
     ),
+    # Each node's dispatch waves: cut-off (minutes after midnight, UTC), capacity in parcels,
+    # and the handling cost of a dispatch batch (one node and wave with at least one parcel).
+    "dispatch_waves": pa.schema(
+        [
+            ("node_id", pa.string()),
+            ("wave", pa.int32()),
+            ("cutoff_minute", pa.int32()),
+            ("capacity", pa.int32()),
+            ("batch_cost", pa.float64()),
+        ]
+    ),
     "inventory": pa.schema(
         [
             ("date", pa.date32()),
@@ -173,6 +184,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("volume_cm3", pa.float64()),
             ("billed_weight_kg", pa.float64()),
             ("cost", pa.float64()),
+            # The cut-off of the dispatch wave the parcel left with: with node_id, its batch.
+            ("wave_at", TS),
             ("shipped_at", TS),
             ("promised_at", TS),
             ("delivered_at", TS),
@@ -236,7 +249,7 @@ NULLABLE: dict[str, tuple[str, ...]] = {
     "orders": ("channel",),
     "returns": ("order_id", "sku"),
     "order_items": ("shipment_id",),
-    "shipments": ("shipped_at", "delivered_at", "late", "damaged"),
+    "shipments": ("wave_at", "shipped_at", "delivered_at", "late", "damaged"),
     "service_contacts": ("order_id",),
 }
 
@@ -245,6 +258,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "users": ("user_id",),
     "products": ("sku",),
     "nodes": ("node_id",),
+    "dispatch_waves": ("node_id", "wave"),
     "inventory": ("date", "node_id", "sku"),
     "sessions": ("session_id",),
     "cart_events": ("event_id",),
@@ -276,6 +290,7 @@ FOREIGN_KEYS: dict[tuple[str, str], tuple[str, str]] = {
         )
     },
     ("inventory", "node_id"): ("nodes", "node_id"),
+    ("dispatch_waves", "node_id"): ("nodes", "node_id"),
     ("inventory", "sku"): ("products", "sku"),
     ("cart_events", "sku"): ("products", "sku"),
     ("order_items", "order_id"): ("orders", "order_id"),
@@ -297,7 +312,7 @@ TIME_COLUMNS: dict[str, tuple[str, ...]] = {
     "searches": ("ts",),
     "coupons": ("issued_at", "redeemed_at"),
     "orders": ("ordered_at",),
-    "shipments": ("shipped_at", "delivered_at"),
+    "shipments": ("wave_at", "shipped_at", "delivered_at"),
     "returns": ("requested_at",),
     "address_changes": ("changed_at",),
     "consents": ("changed_at",),

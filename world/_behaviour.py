@@ -1,7 +1,7 @@
 """The shoppers' true response functions, shared by the simulator and the oracle.
 
-Both call these and nothing else for purchase, churn and coupon probabilities, so the oracle
-computes exactly the process the simulator runs.
+Both call these and nothing else for purchase, lapse, win-back and coupon probabilities, so the
+oracle computes exactly the process the simulator runs.
 """
 
 from __future__ import annotations
@@ -59,7 +59,20 @@ def interest_on_prob(engagement: np.ndarray, coupon: np.ndarray, response: np.nd
 
 
 def churn_prob(base: np.ndarray, n_bad: np.ndarray) -> np.ndarray:
+    """Daily probability that an active shopper lapses, raised by bad deliveries."""
     return np.minimum(base * (1 + P.CHURN_PER_BAD * np.minimum(n_bad, P.CHURN_BAD_CAP)), 1.0)
+
+
+def lapse_after_order_prob(first: np.ndarray, n_orders: np.ndarray) -> np.ndarray:
+    """Chance of lapsing after a shopper's `n_orders`-th order: loyalty grows with each one."""
+    return first / np.sqrt(n_orders)
+
+
+def winback_prob(
+    base: np.ndarray, coupon: np.ndarray, response: np.ndarray, mult: float | np.ndarray
+) -> np.ndarray:
+    """Daily probability that a lapsed shopper comes back with an order (a coupon tempts)."""
+    return np.minimum(base * mult * (1 + P.COUPON_LIFT * response * coupon), P.PROB_CAP)
 
 
 def gap_std(mean: np.ndarray, category: np.ndarray | int) -> np.ndarray:

@@ -106,9 +106,9 @@ def make_nodes(geo: Geography, rng: np.random.Generator, expected_daily_orders: 
     nearest = nearest_node(geo.city_lat, geo.city_lon, lat[kind == 0], lon[kind == 0])
     share = np.bincount(nearest, weights=geo.city_weight, minlength=len(rdc))
     cap = np.empty(city.size)
-    cap[kind == 0] = 0.8 * expected_daily_orders * share
-    cap[kind == 1] = 0.05 * expected_daily_orders
-    cap[kind == 2] = 0.006 * expected_daily_orders
+    cap[kind == 0] = 2.8 * expected_daily_orders * share
+    cap[kind == 1] = 0.15 * expected_daily_orders
+    cap[kind == 2] = 0.02 * expected_daily_orders
     names = {0: "RDC", 1: "FDC", 2: "STO"}
     counters = {0: 0, 1: 0, 2: 0}
     ids = []

@@ -1,4 +1,4 @@
-"""The world's true logistics: zones, tariff, pick and transit times, damage, and legacy routing.
+"""The world's true logistics: zones, tariff, transit times, damage, and legacy routing.
 
 `shipping_cost`, `delivery_days` and `damage_prob` are the truth that later stages use to replay
 routing decisions counterfactually; `route_legacy` is how the shop routed its history.
@@ -35,12 +35,6 @@ def shipping_cost(
     return np.round(tariff + P.PICK_COST[node_kind], 2)
 
 
-def pick_hours(node_kind: np.ndarray, load: np.ndarray, noise: np.ndarray) -> np.ndarray:
-    """Hours from order to hand-over: a node past its knee falls behind by up to days."""
-    backlog = 24.0 * np.maximum(load - P.LOAD_KNEE, 0.0) / 0.3
-    return P.PICK_HOURS[node_kind] * noise + backlog
-
-
 def delivery_days(
     zone: np.ndarray,
     carrier: np.ndarray,
@@ -50,7 +44,7 @@ def delivery_days(
 ) -> np.ndarray:
     """Days in transit: zone base and distance, slowed by the carrier and by regional storms."""
     base = (P.ZONE_TRANSIT_DAYS[zone] + distance_km / 900.0) * P.CARRIER_SPEED[carrier]
-    return base * noise + 1.5 * storm
+    return base * noise + 1.0 * storm
 
 
 def damage_prob(

@@ -3,15 +3,19 @@
 Computed exactly from the simulator's state at the snapshot (the start of day `day`), by
 following the simulator's daily steps 1-5 along the paths on which no order happens yet:
 
-* replenishment needs are independent renewal processes, each ending with a daily hazard;
+* replenishment needs are independent renewal processes, each ending with a daily hazard; a
+  due replenishment is bought here with the shopper's loyalty, else skipped and the cycle runs
+  on, so a need may fall due more than once in the window;
 * impulse orders come from a hidden two-state interest chain, crossed with the coupon state
-  (campaigns and expiry follow a fixed calendar, so a four-state chain covers it);
-* churn removes the shopper before that day's purchases, with a hazard that steps up as
-  bad deliveries already in flight arrive.
+  (campaigns and expiry follow a fixed calendar);
+* an active shopper lapses with a daily hazard that steps up as bad deliveries already in flight
+  arrive; a lapsed shopper comes back, with an order, at a daily win-back rate a coupon raises.
+  (Lapsing after an order happens only on paths with an order, so it never enters.)
 
-With N(k) the chance that no source fires on days 0..k-1 while alive, A(k) the chance of still
-being alive after day k-1, and c(k) the churn hazard of day k:
-P(no order in h days) = sum_{k<h} A(k) c(k) N(k) + A(h) N(h).
+The no-order paths are a Markov chain over (active with interest i, or lapsed) x (coupon c).
+Replenishment runs independently of it, so an active path survives day k's replenishments with
+the conditional probability R(k+1) / R(k), R(k) being the chance that no need is bought here on
+days 0..k-1. P(no order in h days) is the chain's mass left after day h-1.
 """
 
 from __future__ import annotations
@@ -28,12 +32,15 @@ from cadence.world import _params as P
 class OracleInputs:
     day: int
     eligible: np.ndarray  # shoppers who can act from `day` on
-    alive: np.ndarray
+    alive: np.ndarray  # active, not lapsed
     churn_base: np.ndarray
+    winback: np.ndarray
+    loyalty: np.ndarray
     n_bad: np.ndarray
     bad_on: dict[int, np.ndarray]  # day -> shoppers whose bad delivery counts from that day
     need: np.ndarray
     last_renewal: np.ndarray
+    gap_mean: np.ndarray  # mean of the gap running now (a stockpile's is longer)
     cycle_mean: np.ndarray
     interested: np.ndarray
     coupon: np.ndarray
@@ -49,22 +56,75 @@ def oracle_probabilities(
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Returns the shoppers covered (eligible ones) and P(order within h days) per horizon."""
     who = np.flatnonzero(x.eligible)
-    h_max = max(horizons)
-    live = who[x.alive[who]]
-    none = _no_source_event(x, live, h_max) if live.size else np.ones((0, h_max + 1))
-    alive_after, churn = _churn_path(x, live, h_max)
-    probs = []
-    for h in horizons:
-        p_none = (alive_after[:, :h] * churn[:, :h] * none[:, :h]).sum(axis=1)
-        p_none += alive_after[:, h] * none[:, h]
-        p = np.zeros(who.size)
-        p[x.alive[who]] = np.clip(1.0 - p_none, 0.0, 1.0)
-        probs.append(p)
-    return who, probs
+    none = _no_order(x, who, max(horizons))
+    return who, [np.clip(1.0 - none[:, h], 0.0, 1.0) for h in horizons]
 
 
-def _churn_path(x: OracleInputs, users: np.ndarray, h: int) -> tuple[np.ndarray, np.ndarray]:
-    """A(k) for k = 0..h and c(k) for k = 0..h-1, per shopper."""
+def _no_order(x: OracleInputs, users: np.ndarray, h: int) -> np.ndarray:
+    """P(no order on days 0..k-1) for k = 0..h, per shopper."""
+    active = x.alive[users]
+    eng = x.engagement[users]
+    resp = x.coupon_response[users]
+    winback = x.winback[users]
+    churn = _churn(x, users, h)
+    keep = _no_replenishment(x, users[active], h)
+    step = np.ones((users.size, h))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        step[active] = np.where(keep[:, :-1] > 0, keep[:, 1:] / keep[:, :-1], 0.0)
+
+    interested = x.interested[users] & active
+    coupon = x.coupon[users] & (x.coupon_until[users] > x.day)
+    until = x.coupon_until[users]
+    since = x.day - x.last_order_day[users]
+    # Masses of the no-order paths: active by (interest, coupon), and lapsed by coupon.
+    a = {
+        (i, c): (active & (interested == i) & (coupon == c)).astype(float)
+        for i in (0, 1)
+        for c in (0, 1)
+    }
+    lapsed = {c: (~active & (coupon == c)).astype(float) for c in (0, 1)}
+    out = np.ones((users.size, h + 1))
+    until_new = None
+    for k in range(h):
+        d = x.day + k
+        # Step 2: coupons expire, then a campaign may issue new ones.
+        expire = (until <= d) if until_new is None else np.full(users.size, until_new <= d)
+        for lo, hi in (((0, 0), (0, 1)), ((1, 0), (1, 1))):
+            moved = np.where(expire, a[hi], 0.0)
+            a[lo], a[hi] = a[lo] + moved, a[hi] - moved
+        moved = np.where(expire, lapsed[1], 0.0)
+        lapsed[0], lapsed[1] = lapsed[0] + moved, lapsed[1] - moved
+        if B.is_campaign_day(d):
+            p = B.issue_prob(since + k)
+            for i in (0, 1):
+                moved = a[(i, 0)] * p
+                a[(i, 0)], a[(i, 1)] = a[(i, 0)] - moved, a[(i, 1)] + moved
+            moved = lapsed[0] * p
+            lapsed[0], lapsed[1] = lapsed[0] - moved, lapsed[1] + moved
+            until_new = d + P.COUPON_DAYS
+        # Step 3: the lapsed may come back (an order); then the active may lapse.
+        for c in (0, 1):
+            lapsed[c] = lapsed[c] * (1 - B.winback_prob(winback, np.float64(c), resp, x.mult[d]))
+        for (i, c), mass in a.items():
+            moved = mass * churn[:, k]
+            a[(i, c)] = mass - moved
+            lapsed[c] = lapsed[c] + moved
+        # Steps 4-5: no replenishment and no impulse order today.
+        for (i, c), mass in a.items():
+            p_buy = B.impulse_prob(eng, np.bool_(i), np.float64(c), resp, x.mult[d])
+            a[(i, c)] = mass * step[:, k] * (1 - p_buy)
+        out[:, k + 1] = sum(a.values()) + lapsed[0] + lapsed[1]
+        # Step 8: the interest chain moves on.
+        for c in (0, 1):
+            on = B.interest_on_prob(eng, np.float64(c), resp)
+            m0, m1 = a[(0, c)], a[(1, c)]
+            a[(0, c)] = m0 * (1 - on) + m1 * P.INTEREST_OFF
+            a[(1, c)] = m0 * on + m1 * (1 - P.INTEREST_OFF)
+    return out
+
+
+def _churn(x: OracleInputs, users: np.ndarray, h: int) -> np.ndarray:
+    """The daily lapse hazard c(k), k = 0..h-1, per shopper."""
     pos = np.full(x.alive.size, -1)
     pos[users] = np.arange(users.size)
     n_bad = x.n_bad[users].copy()
@@ -80,17 +140,11 @@ def _churn_path(x: OracleInputs, users: np.ndarray, h: int) -> tuple[np.ndarray,
         np.add.at(n_bad, mine, 1)
         rows = np.unique(mine)
         churn[rows, k:] = B.churn_prob(base[rows], n_bad[rows])[:, None]
-    alive_after = np.ones((users.size, h + 1))
-    np.cumprod(1 - churn, axis=1, out=alive_after[:, 1:])
-    return alive_after, churn
-
-
-def _no_source_event(x: OracleInputs, users: np.ndarray, h: int) -> np.ndarray:
-    """N(k), k = 0..h: no replenishment and no impulse order on days 0..k-1."""
-    return _no_replenishment(x, users, h) * _no_impulse(x, users, h)
+    return churn
 
 
 def _no_replenishment(x: OracleInputs, users: np.ndarray, h: int) -> np.ndarray:
+    """R(k), k = 0..h: no need is bought here on days 0..k-1, were the shopper active."""
     out = np.ones((users.size, h + 1))
     need = x.need[users]
     j = np.arange(h + 1)[None, :]
@@ -99,58 +153,21 @@ def _no_replenishment(x: OracleInputs, users: np.ndarray, h: int) -> np.ndarray:
         if not rows.size:
             continue
         u = users[rows]
-        mean = x.cycle_mean[u, c][:, None]
+        miss = (1.0 - x.loyalty[u])[:, None]
+        mean = x.gap_mean[u, c][:, None]
         age = (x.day - x.last_renewal[u, c])[:, None]
-        # P(G = age + j | G >= age), for the whole-day gap G = max(1, round(N(mean, std))).
+        # The running gap falls due on day t with P(G = age + t | G >= age), for the whole-day
+        # gap G = max(1, round(N(mean, std))).
         surv = B.gap_survival(age + j, mean, B.gap_std(mean, c))
-        hit = (surv[:, :-1] - surv[:, 1:]) / surv[:, :1]
-        # The need must also survive its daily ending check through that day.
+        due = (surv[:, :-1] - surv[:, 1:]) / surv[:, :1]
+        # A skipped due starts a fresh gap around the shopper's own cycle: due again on day t
+        # if due on day s < t, skipped, and the fresh gap is t - s days.
+        own = x.cycle_mean[u, c][:, None]
+        fresh = B.gap_survival(j, own, B.gap_std(own, c))
+        fresh_pmf = fresh[:, :-1] - fresh[:, 1:]  # P(G = m), m = 0..h-1 (0 for m = 0)
+        for t in range(1, h):
+            due[:, t] += miss[:, 0] * (due[:, :t] * fresh_pmf[:, t:0:-1]).sum(axis=1)
+        # Bought here on day t: due, not skipped, and the need still there that day.
         keep = (1.0 - P.NEED_END_HAZARD[c]) ** j[:, 1:]
-        # Several needs are independent renewals, so their survivals multiply.
-        out[rows, 1:] *= 1.0 - np.cumsum(hit * keep, axis=1)
-    return out
-
-
-def _no_impulse(x: OracleInputs, users: np.ndarray, h: int) -> np.ndarray:
-    eng = x.engagement[users]
-    resp = x.coupon_response[users]
-    interested = x.interested[users]
-    coupon = x.coupon[users] & (x.coupon_until[users] > x.day)
-    until = x.coupon_until[users]
-    since = x.day - x.last_order_day[users]
-    # Masses of the no-order paths by (interest, coupon).
-    m = {
-        (0, 0): (~interested & ~coupon).astype(float),
-        (0, 1): (~interested & coupon).astype(float),
-        (1, 0): (interested & ~coupon).astype(float),
-        (1, 1): (interested & coupon).astype(float),
-    }
-    out = np.ones((users.size, h + 1))
-    until_new = None
-    for k in range(h):
-        d = x.day + k
-        # Step 2: coupons expire, then a campaign may issue new ones.
-        expire = (until <= d) if until_new is None else np.full(users.size, until_new <= d)
-        for i in (0, 1):
-            moved = np.where(expire, m[(i, 1)], 0.0)
-            m[(i, 0)] = m[(i, 0)] + moved
-            m[(i, 1)] = m[(i, 1)] - moved
-        if B.is_campaign_day(d):
-            p = B.issue_prob(since + k)
-            for i in (0, 1):
-                moved = m[(i, 0)] * p
-                m[(i, 0)] = m[(i, 0)] - moved
-                m[(i, 1)] = m[(i, 1)] + moved
-            until_new = d + P.COUPON_DAYS
-        # Step 5: no impulse order today.
-        for (i, c), mass in m.items():
-            p_buy = B.impulse_prob(eng, np.bool_(i), np.float64(c), resp, x.mult[d])
-            m[(i, c)] = mass * (1 - p_buy)
-        out[:, k + 1] = sum(m.values())
-        # Step 8: the interest chain moves on.
-        for c in (0, 1):
-            on = B.interest_on_prob(eng, np.float64(c), resp)
-            m0, m1 = m[(0, c)], m[(1, c)]
-            m[(0, c)] = m0 * (1 - on) + m1 * P.INTEREST_OFF
-            m[(1, c)] = m0 * on + m1 * (1 - P.INTEREST_OFF)
+        out[rows, 1:] *= 1.0 - np.cumsum((1.0 - miss) * due * keep, axis=1)
     return out

@@ -62,7 +62,10 @@ class Population:
     membership: np.ndarray
     engagement: np.ndarray
     coupon_response: np.ndarray
-    churn_base: np.ndarray
+    churn_base: np.ndarray  # daily lapse hazard while active
+    lapse_after_order: np.ndarray  # chance of lapsing after each order
+    winback: np.ndarray  # daily chance of coming back while lapsed
+    loyalty: np.ndarray  # share of due replenishments bought here while active
     peak_hour: np.ndarray
     needs: np.ndarray  # bool (users, cycle categories)
     cycle_mean: np.ndarray  # (users, cycle categories)
@@ -151,6 +154,9 @@ def make_population(
     membership = np.digitize(noisy, np.quantile(noisy, [0.65, 0.9]))
     coupon_response = rng.lognormal(np.log(0.6), 0.6, n) * _COUPON_BY_TIER[tier - 1]
     churn_base = rng.lognormal(np.log(P.CHURN_MEDIAN), P.CHURN_SPREAD, n)
+    lapse_after_order = rng.beta(P.LAPSE_AFTER_ORDER_A, P.LAPSE_AFTER_ORDER_B, n)
+    winback = rng.lognormal(np.log(P.WINBACK_MEDIAN), P.WINBACK_SPREAD, n)
+    loyalty = rng.beta(P.LOYALTY_A, P.LOYALTY_B, n)
     peak_hour = rng.choice([8, 12, 20, 22], size=n, p=[0.15, 0.25, 0.4, 0.2])
 
     parent = rng.random(n) < _PARENT_BY_AGE[age_band]
@@ -197,6 +203,9 @@ def make_population(
         engagement=engagement,
         coupon_response=coupon_response,
         churn_base=churn_base,
+        lapse_after_order=lapse_after_order,
+        winback=winback,
+        loyalty=loyalty,
         peak_hour=peak_hour,
         needs=needs,
         cycle_mean=cycle_mean,

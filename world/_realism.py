@@ -8,7 +8,9 @@ generated world's raw tables (and its oracle) beside a target range and the figu
 Measures are taken on whole days, as they reproduce the CDNOW figures the references quote: a
 customer's 12 months are the 365 days from the day of their first order (that day included), and
 month k after the first order is the days 30(k-1)+1 .. 30k after that day. A cohort measure counts
-only customers the data follows long enough.
+only customers the data follows long enough and, where the users' sign-up times are known, only
+new customers: those who signed up at or after the data's start (a shopper of long standing who
+first orders in the data is not a new customer).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def realism_table(
     orders: pd.DataFrame,
     *,
     end: pd.Timestamp,
+    start: pd.Timestamp | None = None,
+    users: pd.DataFrame | None = None,
     items: pd.DataFrame | None = None,
     products: pd.DataFrame | None = None,
     shipments: pd.DataFrame | None = None,
@@ -40,16 +44,21 @@ def realism_table(
 ) -> list[dict]:
     """The realism table: one row per measure, always in the same order.
 
-    `orders` needs order_id, user_id, ordered_at; `items` order_id, sku, quantity; `products`
-    sku, category; `shipments` late; `oracle` user_id, snapshot_at, p_30d. `end` is the data's
-    (exclusive) end. A row is a dict: measure, value (text), target, met (None when the row is
-    a reference only or cannot be measured), reference (real logs' figures), figures (the
-    numbers behind value) and n (how many customers, pairs, orders, parcels or rows it rests on).
+    `orders` needs order_id, user_id, ordered_at; `users` user_id, signup_at (with `start`, the
+    data's first instant); `items` order_id, sku, quantity; `products` sku, category; `shipments`
+    late; `oracle` user_id, snapshot_at, p_30d. `end` is the data's (exclusive) end. A row is a
+    dict: measure, value (text), target, met (None when the row is a reference only or cannot be
+    measured), reference (real logs' figures), figures (the numbers behind value) and n (how many
+    customers, pairs, orders, parcels or rows it rests on).
     """
     log = _Log(orders, end)
+    new = np.ones(log.users.size, dtype=bool)
+    if users is not None and start is not None:
+        signup = users.set_index("user_id")["signup_at"].reindex(log.users)
+        new = (pd.to_datetime(signup, utc=True) >= pd.Timestamp(start)).to_numpy(bool)
     zero, auc = _oracle_rows(log, oracle)
     return [
-        *_cohort_rows(log),
+        *_cohort_rows(log, new),
         _gap_row(log),
         _cv_row(log, items, products, cycle_categories),
         _basket_row(items),
@@ -85,8 +94,9 @@ class _Log:
         return user.astype(np.int64) * (1 << 32) + (sec - self.ref + (1 << 31))
 
 
-def _cohort_rows(log: _Log) -> list[dict]:
-    year = log.first_day <= log.end_day - YEAR_DAYS  # their whole first 12 months are in the data
+def _cohort_rows(log: _Log, new: np.ndarray) -> list[dict]:
+    # New customers whose whole first 12 months are in the data.
+    year = new & (log.first_day <= log.end_day - YEAR_DAYS)
     in_year = log.age < YEAR_DAYS
     counts = np.bincount(log.user[in_year], minlength=log.users.size)[year].astype(float)
     n = int(counts.size)
@@ -96,7 +106,7 @@ def _cohort_rows(log: _Log) -> list[dict]:
 
     active = []
     for k in MONTHS:
-        followed = log.first_day + MONTH_DAYS * k < log.end_day
+        followed = new & (log.first_day + MONTH_DAYS * k < log.end_day)
         lo, hi = MONTH_DAYS * (k - 1) + 1, MONTH_DAYS * k
         hit = np.zeros(log.users.size, dtype=bool)
         hit[log.user[(log.age >= lo) & (log.age <= hi)]] = True

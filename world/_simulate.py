@@ -5,10 +5,12 @@ Each simulated day runs the same steps in the same order for every shopper (the 
 
 1. late or damaged deliveries that arrived yesterday count against the shop;
 2. coupons expire; on campaign days new ones are issued;
-3. some shoppers churn, silently and for good;
-4. replenishment needs may end; due replenishments become orders;
+3. lapsed shoppers may come back (with an order); then some active shoppers lapse, silently;
+4. replenishment needs may end; due replenishments are bought here by active shoppers, or
+   skipped and bought elsewhere, and the cycle runs on either way;
 5. impulse orders, from a hidden interest state that browsing and carts reveal;
-6. orders are routed by the legacy rule, shipped, delivered, sometimes returned;
+6. orders are routed by the legacy rule, shipped, delivered, sometimes returned; after each
+   order the shopper may lapse;
 7. sessions, searches, cart events, address changes and service contacts are emitted;
 8. the interest state moves on.
 
@@ -30,6 +32,7 @@ import pyarrow as pa
 from cadence.ingest import _tables as T
 from cadence.world import _behaviour as B
 from cadence.world import _params as P
+from cadence.world._dispatch import Dispatch
 from cadence.world._emit import Batches, Lookup, Nullable, labels, to_table
 from cadence.world._geo import make_geography, make_nodes
 from cadence.world._logistics import (
@@ -37,7 +40,6 @@ from cadence.world._logistics import (
     damage_prob,
     delivery_days,
     legacy_carrier,
-    pick_hours,
     route_legacy,
     shipping_cost,
     zone_of,
@@ -54,7 +56,7 @@ FLUSH_EVERY = 28
 @dataclass(frozen=True)
 class WorldConfig:
     users: int = 20_000
-    days: int = 365
+    days: int = 546
     seed: int = 7
     start: dt.date = dt.date(2025, 1, 1)
     truth_every_days: int = 7
@@ -83,17 +85,19 @@ class WorldConfig:
 class _State:
     """Everything the simulator knows about each shopper at the start of a day."""
 
-    alive: np.ndarray
+    alive: np.ndarray  # active at the shop; False while lapsed
     interested: np.ndarray
     interest_cat: np.ndarray
     coupon: np.ndarray
     coupon_until: np.ndarray  # first day the current coupon no longer works
     coupon_row: np.ndarray
     last_order_day: np.ndarray  # float, -inf before the first order
+    n_orders: np.ndarray
     n_bad: np.ndarray
     need: np.ndarray  # (users, cycle cats)
     last_renewal: np.ndarray  # (users, cycle cats), day of the last replenishment
     next_due: np.ndarray  # (users, cycle cats)
+    gap_mean: np.ndarray  # (users, cycle cats), the mean of the gap running now
     cart_sku: np.ndarray  # item waiting in the cart, -1 for none
     lat: np.ndarray
     lon: np.ndarray
@@ -137,6 +141,7 @@ class _Shop:
         self.target = np.where(self.carried, target, 0).astype(np.int64)
         self.stock = self.target.copy()
         self.restock_weekday = np.arange(nodes.kind.size) % 7
+        self.dispatch = Dispatch(nodes.kind, nodes.capacity, cfg.start_us)
 
         self.st = _initial_state(rng, self.pop, cfg)
         self.out = Batches(self.ids, self.geo, nodes.kind.size, self.cat.category.size, cfg.start)
@@ -147,6 +152,7 @@ class _Shop:
     def run(self, on_day: Callable[[int], None] | None) -> Iterator[tuple[str, pa.Table]]:
         yield from static_tables(self.cfg, self.geo, self.cat, self.pop, self.nodes, self.ids)
         yield "truth_weather", _weather_table(self.cfg, self.storm)
+        yield "dispatch_waves", self.dispatch.table(self.out.lookups)
         self.pool = ThreadPoolExecutor(max_workers=1)
         try:
             yield from self._run(on_day)
@@ -177,22 +183,37 @@ class _Shop:
                 self.st.coupon_until[who] = day + P.COUPON_DAYS
                 self.st.coupon_row[who] = self.coupons.issue(who, day_us)
 
-            # 3. Churn.
+            # 3. Lapsed shoppers may come back, with an order; then active ones may lapse.
+            back = (
+                ~self.st.alive
+                & active
+                & (
+                    self.rng.random(n)
+                    < B.winback_prob(
+                        self.pop.winback,
+                        self.st.coupon,
+                        self.pop.coupon_response,
+                        self.mult[day],
+                    )
+                )
+            )
             churn = (
                 self.st.alive
                 & active
                 & (self.rng.random(n) < B.churn_prob(self.pop.churn_base, self.st.n_bad))
             )
-            self.st.alive &= ~churn
+            self.st.alive = (self.st.alive & ~churn) | back
             buyer = self.st.alive & active
 
-            # 4. Replenishment: the need may end; what falls due today is ordered.
+            # 4. Replenishment: the need may end; what falls due today is bought here (an
+            # active shopper's loyal share) or skipped and bought elsewhere; the cycle runs on
+            # from today either way, a stockpile (bought with a coupon) lasting longer.
             self.st.need &= self.rng.random(self.st.need.shape) >= P.NEED_END_HAZARD
-            due = self.st.need & (self.st.next_due == day) & buyer[:, None]
+            due = self.st.need & (self.st.next_due == day) & active[:, None]
             du, dc = np.nonzero(due)
-            self.st.last_renewal[du, dc] = day
-            mean = self.pop.cycle_mean[du, dc]
-            self.st.next_due[du, dc] = day + B.sample_gap(self.rng, mean, B.gap_std(mean, dc))
+            here = buyer[du] & (self.rng.random(du.size) < self.pop.loyalty[du])
+            self._renew(day, du, dc, here)
+            du, dc = du[here], dc[here]
 
             # 5. Impulse orders.
             p_imp = B.impulse_prob(
@@ -202,7 +223,7 @@ class _Shop:
                 self.pop.coupon_response,
                 self.mult[day],
             )
-            impulse = buyer & (self.rng.random(n) < p_imp)
+            impulse = (buyer & ~back & (self.rng.random(n) < p_imp)) | back
 
             # 6. Orders, routing, shipments.
             ordering = impulse.copy()
@@ -211,6 +232,11 @@ class _Shop:
             if order_users.size:
                 du, dc = self._bundle(day, order_users, du, dc)
                 self._place_orders(day, day_us, order_users, du, dc, impulse)
+                self.st.n_orders[order_users] += 1
+                lapse = self.rng.random(order_users.size) < B.lapse_after_order_prob(
+                    self.pop.lapse_after_order[order_users], self.st.n_orders[order_users]
+                )
+                self.st.alive[order_users[lapse]] = False
             # 7. What shoppers leave behind while browsing.
             self._browse(day, day_us, active)
 
@@ -221,7 +247,7 @@ class _Shop:
             off = self.rng.random(n) < P.INTEREST_OFF
             newly = ~self.st.interested & on
             self.st.interest_cat[newly] = _taste_pick(self.rng, self.pop.taste[newly])
-            self.st.interested = np.where(self.st.interested, ~off, on) & ~impulse
+            self.st.interested = np.where(self.st.interested, ~off, on) & ~impulse & self.st.alive
 
             # Inventory: record the day, then restock the nodes whose delivery day it is tomorrow.
             self._inventory_day(day)
@@ -259,10 +285,17 @@ class _Shop:
         if not rows.size:
             return du, dc
         bu = order_users[rows]
-        self.st.last_renewal[bu, bc] = day
-        mean = self.pop.cycle_mean[bu, bc]
-        self.st.next_due[bu, bc] = day + B.sample_gap(self.rng, mean, B.gap_std(mean, bc))
+        self._renew(day, bu, bc, np.ones(bu.size, dtype=bool))
         return np.concatenate([du, bu]), np.concatenate([dc, bc])
+
+    def _renew(self, day, users, cats, here) -> None:
+        """Replenishments of (users, cats) happen today, `here` at this shop: the next gap is
+        drawn around the shopper's own cycle, longer for a stockpile bought with a coupon."""
+        self.st.last_renewal[users, cats] = day
+        stock = here & self.st.coupon[users]
+        mean = self.pop.cycle_mean[users, cats] * np.where(stock, P.STOCKPILE_GAP, 1.0)
+        self.st.gap_mean[users, cats] = mean
+        self.st.next_due[users, cats] = day + B.sample_gap(self.rng, mean, B.gap_std(mean, cats))
 
     def _place_orders(self, day, day_us, order_users, du, dc, impulse) -> None:
         n_o = order_users.size
@@ -279,6 +312,7 @@ class _Shop:
             pick_sku(self.rng, self.cat, P.CYCLE_IDX[dc]),
         )
         rep_qty = self.rng.choice(np.arange(1, 4), du.size, p=P.REPLENISH_QTY)
+        rep_qty += self.st.coupon[du]  # a stockpile
         imp_users = order_users[impulse[order_users]]
         imp_cat = np.where(
             self.st.interested[imp_users],
@@ -445,12 +479,16 @@ class _Shop:
         )
         billed = billed_weight(weight, volume)
         cost = shipping_cost(zone, carrier, billed, self.nodes.kind[s_node])
-        load = np.bincount(s_node, minlength=self.nodes.kind.size) / self.nodes.capacity
-        kind = self.nodes.kind[s_node]
-        hand = pick_hours(kind, load[s_node], self.rng.lognormal(0, 0.3, n_s))
-        shipped_at = t_order[s_order] + (hand * 3600 * US).astype(np.int64)
+        # Each parcel leaves with a dispatch wave of its node; the carrier collects after it.
+        wave = self.dispatch.assign(day, s_node, t_order[s_order])
+        wave_at = self.dispatch.cutoff_us(s_node, wave)
+        handover = P.HANDOVER_HOURS * self.rng.lognormal(0, 0.3, n_s)
+        shipped_at = wave_at + (handover * 3600 * US).astype(np.int64)
         region = self.geo.city_region[dest]
-        stormy = self.storm[day + np.minimum((hand // 24).astype(int), 2), region]
+        ship_day = np.minimum(
+            (shipped_at - self.cfg.start_us) // (DAY_S * US), self.storm.shape[0] - 1
+        )
+        stormy = self.storm[ship_day, region]
         transit = delivery_days(zone, carrier, geo_dist, stormy, self.rng.lognormal(0, 0.2, n_s))
         delivered = shipped_at + (transit * DAY_S * US).astype(np.int64)
         day0 = self.cfg.start_us + day * DAY_S * US
@@ -470,6 +508,7 @@ class _Shop:
             volume_cm3=volume,
             billed_weight_kg=billed,
             cost=cost,
+            wave_at=Nullable(wave_at, wave_at >= self.cfg.end_us),
             shipped_at=Nullable(shipped_at, shipped_at >= self.cfg.end_us),
             promised_at=promised,
             delivered_at=Nullable(delivered, ~arrived),
@@ -670,30 +709,47 @@ class _Ids:
         self.node = pa.array(nodes.node_id.tolist())
 
 
+def _active_share(pop, orders_per_day: np.ndarray) -> np.ndarray:
+    """Each shopper's share of days active: lapsing (per day, and after orders) against coming
+    back. Rough: the chance of lapsing after an order is averaged over a year's orders."""
+    per_year = np.maximum(orders_per_day * 365, 1.0)
+    after_order = B.lapse_after_order_prob(pop.lapse_after_order, per_year / 4)
+    lapse = pop.churn_base + after_order * orders_per_day
+    return pop.winback / (pop.winback + lapse)
+
+
+def _rates(pop) -> tuple[np.ndarray, np.ndarray]:
+    """Per shopper while active: replenishments bought here per day, per need; impulse orders."""
+    replenish = pop.needs / pop.cycle_mean * pop.loyalty[:, None]
+    impulse = 0.0077 * pop.engagement
+    return replenish, impulse
+
+
 def _expected_daily_orders(pop, cat) -> np.ndarray:
-    """Rough daily orders per category, to size stock and node capacity to the population."""
-    cycles = (pop.needs / pop.cycle_mean).sum(axis=0)
+    """Rough daily orders per category, to size node capacity to the population."""
+    replenish, impulse = _rates(pop)
+    share = _active_share(pop, replenish.sum(axis=1) + impulse)
     exp = np.zeros(P.N_CAT)
-    exp[P.CYCLE_IDX] = cycles
+    exp[P.CYCLE_IDX] = (replenish * share[:, None]).sum(axis=0)
     taste = np.diff(np.c_[np.zeros(len(pop.taste)), pop.taste], axis=1)
-    imp_rate = 0.0077 * pop.engagement
-    exp += (taste * imp_rate[:, None]).sum(axis=0) * 1.3
-    return exp * 0.8  # churn and late sign-ups thin the crowd over the year
+    exp += (taste * (impulse * share)[:, None]).sum(axis=0)
+    return exp
 
 
 def _expected_daily_units(pop) -> np.ndarray:
     """Rough daily units per category (replenishments, impulse lines and add-ons with their
     quantities), to size stock to the population's baskets."""
-    per_user = (pop.needs / pop.cycle_mean).sum(axis=1)
-    imp_rate = 0.0077 * pop.engagement
+    replenish, impulse = _rates(pop)
+    per_user = replenish.sum(axis=1)
+    share = _active_share(pop, per_user + impulse)
     taste = np.diff(np.c_[np.zeros(len(pop.taste)), pop.taste], axis=1)
     units = np.zeros(P.N_CAT)
-    units[P.CYCLE_IDX] = (pop.needs / pop.cycle_mean).sum(axis=0) * (
+    units[P.CYCLE_IDX] = (replenish * share[:, None]).sum(axis=0) * (
         np.arange(1, 4) @ P.REPLENISH_QTY
     )
-    add_on = (per_user + imp_rate) * P.ADDON_LINES * (np.arange(1, 3) @ P.ADDON_QTY)
-    units += (taste * (imp_rate + add_on)[:, None]).sum(axis=0)
-    return units * 0.8  # churn and late sign-ups thin the crowd over the year
+    add_on = (per_user + impulse) * P.ADDON_LINES * (np.arange(1, 3) @ P.ADDON_QTY)
+    units += (taste * ((impulse + add_on) * share)[:, None]).sum(axis=0)
+    return units
 
 
 def _weather(rng: np.random.Generator, n_days: int) -> np.ndarray:
@@ -731,18 +787,22 @@ def _initial_state(rng, pop, cfg) -> _State:
         B.gap_std(pop.cycle_mean, np.arange(k)),
         at_least=(act - last).astype(float),
     )
+    # Shoppers who joined before the start: some are active at it, the others have lapsed.
+    alive = (pop.signup_s >= 0) | (rng.random(n) < P.ACTIVE_AT_START)
     return _State(
-        alive=np.ones(n, dtype=bool),
+        alive=alive,
         interested=np.zeros(n, dtype=bool),
         interest_cat=np.zeros(n, dtype=np.int64),
         coupon=np.zeros(n, dtype=bool),
         coupon_until=np.zeros(n, dtype=np.int64),
         coupon_row=np.full(n, -1, dtype=np.int64),
         last_order_day=np.full(n, -np.inf),
+        n_orders=np.zeros(n, dtype=np.int64),
         n_bad=np.zeros(n, dtype=np.int64),
         need=pop.needs.copy(),
         last_renewal=last,
         next_due=last + gap,
+        gap_mean=pop.cycle_mean.copy(),
         cart_sku=np.full(n, -1, dtype=np.int64),
         lat=pop.lat.copy(),
         lon=pop.lon.copy(),
@@ -831,6 +891,7 @@ def _freeze(st: _State) -> _State:
         n_bad=st.n_bad.copy(),
         need=st.need.copy(),
         last_renewal=st.last_renewal.copy(),
+        gap_mean=st.gap_mean.copy(),
         interested=st.interested.copy(),
         coupon=st.coupon.copy(),
         coupon_until=st.coupon_until.copy(),
@@ -845,10 +906,13 @@ def _oracle_table(cfg, snap, st, pop, mult, ids) -> pa.Table:
         eligible=pop.active_day <= snap,
         alive=st.alive,
         churn_base=pop.churn_base,
+        winback=pop.winback,
+        loyalty=pop.loyalty,
         n_bad=st.n_bad,
         bad_on={d: v[0] for d, v in st.bad_on.items()},
         need=st.need,
         last_renewal=st.last_renewal,
+        gap_mean=st.gap_mean,
         cycle_mean=pop.cycle_mean,
         interested=st.interested,
         coupon=st.coupon,

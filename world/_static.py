@@ -74,12 +74,16 @@ def static_tables(cfg, geo, cat, pop, nodes, ids) -> Iterator[tuple[str, pa.Tabl
 
 
 def truth_latent(pop, alive_at_end: np.ndarray, ids) -> pa.Table:
-    """Each shopper's hidden traits: for evaluation only, never a model input."""
+    """Each shopper's hidden traits: for evaluation only, never a model input. `alive_at_end`
+    says whether the shopper was active (not lapsed) at the data's end."""
     cols = {
         "user_id": ids.user,
         "engagement": pa.array(pop.engagement),
         "coupon_response": pa.array(pop.coupon_response),
         "churn_hazard_base": pa.array(pop.churn_base),
+        "lapse_after_order": pa.array(pop.lapse_after_order),
+        "winback_hazard": pa.array(pop.winback),
+        "loyalty": pa.array(pop.loyalty),
         "alive_at_end": pa.array(alive_at_end),
         "peak_hour": pa.array(pop.peak_hour.astype(np.int8)),
     }

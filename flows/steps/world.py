@@ -140,6 +140,7 @@ def realism(raw: Path, truth: Path, manifest: RawManifest) -> list[dict]:
         "order_items": ["order_id", "sku", "quantity"],
         "products": ["sku", "category"],
         "shipments": ["late"],
+        "users": ["user_id", "signup_at"],
     }
     tables = {
         t: pq.read_table(raw / f"{t}.parquet", columns=c).to_pandas()
@@ -153,6 +154,8 @@ def realism(raw: Path, truth: Path, manifest: RawManifest) -> list[dict]:
     return realism_table(
         tables["orders"],
         end=pd.Timestamp(manifest.end),
+        start=pd.Timestamp(manifest.start) if manifest.start is not None else None,
+        users=tables.get("users"),
         items=tables.get("order_items"),
         products=tables.get("products"),
         shipments=tables.get("shipments"),

@@ -295,9 +295,12 @@ def test_a_worse_challenger_is_refused_and_the_champion_stays(life):
     client = _client(life["home"])
     v2 = client.get_model_version("repurchase", "2")
     assert f"beats_champion: FAIL ({detail})" in v2.tags["promotion_refused_reason"]
-    # Two stumps do not beat BG/NBD on the calibration slice: the challenger is BG/NBD itself.
-    assert client.get_run(v2.run_id).data.params["propensity_model"] == "btyd"
-    assert "propensity: BG/NBD itself" in " ".join(life["train_worse"].output.split())
+    # Whichever of the two stumps and BG/NBD wins on the calibration slice is the challenger,
+    # and training says which (on this world the stumps' log loss is sometimes the lower).
+    kind = client.get_run(v2.run_id).data.params["propensity_model"]
+    assert kind in ("btyd", "xgboost")
+    said = "propensity: BG/NBD itself" in " ".join(life["train_worse"].output.split())
+    assert said is (kind == "btyd")
     assert "promoted_at" not in v2.tags
     # Refused, it stayed challenger until the next training replaced it.
     assert client.get_model_version("repurchase", "3").tags["previous_champion"] == "1"

@@ -22,7 +22,7 @@ from cadence.flows.steps import _read
 pytestmark = pytest.mark.model
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
-SHIFTED = "orders_90d"
+SHIFTED = "order_value_365d"
 
 
 def _conf(folder: Path) -> Path:
@@ -40,11 +40,10 @@ def _conf(folder: Path) -> Path:
     return folder
 
 
-# The world starts empty, so tenure and 365-day features grow between the champion's training
-# window and the latest snapshot by themselves (days_since_first_order: PSI 2.8, the score: 0.28,
-# beyond the shipped limits); these limits sit above that, and below what multiplying one count
-# by ten does (orders_90d: 5.8).
-LIMITS = {"max_feature_psi": 4.0, "max_score_psi": 1.0}
+# Between the champion's test window and the latest snapshot the small world drifts by itself
+# beyond the shipped limits (coupons_open: PSI 0.90, as campaigns come and go); these limits sit
+# above that, and below what multiplying one input by ten does (order_value_365d: 2.47).
+LIMITS = {"max_feature_psi": 1.5, "max_score_psi": 1.0}
 
 
 def _rewrite(features: Path, change) -> None:

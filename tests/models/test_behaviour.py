@@ -57,17 +57,19 @@ def test_a_replenishment_falling_due_raises_the_probability(trained):
         due.append(model.predict(_bought(rows, c, rows[f"{c}_gap_mean"] - 2)).probability)
         fresh.append(model.predict(_bought(rows, c, 1.0)).probability)
     p_due, p_fresh = np.concatenate(due), np.concatenate(fresh)
-    assert len(p_due) > 1000  # pet food, skincare and household buyers, mostly
+    assert len(p_due) > 300  # pet food, skincare and household buyers, mostly
     # On the world with regular cycles (gap CV about 0.1) the mean moved by 0.26; with real
     # shops' noise (a gap CV of 0.35-0.5 in these categories, shoppers' own cycles spread 30%)
-    # being due says less, and it moved from 0.51 to 0.60.
-    assert p_due.mean() > p_fresh.mean() + 0.05, (p_due.mean(), p_fresh.mean())
+    # it moved from 0.51 to 0.60; once shoppers also skip cycles, buy elsewhere and lapse,
+    # being due says less again, and it moved from 0.35 to 0.38.
+    assert p_due.mean() > p_fresh.mean() + 0.015, (p_due.mean(), p_fresh.mean())
     # Individually: the calibration chosen (beta, on both seeds) keeps the booster's ranking, so
     # no pair ties on a plateau as under isotonic calibration (8-10% of them did), and about
     # one in ten goes the other way where the rest of the row dominates. Seeds 0 and 1 gave
-    # 89-90% strictly higher; four in five leaves room for the seed, far from the half a model
-    # without the direction gets.
-    assert (p_due > p_fresh).mean() >= 0.80, (p_due > p_fresh).mean()
+    # 89-90% strictly higher on the world with steady shoppers; with skipped cycles and lapses
+    # in the world, 60% on this small one: more than the half a model without the direction
+    # gets, with a little room for the seed.
+    assert (p_due > p_fresh).mean() >= 0.55, (p_due > p_fresh).mean()
 
 
 def test_no_model_input_is_or_derives_from_a_sensitive_attribute(trained):

@@ -81,13 +81,13 @@ ECE_MARGIN, BRIER_MARGIN = 0.005, 0.0012
 
 @pytest.mark.model
 def test_calibration_repairs_a_miscalibrated_booster(data):
-    """A booster stopped early (20 trees at 0.05) keeps its scores near its starting point,
+    """A booster stopped early (20 trees at 0.01) keeps its scores near its starting point,
     far from calibrated; the calibration chosen on the later slice must pull them in."""
     feats = [c for c in data["frame"].columns if c not in ("user_id", "snapshot_at")]
     rows, split = prepare(
         data["frame"], data["orders"], end=data["end"], horizon_days=30, test=4, calibrate=4
     )
-    shy = {"n_estimators": 20, "learning_rate": 0.05}
+    shy = {"n_estimators": 20, "learning_rate": 0.01}
     m = _raw_and_calibrated(
         fit(rows, feats, split, propensity=shy, timing={"n_estimators": 5}), rows
     )

@@ -53,8 +53,8 @@ def test_events_lie_inside_the_period_and_after_signup(frames):
 
 def test_replenishment_follows_each_shoppers_own_noisy_cycle(frames):
     """Formula about every 30 days, diapers 20, pet food 45: each shopper's own mean cycle
-    spreads around the category's (about 30%), and each gap around the shopper's own mean
-    (a coefficient of variation of 0.3-0.5), yet on average a gap is the shopper's own cycle."""
+    spreads around the category's (about 30%), and a typical gap is the shopper's own cycle,
+    with real noise; a skipped cycle (bought elsewhere) or a lapse makes some gaps far longer."""
     items = frames["order_items"].merge(frames["products"][["sku", "category"]], on="sku")
     items = items.merge(frames["orders"][["order_id", "user_id", "ordered_at"]], on="order_id")
     truth = frames["truth_cycles"]
@@ -67,11 +67,14 @@ def test_replenishment_follows_each_shoppers_own_noisy_cycle(frames):
         buys = buys.sort_values(["user_id", "ordered_at"])
         days = buys.ordered_at.dt.floor("D")
         gaps = days.groupby(buys.user_id).diff().dropna().dt.days
-        assert len(gaps) > 200, category
+        gaps = gaps[gaps > 0]
+        assert len(gaps) > 80, category
         ratio = gaps / buys.loc[gaps.index, "user_id"].map(own).to_numpy()
-        # Gaps that outlast the window are never seen, so the seen ones run a little short.
-        assert 0.9 <= ratio.mean() <= 1.05, (category, ratio.mean())
-        assert 0.25 <= ratio.std() <= 0.6, (category, ratio.std())
+        # A bundled purchase comes a few days early, a stockpile later, a skip a cycle later.
+        assert 0.85 <= ratio.median() <= 1.1, (category, ratio.median())
+        typical = ratio[ratio < 1.6]
+        assert 0.15 <= typical.std() <= 0.4, (category, typical.std())
+        assert (ratio > 1.6).mean() < 0.3, (category, (ratio > 1.6).mean())
 
 
 def test_formula_buyers_also_buy_diapers(frames):
@@ -113,8 +116,10 @@ def test_delivery_worse_far_away_and_in_remote_zones(frames):
     assert by_zone["same_city"] < by_zone["same_province"] < by_zone["cross_region"]
     assert by_zone["cross_region"] < by_zone["remote"]
     assert np.corrcoef(s.distance_km, days)[0, 1] > 0.5
-    late = s.late.astype(float).groupby(s.zone).mean()
-    assert late["remote"] > late["same_city"]
+    # The shop promises farther zones more days, so about as many parcels are late everywhere.
+    promised = (s.promised_at - s.shipped_at).dt.total_seconds().groupby(s.zone).mean()
+    assert promised["same_city"] < promised["same_province"] < promised["remote"]
+    assert 0.03 < s.late.astype(float).mean() < 0.15
 
 
 def test_coupon_response_differs_between_users(frames):
@@ -144,7 +149,9 @@ def test_oracle_agrees_with_observed_outcomes(frames, horizon):
     truth = frames["truth_oracle"]
     p = truth[f"p_{horizon}d"]
     assert p.between(0, 1).all()
-    assert (p[~truth.alive] == 0).all()
+    # A lapsed shopper may still come back: never a certain no, but far less likely.
+    assert (p[~truth.alive] > 0).all()
+    assert p[~truth.alive].mean() < p[truth.alive].mean() / 3
     inside = truth[truth.snapshot_at + pd.Timedelta(days=horizon) <= END].copy()
     orders = frames["orders"][["user_id", "ordered_at"]]
     m = inside[["user_id", "snapshot_at"]].merge(orders, on="user_id")
@@ -165,7 +172,7 @@ def test_oracle_agrees_with_observed_outcomes(frames, horizon):
     tol = 4 * np.sqrt(g.p * (1 - g.p) / g.n) + 0.01
     assert ((g.y - g.p).abs() <= tol).all(), g
     # And it separates: the oracle is worth scoring against.
-    assert g.y.iloc[-1] - g.y.iloc[0] > 0.5
+    assert g.y.iloc[-1] - g.y.iloc[0] > 0.3
 
 
 def test_consent_withdrawals_come_after_signup_and_leave_buying_alone(frames):
@@ -220,3 +227,40 @@ def test_households_share_an_address_and_a_move_makes_a_new_one(frames):
     assert len(moves) > 50
     assert moves.address_id.is_unique
     assert not moves.address_id.isin(users.address_id).any()
+
+
+def test_parcels_leave_in_dispatch_waves_within_capacity(frames):
+    waves = frames["dispatch_waves"]
+    assert waves.groupby("node_id").size().between(2, 3).all()
+    s = frames["shipments"].dropna(subset=["wave_at"])
+    s = s.merge(frames["orders"][["order_id", "ordered_at"]], on="order_id")
+    minute = s.wave_at.dt.hour * 60 + s.wave_at.dt.minute
+    s = s.assign(minute=minute).merge(
+        waves, left_on=["node_id", "minute"], right_on=["node_id", "cutoff_minute"]
+    )
+    # Every parcel left with one of its node's waves, after it was ordered, and the carrier
+    # collected it after the cut-off.
+    assert len(s) == frames["shipments"].wave_at.notna().sum()
+    assert (s.wave_at > s.ordered_at).all()
+    assert (s.shipped_at.isna() | (s.shipped_at > s.wave_at)).all()
+    # No batch holds more than its wave's capacity, and some wave was full: a backlog waited.
+    batch = s.groupby(["node_id", "wave_at"]).agg(
+        n=("shipment_id", "size"), cap=("capacity", "first")
+    )
+    assert (batch.n <= batch.cap).all()
+    assert (batch.n == batch.cap).any()
+
+
+def test_a_full_wave_pushes_later_parcels_to_the_next_one_in_order_of_arrival():
+    from cadence.world._dispatch import HOUR_US, Dispatch
+
+    # One regional warehouse (waves at 9, 15 and 22 h) with room for 2 parcels a wave.
+    d = Dispatch(np.array([0]), np.array([6]), start_us=0)
+    node = np.zeros(5, dtype=np.int64)
+    t = np.array([1, 2, 3, 4, 9]) * HOUR_US  # four before 8:00 (the 9:00 wave's lead), one after
+    wave = d.assign(0, node, t)
+    assert wave.tolist() == [0, 0, 1, 1, 2]
+    # The next day's early parcels queue behind nothing; yesterday's left with yesterday's waves.
+    wave = d.assign(1, node[:3], 24 * HOUR_US + np.array([1, 2, 3]) * HOUR_US)
+    assert wave.tolist() == [3, 3, 4]
+    assert (d.cutoff_us(node[:2], np.array([3, 4])) == (24 + np.array([9, 15])) * HOUR_US).all()
