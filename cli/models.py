@@ -430,7 +430,9 @@ def print_score(target, info: dict[str, Any]) -> None:
         f"{info['horizon_days']} days"
     )
     if info["consent_log"]:
-        console.print(f"left out {info['withdrawn_consent']:,} who withdrew consent to profiling")
+        console.print(
+            f"left out {info['withdrawn_consent']:,} who withdrew consent to profiling or contact"
+        )
     else:
         console.print("no consent log in the raw data: nobody was left out for consent")
     if info["exact_zeros"]:

@@ -35,12 +35,29 @@ class TruthConf(_Strict):
     horizons_days: tuple[Positive, ...] = (7, 30)
 
 
+class OffersConf(_Strict):
+    """The shoppers' true response to an offer (`world.ResponseParams`), on the logit scale."""
+
+    base: float = -2.7
+    need: Annotated[float, Field(ge=0)] = 2.0
+    need_days: Annotated[float, Field(gt=0)] = 7.0
+    sensitivity: Annotated[float, Field(ge=0)] = 1.0
+    per_discount: Annotated[float, Field(ge=0)] = 8.0
+    express: Annotated[float, Field(ge=0)] = 0.5
+    fatigue: Annotated[float, Field(ge=0)] = 0.7
+    lapsed: Annotated[float, Field(le=0)] = -1.5
+    cancel: Annotated[float, Field(ge=0, le=1)] = 0.08
+    addon_lift: Annotated[float, Field(ge=0)] = 0.5
+    pull_days: Annotated[int, Field(ge=0)] = 7
+
+
 class WorldConf(_Strict):
     users: Positive = 20_000
-    days: Positive = 365
+    days: Positive = 546
     seed: Annotated[int, Field(ge=0)] = 7
     start: dt.date = dt.date(2025, 1, 1)
     truth: TruthConf = TruthConf()
+    offers: OffersConf = OffersConf()
 
 
 # --- features.yaml --------------------------------------------------------------------------

@@ -37,12 +37,15 @@ _DOMAINS: dict[tuple[str, str], tuple] = {
     ("service_contacts", "channel"): T.CONTACT_CHANNELS,
     ("service_contacts", "reason"): T.CONTACT_REASONS,
     ("consents", "purpose"): T.CONSENT_PURPOSES,
+    ("offers", "incentive"): T.INCENTIVES,
+    ("offers", "response"): T.OFFER_RESPONSES,
 }
 
 _GE0 = pa.Check.ge(0)
 _GT0 = pa.Check.gt(0)
 _GE1 = pa.Check.ge(1)
 _RANGES: dict[tuple[str, str], list[pa.Check]] = {
+    ("offers", "discount_rate"): [pa.Check.in_range(0, 1)],
     ("users", "lat"): [pa.Check.in_range(-90, 90)],
     ("users", "lon"): [pa.Check.in_range(-180, 180)],
     ("nodes", "lat"): [pa.Check.in_range(-90, 90)],

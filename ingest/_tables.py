@@ -37,8 +37,13 @@ RETURN_REASONS = ("damaged", "not_as_described", "changed_mind")
 # amount or quantity). Such rows have no sku, and an order_id only when the log links them.
 IMPORTED_RETURN_REASONS = ("cancelled", "refund")
 CONTACT_CHANNELS = ("phone", "chat", "email")
-# What a shopper consents to: `profiling` covers scoring them for marketing.
-CONSENT_PURPOSES = ("profiling",)
+# What a shopper consents to: `profiling` covers scoring them for marketing, `contact` sending
+# them offers.
+CONSENT_PURPOSES = ("profiling", "contact")
+# Offers to order early: the incentive, and what the shopper did. `blocked`: not delivered, as
+# the shopper's profiling or contact consent was withdrawn when it was sent.
+INCENTIVES = ("discount", "express_upgrade")
+OFFER_RESPONSES = ("accepted", "cancelled", "ignored", "blocked")
 CONTACT_REASONS = ("late_delivery", "damaged", "return", "account", "other")
 
 # Columns that hold sensitive attributes: present for audits, never model inputs.
@@ -213,6 +218,19 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("granted", pa.bool_()),
         ]
     ),
+    "offers": pa.schema(
+        [
+            ("offer_id", pa.int64()),
+            ("user_id", pa.string()),
+            ("sent_at", TS),
+            ("incentive", pa.string()),
+            ("discount_rate", pa.float64()),  # 0 for a free upgrade
+            ("suggested_date", pa.date32()),
+            ("response", pa.string()),
+            ("responded_at", TS),  # accepting, or cancelling after accepting
+            ("order_id", pa.int64()),  # the order an accepted offer became
+        ]
+    ),
     "address_changes": pa.schema(
         [
             ("user_id", pa.string()),
@@ -251,6 +269,7 @@ NULLABLE: dict[str, tuple[str, ...]] = {
     "order_items": ("shipment_id",),
     "shipments": ("wave_at", "shipped_at", "delivered_at", "late", "damaged"),
     "service_contacts": ("order_id",),
+    "offers": ("responded_at", "order_id"),
 }
 
 # Primary keys (unique, not null).
@@ -271,6 +290,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "address_changes": ("user_id", "changed_at"),
     "consents": ("user_id", "changed_at", "purpose"),
     "service_contacts": ("contact_id",),
+    "offers": ("offer_id",),
 }
 
 # (table, column) -> (referenced table, referenced column); checked when both tables exist.
@@ -287,6 +307,7 @@ FOREIGN_KEYS: dict[tuple[str, str], tuple[str, str]] = {
             "address_changes",
             "consents",
             "service_contacts",
+            "offers",
         )
     },
     ("inventory", "node_id"): ("nodes", "node_id"),
@@ -302,6 +323,7 @@ FOREIGN_KEYS: dict[tuple[str, str], tuple[str, str]] = {
     ("returns", "sku"): ("products", "sku"),
     ("coupons", "order_id"): ("orders", "order_id"),
     ("service_contacts", "order_id"): ("orders", "order_id"),
+    ("offers", "order_id"): ("orders", "order_id"),
 }
 
 # Timestamp columns that must not lie after the data's end.
@@ -317,4 +339,5 @@ TIME_COLUMNS: dict[str, tuple[str, ...]] = {
     "address_changes": ("changed_at",),
     "consents": ("changed_at",),
     "service_contacts": ("ts",),
+    "offers": ("sent_at", "responded_at"),
 }

@@ -62,8 +62,8 @@ def eligible(
     frame: pd.DataFrame, *, active_days: int, withdrawn: set[str] | None
 ) -> tuple[pd.DataFrame, int]:
     """The shoppers a list may hold: active (an order within `active_days` before the
-    snapshot) and not among those who withdrew consent to profiling. Returns them and how
-    many active shoppers consent left out."""
+    snapshot) and not among those who withdrew consent to profiling or to being contacted.
+    Returns them and how many active shoppers consent left out."""
     active = frame[frame.days_since_last_order.to_numpy(float) <= active_days]
     if not withdrawn:
         return active.reset_index(drop=True), 0
@@ -413,7 +413,7 @@ def describe(parquet: pa.Table, csv: pa.Table, info: ListInfo) -> tuple[str, dic
     consent = (
         "the data has no consent log, so nobody was left out for consent"
         if info.withdrawn is None
-        else f"{info.withdrawn:,} who withdrew consent to profiling are left out"
+        else f"{info.withdrawn:,} who withdrew consent to profiling or contact are left out"
     )
     zeros = int((parquet[col].to_numpy() == 0).sum())
     calibration = {

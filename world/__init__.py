@@ -6,6 +6,8 @@ storms, and the oracle's true repurchase probabilities on a snapshot grid). Noth
 files. The true logistics functions (`shipping_cost`, `delivery_days`, `damage_prob`) replay
 routing decisions counterfactually; no model may read the truth at training time.
 `realism_table` measures a generated world against the ranges real shops' order logs fall in.
+`World` runs the same shop in steps, saved and resumed, with a policy that sends offers; `respond`
+is the shoppers' true answer to one.
 """
 
 from cadence.world._logistics import (
@@ -15,16 +17,23 @@ from cadence.world._logistics import (
     shipping_cost,
     zone_of,
 )
+from cadence.world._offers import OfferError, ResponseParams, respond
 from cadence.world._realism import realism_table
+from cadence.world._replay import ShopView, World
 from cadence.world._simulate import WorldConfig, simulate
 from cadence.world._summary import summarise
 
 __all__ = [
+    "OfferError",
+    "ResponseParams",
+    "ShopView",
+    "World",
     "WorldConfig",
     "billed_weight",
     "damage_prob",
     "delivery_days",
     "realism_table",
+    "respond",
     "shipping_cost",
     "simulate",
     "summarise",

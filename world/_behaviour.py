@@ -86,11 +86,11 @@ def gap_survival(a: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray
 
 
 def sample_gap(
-    rng: np.random.Generator, mean: np.ndarray, std: np.ndarray, at_least: np.ndarray | None = None
+    uniform: np.ndarray, mean: np.ndarray, std: np.ndarray, at_least: np.ndarray | None = None
 ) -> np.ndarray:
-    """Draw G; with `at_least`, draw it conditioned on G >= at_least (by inverse CDF)."""
+    """G from uniforms; with `at_least`, conditioned on G >= at_least (by inverse CDF)."""
     lo = np.zeros_like(mean) if at_least is None else ndtr((at_least - 0.5 - mean) / std)
-    u = lo + (1 - lo) * rng.random(mean.shape)
+    u = lo + (1 - lo) * uniform
     z = ndtri(np.clip(u, 1e-12, 1 - 1e-12))
     gap = np.rint(mean + std * z)
     if at_least is not None:

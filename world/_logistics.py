@@ -59,15 +59,15 @@ def damage_prob(
     )
 
 
-def legacy_carrier(rng: np.random.Generator, zone: np.ndarray) -> np.ndarray:
-    u = rng.random(zone.size)
+def legacy_carrier(u: np.ndarray, zone: np.ndarray) -> np.ndarray:
+    """The shop's carrier for each parcel, from one uniform per parcel."""
     near = zone <= 1
     far = np.where(u < 0.6, 1, np.where(u < 0.85, 2, 0))
     return np.where(near & (u < 0.7), 3, np.where(near, 1, far))
 
 
 def route_legacy(
-    rng: np.random.Generator,
+    draws: tuple[np.ndarray, np.ndarray, np.ndarray],
     geo: Geography,
     nodes: Nodes,
     stock: np.ndarray,
@@ -80,14 +80,16 @@ def route_legacy(
 ) -> np.ndarray:
     """The shop's historical rule: nearest node holding the whole order, with some randomness.
 
-    Items must be sorted by order. Returns the node per item (-1: no node had stock, so the line
-    is cancelled). Never assigns more units than a node holds.
+    Items must be sorted by order; `draws` are three uniforms per order. Returns the node per
+    item (-1: no node had stock, so the line is cancelled). Never assigns more units than a node
+    holds.
     """
+    u_store, u_pick, u_alt = draws
     n_orders = order_city.size
     dist = haversine_km(order_lat[:, None], order_lon[:, None], nodes.lat, nodes.lon)
     store = nodes.kind == 2
     # Stores serve only their own city, and the legacy rule tried them only now and then.
-    try_store = rng.random(n_orders) < 0.3
+    try_store = u_store < 0.3
     allowed = ~store | ((nodes.city == order_city[:, None]) & try_store[:, None])
     avail = (stock[:, item_sku].T >= item_qty[:, None]) & allowed[item_order]
     starts = np.flatnonzero(np.r_[True, item_order[1:] != item_order[:-1]])
@@ -96,7 +98,7 @@ def route_legacy(
     d = np.where(whole, dist, np.inf)
     top = np.argpartition(d, 2, axis=1)[:, :3]
     top = np.take_along_axis(top, np.argsort(np.take_along_axis(d, top, 1), 1, kind="stable"), 1)
-    pick = np.where(rng.random(n_orders) < 0.8, 0, rng.integers(0, 3, n_orders))
+    pick = np.where(u_pick < 0.8, 0, np.minimum((u_alt * 3).astype(np.int64), 2))
     rows = np.arange(n_orders)
     chosen = top[rows, pick]
     chosen = np.where(np.isfinite(d[rows, chosen]), chosen, top[:, 0])

@@ -26,9 +26,10 @@ CYCLE_CATS = ("infant_formula", "diapers", "pet_food", "coffee", "skincare", "ho
 CYCLE_IDX = np.array([CAT_INDEX[c] for c in CYCLE_CATS])
 CYCLE_MEAN = np.array([30.0, 20.0, 45.0, 25.0, 60.0, 40.0])
 # A purchase's gap varies around the shopper's own mean cycle with this coefficient of
-# variation: real replenishment is noisy (per-shopper gap CVs of 0.3-0.5 in order logs), the
-# baby's needs steadier than coffee or skincare.
-CYCLE_CV = np.array([0.20, 0.20, 0.25, 0.30, 0.30, 0.30])
+# variation, the baby's needs steadier than coffee or skincare. With skipped cycles, bundles,
+# stockpiles and lapses on top, a shopper's gaps vary as in real order logs (per-shopper gap
+# CVs of 0.3-0.5).
+CYCLE_CV = np.array([0.15, 0.15, 0.20, 0.25, 0.25, 0.25])
 # Spread of a shopper's own mean cycle around the category's (log scale, mean kept): about 30%,
 # as diaper subscribers' own cycles spread (quartiles 28/36/50 days).
 CYCLE_USER_JITTER = 0.3
@@ -74,9 +75,9 @@ WINBACK_MEDIAN = 1 / 900
 WINBACK_SPREAD = 0.8
 # Shoppers who joined before the start and were active at it; the others had lapsed already.
 ACTIVE_AT_START = 0.45
-# Share of a shopper's due replenishments bought here while active (Beta): the rest are
-# skipped or bought elsewhere, and the cycle runs on from the day it fell due.
-LOYALTY_A = 15.0
+# Share of a shopper's due replenishments bought here while active (Beta, mean 0.97): the rest
+# are skipped or bought elsewhere, and the cycle runs on from the day it fell due.
+LOYALTY_A = 30.0
 LOYALTY_B = 1.0
 # A replenishment bought with a coupon in hand is stockpiled: one more unit, and the next gap's
 # mean is this many times the shopper's own.
@@ -131,3 +132,5 @@ RETURN_IF_DAMAGED = 0.6
 # those who grant it again 30-120 days later.
 CONSENT_WITHDRAW_SHARE = 0.04
 CONSENT_REGRANT_SHARE = 0.25
+# The share who withdraw their consent to being contacted (offers) at some point.
+CONTACT_WITHDRAW_SHARE = 0.06

@@ -96,10 +96,10 @@ def make_catalogue(rng: np.random.Generator) -> Catalogue:
     )
 
 
-def pick_sku(rng: np.random.Generator, cat: Catalogue, category: np.ndarray) -> np.ndarray:
-    """A SKU of each given category, by popularity."""
+def pick_sku(u: np.ndarray, cat: Catalogue, category: np.ndarray) -> np.ndarray:
+    """A SKU of each given category, by popularity, from one uniform each."""
     cum = np.cumsum(cat.popularity[: P.SKUS_PER_CATEGORY])  # same shape in every category
-    within = np.searchsorted(cum / cum[-1], rng.random(category.size), side="right")
+    within = np.searchsorted(cum / cum[-1], u, side="right")
     return cat.first_sku[category] + np.minimum(within, P.SKUS_PER_CATEGORY - 1)
 
 
@@ -174,9 +174,9 @@ def make_population(
     # Log-normal around the category's mean, with the mean kept (mu = -sigma^2 / 2).
     s = P.CYCLE_USER_JITTER
     cycle_mean = P.CYCLE_MEAN * rng.lognormal(-s * s / 2, s, needs.shape)
-    favourite = pick_sku(rng, cat, np.broadcast_to(P.CYCLE_IDX, needs.shape).ravel()).reshape(
-        needs.shape
-    )
+    favourite = pick_sku(
+        rng.random(needs.size), cat, np.broadcast_to(P.CYCLE_IDX, needs.shape).ravel()
+    ).reshape(needs.shape)
 
     # Impulse tastes: a Dirichlet draw over the categories bought on impulse; parents lean
     # to toys and snacks (co-purchase with formula and diapers).

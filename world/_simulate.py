@@ -3,6 +3,7 @@
 Each simulated day runs the same steps in the same order for every shopper (the oracle in
 `_oracle.py` mirrors steps 1-5 exactly):
 
+0. with a policy (`World`), offers go out and are answered; accepted ones for today order;
 1. late or damaged deliveries that arrived yesterday count against the shop;
 2. coupons expire; on campaign days new ones are issued;
 3. lapsed shoppers may come back (with an order); then some active shoppers lapse, silently;
@@ -15,7 +16,9 @@ Each simulated day runs the same steps in the same order for every shopper (the 
 8. the interest state moves on.
 
 `simulate` yields ``(table, pyarrow.Table)`` batches, raw tables and `truth_*` tables; it writes
-nothing itself.
+nothing itself. The set-up (population, catalogue, nodes, weather, the state at the start) draws
+from one generator seeded by the world's seed; every draw of a day comes from `_random.Streams`,
+keyed by purpose and shopper.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import pyarrow as pa
 from cadence.ingest import _tables as T
 from cadence.world import _behaviour as B
 from cadence.world import _params as P
+from cadence.world import _random as X
 from cadence.world._dispatch import Dispatch
 from cadence.world._emit import Batches, Lookup, Nullable, labels, to_table
 from cadence.world._geo import make_geography, make_nodes
@@ -44,8 +48,17 @@ from cadence.world._logistics import (
     shipping_cost,
     zone_of,
 )
+from cadence.world._offers import (
+    SEND_HOUR,
+    OfferError,
+    OfferLog,
+    ResponseParams,
+    read_offers,
+    respond,
+)
 from cadence.world._oracle import OracleInputs, oracle_probabilities
 from cadence.world._population import make_catalogue, make_population, pick_sku
+from cadence.world._random import Streams, occurrence
 from cadence.world._static import static_tables, truth_latent
 
 DAY_S = 86400
@@ -61,6 +74,7 @@ class WorldConfig:
     start: dt.date = dt.date(2025, 1, 1)
     truth_every_days: int = 7
     horizons_days: tuple[int, ...] = (7, 30)
+    offers: ResponseParams = field(default_factory=ResponseParams)
 
     def __post_init__(self) -> None:
         if self.users < 1:
@@ -106,10 +120,11 @@ class _State:
 
 
 def simulate(
-    cfg: WorldConfig, on_day: Callable[[int], None] | None = None
+    cfg: WorldConfig, on_day: Callable[[int], None] | None = None, policy=None
 ) -> Iterator[tuple[str, pa.Table]]:
-    """Run the shop for `cfg.days` days, yielding `(table, batch)` as they are made."""
-    yield from _Shop(cfg).run(on_day)
+    """Run the shop for `cfg.days` days, yielding `(table, batch)` as they are made. `policy`, if
+    given, is called each day with what the shop can see and returns offers (`world.World`)."""
+    yield from _Shop(cfg).run(0, cfg.days, on_day, policy)
 
 
 class _Shop:
@@ -146,28 +161,61 @@ class _Shop:
         self.st = _initial_state(rng, self.pop, cfg)
         self.out = Batches(self.ids, self.geo, nodes.kind.size, self.cat.category.size, cfg.start)
         self.coupons = _CouponLog()
+        self.consent = _Consents(cfg, self.pop)
+        self.offers = OfferLog()
+        self.fatigue = np.zeros(cfg.users)
+        self.pending: defaultdict[int, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+        self.history: defaultdict[str, list[pa.Table]] = defaultdict(list)
         self.counters: defaultdict[str, int] = defaultdict(int)
         self.oracles: deque[Future[pa.Table]] = deque()
 
-    def run(self, on_day: Callable[[int], None] | None) -> Iterator[tuple[str, pa.Table]]:
-        yield from static_tables(self.cfg, self.geo, self.cat, self.pop, self.nodes, self.ids)
-        yield "truth_weather", _weather_table(self.cfg, self.storm)
-        yield "dispatch_waves", self.dispatch.table(self.out.lookups)
+    def run(self, first: int, until: int, on_day, policy) -> Iterator[tuple[str, pa.Table]]:
+        """Days `first` to `until` (exclusive): everything made on them, flushed at `until`;
+        the static tables before day 0 and the end-of-data tables after the last day."""
+        keep = policy is not None
+        if first == 0:
+            for name, table in (
+                *static_tables(self.cfg, self.geo, self.cat, self.pop, self.nodes, self.ids),
+                ("dispatch_waves", self.dispatch.table(self.out.lookups)),
+            ):
+                if keep:
+                    self.history[name].append(table)
+                yield name, table
+            yield "truth_weather", _weather_table(self.cfg, self.storm)
         self.pool = ThreadPoolExecutor(max_workers=1)
         try:
-            yield from self._run(on_day)
+            for name, table in self._run(first, until, on_day, policy):
+                if keep and not name.startswith("truth_"):
+                    self.history[name].append(table)
+                yield name, table
         finally:
             self.pool.shutdown(wait=True, cancel_futures=True)
-        yield "coupons", self.coupons.table(self.ids)
-        yield "consents", _consents_table(self.cfg, self.pop, self.ids)
-        yield "truth_latent", truth_latent(self.pop, self.st.alive, self.ids)
-        yield "truth_cycles", _cycles_table(self.pop, self.st, self.ids)
+            del self.pool
+        if until == self.cfg.days:
+            yield "coupons", self.coupons.table(self.ids)
+            yield "consents", self.consent.table(self.ids)
+            yield "offers", self.offers.table(self.ids, np.datetime64(self.cfg.start, "D"))
+            yield "truth_offers", self.offers.truth(self.ids)
+            yield "truth_latent", truth_latent(self.pop, self.st.alive, self.ids)
+            yield "truth_cycles", _cycles_table(self.pop, self.st, self.ids)
 
-    def _run(self, on_day) -> Iterator[tuple[str, pa.Table]]:
+    def _run(self, first, until, on_day, policy) -> Iterator[tuple[str, pa.Table]]:
         n = self.cfg.users
-        for day in range(self.cfg.days):
+        k = len(P.CYCLE_CATS)
+        for day in range(first, until):
             day_us = self.cfg.start_us + day * DAY_S * US
             active = self.pop.active_day <= day
+            self.R = R = Streams(self.cfg.seed, day)
+
+            # 0. Offers: the policy sees what the shop has seen so far and sends some today.
+            self.fatigue *= np.exp(-1 / 30)
+            if policy is not None:
+                from cadence.world._replay import ShopView
+
+                sent = policy(ShopView(self, day))
+                if sent is not None and len(sent):
+                    self._send(day, day_us, sent)
+            offered, offer_rows = self._due_offers(day)
 
             # 1. Bad experiences delivered yesterday.
             for users in self.st.bad_on.pop(day, []):
@@ -177,7 +225,7 @@ class _Shop:
             self.st.coupon &= self.st.coupon_until > day
             if B.is_campaign_day(day):
                 since = day - self.st.last_order_day
-                issue = active & ~self.st.coupon & (self.rng.random(n) < B.issue_prob(since))
+                issue = active & ~self.st.coupon & (R.vec("coupon", n) < B.issue_prob(since))
                 who = np.flatnonzero(issue)
                 self.st.coupon[who] = True
                 self.st.coupon_until[who] = day + P.COUPON_DAYS
@@ -188,7 +236,7 @@ class _Shop:
                 ~self.st.alive
                 & active
                 & (
-                    self.rng.random(n)
+                    R.vec("winback", n)
                     < B.winback_prob(
                         self.pop.winback,
                         self.st.coupon,
@@ -200,19 +248,31 @@ class _Shop:
             churn = (
                 self.st.alive
                 & active
-                & (self.rng.random(n) < B.churn_prob(self.pop.churn_base, self.st.n_bad))
+                & (R.vec("churn", n) < B.churn_prob(self.pop.churn_base, self.st.n_bad))
             )
             self.st.alive = (self.st.alive & ~churn) | back
+            # A shopper who accepted an offer for today orders, and is back if they had lapsed.
+            self.st.alive[offered] = True
             buyer = self.st.alive & active
 
             # 4. Replenishment: the need may end; what falls due today is bought here (an
             # active shopper's loyal share) or skipped and bought elsewhere; the cycle runs on
             # from today either way, a stockpile (bought with a coupon) lasting longer.
-            self.st.need &= self.rng.random(self.st.need.shape) >= P.NEED_END_HAZARD
+            self.st.need &= R.vec("need_end", (n, k)) >= P.NEED_END_HAZARD
             due = self.st.need & (self.st.next_due == day) & active[:, None]
             du, dc = np.nonzero(due)
-            here = buyer[du] & (self.rng.random(du.size) < self.pop.loyalty[du])
-            self._renew(day, du, dc, here)
+            here = buyer[du] & (R.vec("loyal", (n, k))[du, dc] < self.pop.loyalty[du])
+            if offered.size:
+                # An offer's order buys what falls due today and within `pull_days`.
+                is_offered = np.zeros(n, dtype=bool)
+                is_offered[offered] = True
+                here |= is_offered[du]
+                soon = self.st.need[offered] & (self.st.next_due[offered] > day)
+                soon &= self.st.next_due[offered] <= day + self.cfg.offers.pull_days
+                rows, pc = np.nonzero(soon)
+                du, dc = np.concatenate([du, offered[rows]]), np.concatenate([dc, pc])
+                here = np.concatenate([here, np.ones(rows.size, dtype=bool)])
+            self._renew(day, du, dc, here, "gap.due")
             du, dc = du[here], dc[here]
 
             # 5. Impulse orders.
@@ -223,17 +283,20 @@ class _Shop:
                 self.pop.coupon_response,
                 self.mult[day],
             )
-            impulse = (buyer & ~back & (self.rng.random(n) < p_imp)) | back
+            impulse = (buyer & ~back & (R.vec("impulse", n) < p_imp)) | back
+            # An offer's order with nothing due holds what the incentive tempts them to.
+            impulse[offered[~np.isin(offered, du)]] = True
 
             # 6. Orders, routing, shipments.
             ordering = impulse.copy()
             ordering[du] = True
+            ordering[offered] = True
             order_users = np.flatnonzero(ordering)
             if order_users.size:
                 du, dc = self._bundle(day, order_users, du, dc)
-                self._place_orders(day, day_us, order_users, du, dc, impulse)
+                self._place_orders(day, day_us, order_users, du, dc, impulse, offered, offer_rows)
                 self.st.n_orders[order_users] += 1
-                lapse = self.rng.random(order_users.size) < B.lapse_after_order_prob(
+                lapse = R.vec("lapse", n)[order_users] < B.lapse_after_order_prob(
                     self.pop.lapse_after_order[order_users], self.st.n_orders[order_users]
                 )
                 self.st.alive[order_users[lapse]] = False
@@ -241,12 +304,14 @@ class _Shop:
             self._browse(day, day_us, active)
 
             # 8. Interest moves on; an impulse purchase satisfies it.
-            on = self.rng.random(n) < B.interest_on_prob(
+            on = R.vec("interest_on", n) < B.interest_on_prob(
                 self.pop.engagement, self.st.coupon, self.pop.coupon_response
             )
-            off = self.rng.random(n) < P.INTEREST_OFF
+            off = R.vec("interest_off", n) < P.INTEREST_OFF
             newly = ~self.st.interested & on
-            self.st.interest_cat[newly] = _taste_pick(self.rng, self.pop.taste[newly])
+            self.st.interest_cat[newly] = _taste_pick(
+                R.vec("interest_cat", n)[newly], self.pop.taste[newly]
+            )
             self.st.interested = np.where(self.st.interested, ~off, on) & ~impulse & self.st.alive
 
             # Inventory: record the day, then restock the nodes whose delivery day it is tomorrow.
@@ -257,15 +322,104 @@ class _Shop:
                 snapshot = _freeze(self.st)
                 self.oracles.append(
                     self.pool.submit(
-                        _oracle_table, self.cfg, day + 1, snapshot, self.pop, self.mult, self.ids
+                        _oracle_table,
+                        self.cfg,
+                        day + 1,
+                        snapshot,
+                        self.pop,
+                        self.mult,
+                        self.ids,
+                        self._pending_day(),
                     )
                 )
-            if (day + 1) % FLUSH_EVERY == 0 or day + 1 == self.cfg.days:
+            # With a policy, the shop's tables are flushed daily, for the policy to see.
+            last = day + 1 == until
+            if (day + 1) % FLUSH_EVERY == 0 or last or policy is not None:
                 yield from self.out.flush()
-                while self.oracles and (self.oracles[0].done() or day + 1 == self.cfg.days):
+                while self.oracles and (self.oracles[0].done() or last):
                     yield "truth_oracle", self.oracles.popleft().result()
             if on_day is not None:
                 on_day(day)
+
+    def _send(self, day, day_us, sent) -> None:
+        """Offers sent today: each shopper's answer is drawn now, from the offers' own stream;
+        an accepted one (not cancelled) becomes an order on its suggested date."""
+        o = read_offers(sent, self.user_index, day, np.datetime64(self.cfg.start, "D"))
+        u = o["user"]
+        if (self.pop.active_day[u] > day).any():
+            bad = self.ids.user[int(u[np.argmax(self.pop.active_day[u] > day)])].as_py()
+            raise OfferError(f"offers: user_id {bad!r} has not signed up by this day")
+        if (o["suggested"] <= day).any() or (o["suggested"] >= self.cfg.days).any():
+            raise OfferError(
+                "offers: suggested_date must come after the day the offer is sent and "
+                "before the world's end"
+            )
+        sent_us = day_us + SEND_HOUR * 3600 * US
+        blocked = self.consent.withdrawn(u, sent_us)
+        due = np.where(self.st.need[u], self.st.next_due[u] - day, np.inf).min(axis=1)
+        p = respond(
+            self.cfg.offers,
+            days_to_due=due,
+            coupon_response=self.pop.coupon_response[u],
+            discount_rate=o["rate"],
+            express=o["express"],
+            fatigue=self.fatigue[u],
+            lapsed=~self.st.alive[u],
+        )
+        p = np.where(blocked, 0.0, p)
+        draw = np.column_stack(
+            [self.R.keyed(f"offer.{w}", u) for w in ("accept", "cancel", "when")]
+        )
+        accept = draw[:, 0] < p
+        cancel = accept & (draw[:, 1] < self.cfg.offers.cancel)
+        # Answered within a few hours; a cancellation comes before the suggested date.
+        accepted_us = sent_us + (draw[:, 2] * 8 * 3600 * US).astype(np.int64)
+        order_day_us = self.cfg.start_us + o["suggested"] * DAY_S * US
+        cancelled_us = accepted_us + (
+            draw[:, 1] / max(self.cfg.offers.cancel, 1e-12) * (order_day_us - accepted_us)
+        ).astype(np.int64)
+        self.fatigue[u[~blocked]] += 1
+        rows = self.offers.add(
+            user=u,
+            sent_us=np.full(u.size, sent_us),
+            express=o["express"],
+            rate=o["rate"],
+            suggested=o["suggested"],
+            blocked=blocked,
+            accepted_us=np.where(accept, accepted_us, -1),
+            cancelled_us=np.where(cancel, cancelled_us, -1),
+            p_accept=p,
+            days_to_due=due,
+            lapsed=~self.st.alive[u],
+        )
+        go = accept & ~cancel
+        for d in np.unique(o["suggested"][go]):
+            mine = go & (o["suggested"] == d)
+            self.pending[int(d)].append((u[mine], rows[mine]))
+
+    def _due_offers(self, day) -> tuple[np.ndarray, np.ndarray]:
+        """Shoppers whose accepted offer is for today, and its row in the offers log; a
+        shopper with two offers for the day places one order for both."""
+        parts = self.pending.pop(day, [])
+        if not parts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        users = np.concatenate([p[0] for p in parts])
+        rows = np.concatenate([p[1] for p in parts])
+        return users, rows
+
+    def _pending_day(self) -> np.ndarray:
+        """Per shopper, the first day an accepted offer will order on (inf: none)."""
+        out = np.full(self.cfg.users, np.inf)
+        for d, parts in self.pending.items():
+            for users, _ in parts:
+                out[users] = np.minimum(out[users], d)
+        return out
+
+    @property
+    def user_index(self) -> dict[str, int]:
+        if not hasattr(self, "_user_index"):
+            self._user_index = {u: i for i, u in enumerate(self.ids.user.to_pylist())}
+        return self._user_index
 
     def _new_ids(self, table: str, n: int) -> np.ndarray:
         """The next `n` ids of a table, numbered from 1 in the order rows are made."""
@@ -280,59 +434,79 @@ class _Shop:
         and its renewal state (the last purchase, the gap drawn then) stays exact."""
         nd = self.st.next_due[order_users]
         soon = self.st.need[order_users] & (nd > day) & (nd <= day + P.BUNDLE_DAYS)
-        soon &= self.rng.random(soon.shape) < P.BUNDLE_PROB
+        soon &= self.R.vec("bundle", self.st.need.shape)[order_users] < P.BUNDLE_PROB
         rows, bc = np.nonzero(soon)
         if not rows.size:
             return du, dc
         bu = order_users[rows]
-        self._renew(day, bu, bc, np.ones(bu.size, dtype=bool))
+        self._renew(day, bu, bc, np.ones(bu.size, dtype=bool), "gap.bundle")
         return np.concatenate([du, bu]), np.concatenate([dc, bc])
 
-    def _renew(self, day, users, cats, here) -> None:
+    def _renew(self, day, users, cats, here, purpose) -> None:
         """Replenishments of (users, cats) happen today, `here` at this shop: the next gap is
         drawn around the shopper's own cycle, longer for a stockpile bought with a coupon."""
         self.st.last_renewal[users, cats] = day
         stock = here & self.st.coupon[users]
         mean = self.pop.cycle_mean[users, cats] * np.where(stock, P.STOCKPILE_GAP, 1.0)
         self.st.gap_mean[users, cats] = mean
-        self.st.next_due[users, cats] = day + B.sample_gap(self.rng, mean, B.gap_std(mean, cats))
+        u = self.R.vec(purpose, self.st.need.shape)[users, cats]
+        self.st.next_due[users, cats] = day + B.sample_gap(u, mean, B.gap_std(mean, cats))
 
-    def _place_orders(self, day, day_us, order_users, du, dc, impulse) -> None:
+    def _place_orders(self, day, day_us, order_users, du, dc, impulse, offered, offer_rows) -> None:
         n_o = order_users.size
         slot = np.full(self.pop.city.size, -1)
         slot[order_users] = np.arange(n_o)
-        t_order = day_us + _time_of_day(self.rng, self.pop.peak_hour[order_users]) * US
+        R = self.R
+        n = self.cfg.users
+        k = len(P.CYCLE_CATS)
+        t_order = (
+            day_us
+            + _time_of_day(R.vec("order.time", n)[order_users], self.pop.peak_hour[order_users])
+            * US
+        )
         order_id = self._new_ids("order", n_o)
 
         # Lines: replenishments due today, the impulse item (the one waiting in the cart, if any),
         # and now and then an add-on from the shopper's tastes.
         rep_sku = np.where(
-            self.rng.random(du.size) < 0.9,
+            R.vec("order.favourite", (n, k))[du, dc] < 0.9,
             self.pop.favourite[du, dc],
-            pick_sku(self.rng, self.cat, P.CYCLE_IDX[dc]),
+            pick_sku(R.vec("order.rep_sku", (n, k))[du, dc], self.cat, P.CYCLE_IDX[dc]),
         )
-        rep_qty = self.rng.choice(np.arange(1, 4), du.size, p=P.REPLENISH_QTY)
+        rep_qty = X.choice(R.vec("order.rep_qty", (n, k))[du, dc], np.arange(1, 4), P.REPLENISH_QTY)
         rep_qty += self.st.coupon[du]  # a stockpile
         imp_users = order_users[impulse[order_users]]
         imp_cat = np.where(
             self.st.interested[imp_users],
             self.st.interest_cat[imp_users],
-            _taste_pick(self.rng, self.pop.taste[imp_users]),
+            _taste_pick(R.vec("order.imp_cat", n)[imp_users], self.pop.taste[imp_users]),
         )
         from_cart = self.st.cart_sku[imp_users] >= 0
         imp_sku = np.where(
-            from_cart, self.st.cart_sku[imp_users], pick_sku(self.rng, self.cat, imp_cat)
+            from_cart,
+            self.st.cart_sku[imp_users],
+            pick_sku(R.vec("order.imp_sku", n)[imp_users], self.cat, imp_cat),
         )
         self.st.cart_sku[imp_users] = -1
-        add_users = np.repeat(order_users, self.rng.poisson(P.ADDON_LINES, n_o))
-        add_cat = _taste_pick(self.rng, self.pop.taste[add_users])
+        # An accepted offer's incentive: its discount, a free express upgrade, more add-ons.
+        rate = np.zeros(n_o)
+        express = np.zeros(n_o, dtype=bool)
+        lines = np.full(n_o, P.ADDON_LINES)
+        if offered.size:
+            at = slot[offered]
+            np.maximum.at(rate, at, self.offers.cols["rate"][offer_rows])
+            express[at] |= self.offers.cols["express"][offer_rows]
+            lines[at] *= 1 + self.cfg.offers.addon_lift
+        add_users = np.repeat(order_users, X.poisson(R.vec("order.addons", n)[order_users], lines))
+        add_k = occurrence(add_users)
+        add_cat = _taste_pick(R.keyed("order.add_cat", add_users, add_k), self.pop.taste[add_users])
         # Nobody adds diapers without a baby: an add-on from a replenished category the shopper
         # has no need of is left out (the need's own purchases come due or are bundled).
         cyc = CYCLE_OF[add_cat]
         keep = (cyc < 0) | self.pop.needs[add_users, np.maximum(cyc, 0)]
-        add_users, add_cat = add_users[keep], add_cat[keep]
-        add_sku = pick_sku(self.rng, self.cat, add_cat)
-        add_qty = self.rng.choice(np.arange(1, 3), add_users.size, p=P.ADDON_QTY)
+        add_users, add_cat, add_k = add_users[keep], add_cat[keep], add_k[keep]
+        add_sku = pick_sku(R.keyed("order.add_sku", add_users, add_k), self.cat, add_cat)
+        add_qty = X.choice(R.keyed("order.add_qty", add_users, add_k), np.arange(1, 3), P.ADDON_QTY)
         item_user = np.concatenate([du, imp_users, add_users])
         item_sku = np.concatenate([rep_sku, imp_sku, add_sku])
         item_qty = np.concatenate([rep_qty, np.ones(imp_users.size, dtype=np.int64), add_qty])
@@ -357,21 +531,29 @@ class _Shop:
         ucity = self.pop.city[order_users]
         has_store = np.isin(ucity, self.nodes.city[self.nodes.kind == 2])
         dev = self.pop.device[order_users]
-        u = self.rng.random(n_o)
+        u = R.vec("order.channel", n)[order_users]
         channel = np.select(
             [has_store & (u < 0.05), dev == 2, dev == 3, u < 0.88],
             [3, 1, 2, 0],
             default=np.where(u < 0.94, 1, 2),
         )
+        # An offer's order is placed online, to be shipped.
+        channel = np.where(
+            (rate > 0) | express | (lines > P.ADDON_LINES),
+            np.where(channel == 3, 0, channel),
+            channel,
+        )
         coupon = self.st.coupon[order_users]
         price = self.cat.price[item_sku]
         gross = np.bincount(item_order, weights=price * item_qty, minlength=n_o)
-        discount = np.round(np.where(coupon, gross * P.COUPON_DISCOUNT, 0.0), 2)
+        discount = np.round(gross * np.maximum(np.where(coupon, P.COUPON_DISCOUNT, 0.0), rate), 2)
         amount = np.round(gross - discount, 2)
         red = order_users[coupon]
         self.coupons.redeem(self.st.coupon_row[red], t_order[coupon], order_id[coupon])
         self.st.coupon[red] = False
         self.st.last_order_day[order_users] = day
+        if offered.size:
+            self.offers.placed(offer_rows, order_id[slot[offered]], t_order[slot[offered]])
         n_items = np.bincount(item_order, minlength=n_o)
         self.out.add(
             "orders",
@@ -392,7 +574,7 @@ class _Shop:
         if s_idx.size:
             so = item_order[s_idx]
             item_node[s_idx] = route_legacy(
-                self.rng,
+                tuple(R.vec(f"order.route_{w}", n)[order_users] for w in ("store", "pick", "alt")),
                 self.geo,
                 self.nodes,
                 self.stock,
@@ -407,7 +589,16 @@ class _Shop:
             np.subtract.at(self.stock, (item_node[ok], item_sku[ok]), item_qty[ok])
             self.out.note_shipped(item_node[ok], item_sku[ok], item_qty[ok])
             ship_id[ok] = self._ship(
-                day, ok, item_order, item_sku, item_qty, item_node, order_id, order_users, t_order
+                day,
+                ok,
+                item_order,
+                item_sku,
+                item_qty,
+                item_node,
+                order_id,
+                order_users,
+                t_order,
+                express,
             )
         cancelled = shipped & (item_node < 0)
         self.out.add(
@@ -426,15 +617,15 @@ class _Shop:
         # a snapshot at that midnight see an order coming that it cannot know of.
         online = channel != 3
         ou = order_users[online]
-        sess_t = np.maximum(t_order[online] - self.rng.integers(120, 1500, ou.size) * US, day_us)
+        lead = X.integers(R.vec("order.visit_lead", n)[ou], 120, 1500)
+        sess_t = np.maximum(t_order[online] - lead * US, day_us)
         first_cat = self.cat.category[item_sku[first]][online]
-        self._add_sessions(ou, sess_t, first_cat, pages_mean=4.0)
+        self._add_sessions("order.visit", ou, sess_t, first_cat, pages_mean=4.0)
         lines = np.flatnonzero(online[item_order])
         new_lines = lines[~item_cart[lines]]
-        add_t = np.maximum(
-            t_order[item_order[new_lines]] - self.rng.integers(30, 110, new_lines.size) * US,
-            day_us,
-        )
+        line_users = order_users[item_order[new_lines]]
+        line_lead = X.integers(R.keyed("order.cart_lead", line_users, line[new_lines]), 30, 110)
+        add_t = np.maximum(t_order[item_order[new_lines]] - line_lead * US, day_us)
         self._cart(
             order_users[item_order[new_lines]],
             add_t,
@@ -451,7 +642,17 @@ class _Shop:
         )
 
     def _ship(
-        self, day, lines, item_order, item_sku, item_qty, item_node, order_id, order_users, t_order
+        self,
+        day,
+        lines,
+        item_order,
+        item_sku,
+        item_qty,
+        item_node,
+        order_id,
+        order_users,
+        t_order,
+        express,
     ) -> np.ndarray:
         """Group routed lines into shipments, time and price them; returns the shipment per line."""
         key = item_order[lines].astype(np.int64) * self.nodes.kind.size + item_node[lines]
@@ -473,7 +674,12 @@ class _Shop:
         users = order_users[s_order]
         dest = self.pop.city[users]
         zone = zone_of(self.geo, self.nodes.city[s_node], dest)
-        carrier = legacy_carrier(self.rng, zone)
+        R = self.R
+        # A parcel's draws are keyed by its shopper and its place among their parcels today.
+        nth = occurrence(users)
+        carrier = np.where(
+            express[s_order], 0, legacy_carrier(R.keyed("ship.carrier", users, nth), zone)
+        )
         dist = geo_dist = _dist(
             self.st.lat[users], self.st.lon[users], self.nodes.lat[s_node], self.nodes.lon[s_node]
         )
@@ -482,19 +688,25 @@ class _Shop:
         # Each parcel leaves with a dispatch wave of its node; the carrier collects after it.
         wave = self.dispatch.assign(day, s_node, t_order[s_order])
         wave_at = self.dispatch.cutoff_us(s_node, wave)
-        handover = P.HANDOVER_HOURS * self.rng.lognormal(0, 0.3, n_s)
+        handover = P.HANDOVER_HOURS * X.lognormal(R.keyed("ship.handover", users, nth), 0, 0.3)
         shipped_at = wave_at + (handover * 3600 * US).astype(np.int64)
         region = self.geo.city_region[dest]
         ship_day = np.minimum(
             (shipped_at - self.cfg.start_us) // (DAY_S * US), self.storm.shape[0] - 1
         )
         stormy = self.storm[ship_day, region]
-        transit = delivery_days(zone, carrier, geo_dist, stormy, self.rng.lognormal(0, 0.2, n_s))
+        transit = delivery_days(
+            zone,
+            carrier,
+            geo_dist,
+            stormy,
+            X.lognormal(R.keyed("ship.transit", users, nth), 0, 0.2),
+        )
         delivered = shipped_at + (transit * DAY_S * US).astype(np.int64)
         day0 = self.cfg.start_us + day * DAY_S * US
         promised = day0 + (P.PROMISE_DAYS[zone] + 1) * DAY_S * US
         late = delivered > promised
-        damaged = self.rng.random(n_s) < damage_prob(zone, carrier, fragile, stormy)
+        damaged = R.keyed("ship.damage", users, nth) < damage_prob(zone, carrier, fragile, stormy)
         arrived = delivered < self.cfg.end_us
         self.out.add(
             "shipments",
@@ -527,12 +739,15 @@ class _Shop:
         ret_p = P.RETURN_RATE[self.cat.category[item_sku[lines]]] + np.where(
             damaged[ln_ship], P.RETURN_IF_DAMAGED, 0
         )
-        ret = self.rng.random(lines.size) < ret_p
-        ret_t = delivered[ln_ship] + (self.rng.uniform(1, 10, lines.size) * DAY_S * US).astype(
-            np.int64
-        )
+        # A line's draws are keyed by its shopper and its place among their shipped lines.
+        l_users, l_nth = users[ln_ship], occurrence(users[ln_ship])
+        ret = R.keyed("return.if", l_users, l_nth) < ret_p
+        after = 1 + 9 * R.keyed("return.after", l_users, l_nth)
+        ret_t = delivered[ln_ship] + (after * DAY_S * US).astype(np.int64)
         r = ret & (ret_t < self.cfg.end_us)
-        reason = np.where(damaged[ln_ship], 0, self.rng.integers(1, 3, lines.size))
+        reason = np.where(
+            damaged[ln_ship], 0, X.integers(R.keyed("return.reason", l_users, l_nth), 1, 3)
+        )
         rid = self._new_ids("return", r.sum())
         self.out.add(
             "returns",
@@ -545,16 +760,20 @@ class _Shop:
             reason=Lookup("return_reason", reason[r]),
             refund=np.round(self.cat.price[item_sku[lines[r]]] * item_qty[lines[r]], 2),
         )
-        complain = bad & (self.rng.random(n_s) < 0.5)
-        c_t = delivered + (self.rng.uniform(0, 2, n_s) * DAY_S * US).astype(np.int64)
+        complain = bad & (R.keyed("complain.if", users, nth) < 0.5)
+        after = 2 * R.keyed("complain.after", users, nth)
+        c_t = delivered + (after * DAY_S * US).astype(np.int64)
         c = complain & (c_t < self.cfg.end_us)
-        self._contacts(users[c], c_t[c], np.where(damaged[c], 1, 0), order_id[s_order[c]])
+        self._contacts(
+            "complain", users[c], c_t[c], np.where(damaged[c], 1, 0), order_id[s_order[c]]
+        )
         return sid[inv]
 
-    def _add_sessions(self, users, t_us, category, pages_mean) -> None:
+    def _add_sessions(self, purpose, users, t_us, category, pages_mean) -> None:
         n = users.size
         sid = self._new_ids("session", n)
-        pages = 1 + self.rng.poisson(pages_mean, n)
+        nth = occurrence(users)
+        pages = 1 + X.poisson(self.R.keyed(f"{purpose}.pages", users, nth), pages_mean)
         self.out.add(
             "sessions",
             session_id=sid,
@@ -562,9 +781,12 @@ class _Shop:
             started_at=t_us,
             device=Lookup("device", self.pop.device[users]),
             pages=pages,
-            dwell_seconds=np.round(pages * self.rng.lognormal(np.log(35), 0.5, n), 1),
+            dwell_seconds=np.round(
+                pages * X.lognormal(self.R.keyed(f"{purpose}.dwell", users, nth), np.log(35), 0.5),
+                1,
+            ),
             category=Lookup("category", category),
-            categories_viewed=1 + self.rng.poisson(0.8, n),
+            categories_viewed=1 + X.poisson(self.R.keyed(f"{purpose}.viewed", users, nth), 0.8),
         )
 
     def _cart(self, users, t_us, sku, qty, action) -> None:
@@ -579,14 +801,15 @@ class _Shop:
             quantity=qty,
         )
 
-    def _contacts(self, users, t_us, reason, order_id) -> None:
+    def _contacts(self, purpose, users, t_us, reason, order_id) -> None:
         cid = self._new_ids("contact", users.size)
+        u = self.R.keyed(f"{purpose}.channel", users, occurrence(users))
         self.out.add(
             "service_contacts",
             contact_id=cid,
             user_id=Lookup("user", users),
             ts=t_us,
-            channel=Lookup("contact_channel", self.rng.integers(0, 3, users.size)),
+            channel=Lookup("contact_channel", X.integers(u, 0, 3)),
             reason=Lookup("contact_reason", reason),
             order_id=Nullable(order_id, order_id < 0),
         )
@@ -601,59 +824,67 @@ class _Shop:
             * np.sqrt(self.mult[day])
         )
         rate = np.where(self.st.alive, rate, 0.05 * rate) * active
-        count = self.rng.poisson(rate)
+        R = self.R
+        count = X.poisson(R.vec("browse.visits", n), rate)
         users = np.repeat(np.arange(n), count)
-        t_us = day_us + _time_of_day(self.rng, self.pop.peak_hour[users]) * US
+        nth = occurrence(users)  # a visit's draws: its shopper and its place among their visits
+
+        def u(purpose: str) -> np.ndarray:
+            return R.keyed(f"browse.{purpose}", users, nth)
+
+        t_us = day_us + _time_of_day(u("time"), self.pop.peak_hour[users]) * US
         interested = self.st.interested[users]
-        looks_at_interest = interested & (self.rng.random(users.size) < 0.7)
-        need_cat = P.CYCLE_IDX[
-            np.argmax(
-                self.pop.needs[users] * self.rng.random((users.size, P.CYCLE_IDX.size)), axis=1
-            )
-        ]
-        has_need = self.pop.needs[users].any(axis=1) & (self.rng.random(users.size) < 0.3)
+        looks_at_interest = interested & (u("interest") < 0.7)
+        # One of the shopper's needs, at random.
+        needs = self.pop.needs[users]
+        pick = (u("need_pick") * needs.sum(axis=1)).astype(np.int64)
+        need_cat = P.CYCLE_IDX[np.argmax(np.cumsum(needs, axis=1) > pick[:, None], axis=1)]
+        has_need = needs.any(axis=1) & (u("need") < 0.3)
         category = np.where(
             looks_at_interest,
             self.st.interest_cat[users],
-            np.where(has_need, need_cat, _taste_pick(self.rng, self.pop.taste[users])),
+            np.where(has_need, need_cat, _taste_pick(u("taste"), self.pop.taste[users])),
         )
-        self._add_sessions(users, t_us, category, pages_mean=np.where(interested, 5.0, 2.0))
+        self._add_sessions(
+            "browse", users, t_us, category, pages_mean=np.where(interested, 5.0, 2.0)
+        )
 
-        search = self.rng.random(users.size) < np.where(interested, 0.5, 0.25)
+        search = u("search") < np.where(interested, 0.5, 0.25)
         s_users, s_cat = users[search], category[search]
-        vague = self.rng.random(s_users.size) < 0.1
+        s_u = {w: R.keyed(f"search.{w}", s_users, nth[search]) for w in ("vague", "ts", "results")}
+        vague = s_u["vague"] < 0.1
         sid = self._new_ids("search", s_users.size)
         query = np.where(vague, P.N_CAT, s_cat)
         self.out.add(
             "searches",
             search_id=sid,
             user_id=Lookup("user", s_users),
-            ts=t_us[search] + self.rng.integers(5, 120, s_users.size) * US,
+            ts=t_us[search] + X.integers(s_u["ts"], 5, 120) * US,
             query=Lookup("query", query),
             category=Nullable(Lookup("category", s_cat), vague),
-            results=self.rng.poisson(40, s_users.size),
+            results=X.poisson(s_u["results"], 40.0),
         )
 
         # An interested shopper puts something in the cart; carts are cleared now and then.
-        adds = looks_at_interest & (self.rng.random(users.size) < 0.5)
+        adds = looks_at_interest & (u("cart") < 0.5)
         a_users = np.unique(users[adds])
         a_users = a_users[(self.st.cart_sku[a_users] < 0) & self.st.alive[a_users]]
         first_t = np.full(n, 0, dtype=np.int64)
         first_t[users[::-1]] = t_us[::-1]
-        a_sku = pick_sku(self.rng, self.cat, self.st.interest_cat[a_users])
+        a_sku = pick_sku(R.vec("cart.sku", n)[a_users], self.cat, self.st.interest_cat[a_users])
         self.st.cart_sku[a_users] = a_sku
         self._cart(
             a_users,
-            first_t[a_users] + self.rng.integers(30, 600, a_users.size) * US,
+            first_t[a_users] + X.integers(R.vec("cart.after", n)[a_users], 30, 600) * US,
             a_sku,
             np.ones(a_users.size, dtype=np.int64),
             "add",
         )
-        drop = np.flatnonzero((self.st.cart_sku >= 0) & (self.rng.random(n) < 0.04))
+        drop = np.flatnonzero((self.st.cart_sku >= 0) & (R.vec("cart.drop", n) < 0.04))
         drop = drop[~np.isin(drop, a_users)]
         self._cart(
             drop,
-            day_us + _time_of_day(self.rng, self.pop.peak_hour[drop]) * US,
+            day_us + _time_of_day(R.vec("cart.drop_time", n)[drop], self.pop.peak_hour[drop]) * US,
             self.st.cart_sku[drop],
             np.ones(drop.size, dtype=np.int64),
             "remove",
@@ -661,25 +892,27 @@ class _Shop:
         self.st.cart_sku[drop] = -1
 
         # Moves within the city, and account questions.
-        move = np.flatnonzero(self.st.alive & active & (self.rng.random(n) < 1 / 1500))
-        self.st.lat[move] = self.pop.lat[move] + self.rng.normal(0, 0.03, move.size)
-        self.st.lon[move] = self.pop.lon[move] + self.rng.normal(0, 0.03, move.size)
+        move = np.flatnonzero(self.st.alive & active & (R.vec("move", n) < 1 / 1500))
+        self.st.lat[move] = self.pop.lat[move] + X.normal(R.vec("move.lat", n)[move], 0, 0.03)
+        self.st.lon[move] = self.pop.lon[move] + X.normal(R.vec("move.lon", n)[move], 0, 0.03)
         # A move is a new address: numbered after the households' own.
         self.st.address[move] = n + self._new_ids("address", move.size) - 1
         self.out.add(
             "address_changes",
             user_id=Lookup("user", move),
             address_id=labels("a", self.st.address[move]),
-            changed_at=day_us + _time_of_day(self.rng, self.pop.peak_hour[move]) * US,
+            changed_at=day_us
+            + _time_of_day(R.vec("move.time", n)[move], self.pop.peak_hour[move]) * US,
             lat=self.st.lat[move],
             lon=self.st.lon[move],
             **self.out.city_columns(self.pop.city[move]),
         )
-        ask = np.flatnonzero(active & self.st.alive & (self.rng.random(n) < 1 / 3000))
+        ask = np.flatnonzero(active & self.st.alive & (R.vec("ask", n) < 1 / 3000))
         self._contacts(
+            "ask",
             ask,
-            day_us + _time_of_day(self.rng, self.pop.peak_hour[ask]) * US,
-            self.rng.choice([3, 4], ask.size),
+            day_us + _time_of_day(R.vec("ask.time", n)[ask], self.pop.peak_hour[ask]) * US,
+            X.choice(R.vec("ask.reason", n)[ask], [3, 4], [0.5, 0.5]),
             np.full(ask.size, -1),
         )
 
@@ -688,7 +921,8 @@ class _Shop:
         tomorrow = self.restock_weekday == (day + 1) % 7
         rows = np.flatnonzero(tomorrow)
         # A supply shock now and then: the delivery does not come and the node may run dry.
-        arrives = self.carried[rows] & (self.rng.random((rows.size, self.carried.shape[1])) >= 0.08)
+        shock = self.R.vec("restock", (rows.size, self.carried.shape[1]))
+        arrives = self.carried[rows] & (shock >= 0.08)
         received = np.where(arrives, np.maximum(self.target[rows] - self.stock[rows], 0), 0)
         self.stock[rows] += received
         self.out.note_received(rows, received)
@@ -782,7 +1016,7 @@ def _initial_state(rng, pop, cfg) -> _State:
     back = np.floor(rng.random((n, k)) * pop.cycle_mean).astype(np.int64) + 1
     last = act - back
     gap = B.sample_gap(
-        rng,
+        rng.random((n, k)),
         pop.cycle_mean,
         B.gap_std(pop.cycle_mean, np.arange(k)),
         at_least=(act - last).astype(float),
@@ -815,17 +1049,18 @@ CYCLE_OF = np.full(P.N_CAT, -1)
 CYCLE_OF[P.CYCLE_IDX] = np.arange(P.CYCLE_IDX.size)
 
 
-def _taste_pick(rng, cum_taste: np.ndarray) -> np.ndarray:
-    return (rng.random((cum_taste.shape[0], 1)) > cum_taste).sum(axis=1)
+def _taste_pick(u: np.ndarray, cum_taste: np.ndarray) -> np.ndarray:
+    """A category by each shopper's tastes, from one uniform each."""
+    return (u[:, None] > cum_taste).sum(axis=1)
 
 
-def _time_of_day(rng, peak_hour: np.ndarray) -> np.ndarray:
+def _time_of_day(u: np.ndarray, peak_hour: np.ndarray) -> np.ndarray:
     """Seconds into the day, around each shopper's favourite hour.
 
     Capped 20 minutes before midnight, so that what follows a visit (a search, a cart add)
     still falls on the same day and never after the data's end.
     """
-    hours = (peak_hour + rng.normal(0, 2.5, peak_hour.size)) % 24
+    hours = (peak_hour + X.normal(u, 0, 2.5)) % 24
     return np.minimum(hours * 3600, 86400 - 1200).astype(np.int64)
 
 
@@ -900,7 +1135,7 @@ def _freeze(st: _State) -> _State:
     )
 
 
-def _oracle_table(cfg, snap, st, pop, mult, ids) -> pa.Table:
+def _oracle_table(cfg, snap, st, pop, mult, ids, pending_day) -> pa.Table:
     inputs = OracleInputs(
         day=snap,
         eligible=pop.active_day <= snap,
@@ -923,6 +1158,11 @@ def _oracle_table(cfg, snap, st, pop, mult, ids) -> pa.Table:
         mult=mult,
     )
     who, probs = oracle_probabilities(inputs, cfg.horizons_days)
+    # An accepted offer's order, not cancelled, comes on its day for certain.
+    probs = [
+        np.where(pending_day[who] < snap + h, 1.0, p)
+        for h, p in zip(cfg.horizons_days, probs, strict=True)
+    ]
     snap_us = cfg.start_us + snap * DAY_S * US
     cols = {
         "user_id": ids.user.take(pa.array(who)),
@@ -934,13 +1174,59 @@ def _oracle_table(cfg, snap, st, pop, mult, ids) -> pa.Table:
     return pa.table(cols)
 
 
-def _consents_table(cfg, pop, ids) -> pa.Table:
-    """Withdrawals of consent to profiling (and some later re-grants), at any time between
-    signing up and the end. Drawn from a stream of their own, so the shop's behaviour, and
-    every other table, is what it was without them; nobody's buying depends on consent."""
-    rng = np.random.default_rng([cfg.seed, 0xC0])
+class _Consents:
+    """Withdrawals of consent (and some later re-grants), to profiling and to being contacted,
+    at any time between signing up and the end. Drawn up front from streams of their own, so the
+    shop's behaviour, and every other table, is what it was without them: nobody's buying
+    depends on consent, though an offer never reaches a shopper who withdrew it."""
+
+    def __init__(self, cfg, pop) -> None:
+        parts = [
+            _consent_events(cfg, pop, 0xC0, P.CONSENT_WITHDRAW_SHARE),
+            _consent_events(cfg, pop, 0xC1, P.CONTACT_WITHDRAW_SHARE),
+        ]
+        self.start_us = cfg.start_us
+        self.user = np.concatenate([p[0] for p in parts])
+        self.s = np.concatenate([p[1] for p in parts])
+        self.purpose = np.concatenate([np.full(p[0].size, i) for i, p in enumerate(parts)])
+        self.granted = np.concatenate([p[2] for p in parts])
+        order = np.lexsort((self.s, self.user))
+        self.user, self.s, self.purpose, self.granted = (
+            a[order] for a in (self.user, self.s, self.purpose, self.granted)
+        )
+
+    def withdrawn(self, users: np.ndarray, at_us: int) -> np.ndarray:
+        """Whether each shopper's profiling or contact consent stands withdrawn at `at_us`."""
+        out = np.zeros(users.size, dtype=bool)
+        at_s = (at_us - self.start_us) // US
+        for purpose in (0, 1):
+            mine = self.purpose == purpose
+            u, t, g = self.user[mine], self.s[mine], self.granted[mine]
+            key = (u << 32) + t  # (shopper, second) in one sortable integer
+            last = np.searchsorted(key, (users << 32) + at_s, side="left") - 1
+            seen = (last >= 0) & (u[np.maximum(last, 0)] == users)
+            out |= seen & ~g[np.maximum(last, 0)]
+        return out
+
+    def table(self, ids) -> pa.Table:
+        order = np.lexsort((self.purpose, self.s, self.user))
+        return pa.table(
+            {
+                "user_id": ids.user.take(pa.array(self.user[order])),
+                "changed_at": pa.array(
+                    self.start_us + self.s[order] * US, pa.timestamp("us", "UTC")
+                ),
+                "purpose": pa.array(np.array(T.CONSENT_PURPOSES)[self.purpose[order]]),
+                "granted": pa.array(self.granted[order]),
+            }
+        )
+
+
+def _consent_events(cfg, pop, stream: int, share: float):
+    """(users, seconds from the start, granted) of one purpose's withdrawals and re-grants."""
+    rng = np.random.default_rng([cfg.seed, stream])
     n = cfg.users
-    withdraw = np.flatnonzero(rng.random(n) < P.CONSENT_WITHDRAW_SHARE)
+    withdraw = np.flatnonzero(rng.random(n) < share)
     span_s = cfg.days * DAY_S
     first = np.maximum(pop.signup_s[withdraw], 0)
     at_s = first + rng.random(withdraw.size) * (span_s - first)
@@ -949,15 +1235,8 @@ def _consents_table(cfg, pop, ids) -> pa.Table:
     again &= back_s < span_s
     users = np.concatenate([withdraw, withdraw[again]])
     times = np.concatenate([at_s, back_s[again]]).astype(np.int64)
-    order = np.lexsort((times, users))
-    return pa.table(
-        {
-            "user_id": ids.user.take(pa.array(users[order])),
-            "changed_at": pa.array(cfg.start_us + times[order] * US, pa.timestamp("us", "UTC")),
-            "purpose": pa.array(np.full(users.size, "profiling")),
-            "granted": pa.array(np.arange(users.size)[order] >= withdraw.size),
-        }
-    )
+    granted = np.arange(users.size) >= withdraw.size
+    return users, times, granted
 
 
 def _cycles_table(pop, st, ids) -> pa.Table:

@@ -26,4 +26,26 @@ def summarise(tables: dict[str, pa.Table], rows: dict[str, int]) -> dict[str, fl
             if share is not None:
                 out[key] = round(share, digits)
         out["mean_shipping_cost"] = round(pc.mean(shipments["cost"]).as_py(), 2)
+        nodes = tables.get("nodes")
+        if nodes is not None and {"node_id", "wave_at"} <= set(shipments.column_names):
+            out.update(_batches(shipments, nodes))
     return out
+
+
+def _batches(shipments: pa.Table, nodes: pa.Table) -> dict[str, float]:
+    """Dispatch batches (a node and wave with a parcel) per warehouse and day it dispatched, the
+    count the merge target is measured in, and parcels per batch."""
+    warehouses = nodes.filter(pc.not_equal(nodes["kind"], "store"))["node_id"]
+    sent = shipments.filter(
+        pc.and_(pc.is_valid(shipments["wave_at"]), pc.is_in(shipments["node_id"], warehouses))
+    )
+    if not sent.num_rows:
+        return {}
+    day = pc.floor_temporal(sent["wave_at"], unit="day")
+    t = pa.table({"node": sent["node_id"], "wave": sent["wave_at"], "day": day})
+    batches = t.group_by(["node", "wave"]).aggregate([([], "count_all")])
+    node_days = t.group_by(["node", "day"]).aggregate([])
+    return {
+        "warehouse_batches_per_day": round(batches.num_rows / node_days.num_rows, 2),
+        "parcels_per_batch": round(sent.num_rows / batches.num_rows, 2),
+    }

@@ -65,12 +65,13 @@ def oracle(truth: Path) -> pd.DataFrame | None:
 
 
 def withdrawn(raw: Path, as_of: pd.Timestamp) -> set[str] | None:
-    """Users whose latest profiling consent change before `as_of` withdrew it; None when the
-    data has no consent log."""
+    """Users whose latest change before `as_of` withdrew consent to profiling (they may not be
+    scored) or to being contacted (they may not be offered anything); None when the data has no
+    consent log."""
     path = raw / "consents.parquet"
     if not path.exists():
         return None
     c = pd.read_parquet(path)
-    c = c[(c.purpose == "profiling") & (c.changed_at < as_of)].sort_values("changed_at")
-    last = c.groupby("user_id").granted.last()
-    return set(last.index[~last.to_numpy(bool)])
+    c = c[c.purpose.isin(["profiling", "contact"]) & (c.changed_at < as_of)]
+    last = c.sort_values("changed_at").groupby(["user_id", "purpose"]).granted.last()
+    return set(last.index.get_level_values("user_id")[~last.to_numpy(bool)])

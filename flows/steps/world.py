@@ -17,7 +17,7 @@ from cadence.ingest import (
     staged_dir,
     write_manifest,
 )
-from cadence.world import WorldConfig, realism_table, simulate, summarise
+from cadence.world import ResponseParams, WorldConfig, realism_table, simulate, summarise
 
 
 def world_config(conf: WorldConf, **overrides) -> WorldConfig:
@@ -30,6 +30,7 @@ def world_config(conf: WorldConf, **overrides) -> WorldConfig:
         "start": conf.start,
         "truth_every_days": conf.truth.every_days,
         "horizons_days": conf.truth.horizons_days,
+        "offers": ResponseParams(**conf.offers.model_dump()),
     }
     if isinstance(overrides.get("start"), str):
         overrides["start"] = dt.date.fromisoformat(overrides["start"])
@@ -121,8 +122,9 @@ def summary(raw: Path, manifest: RawManifest) -> dict[str, object]:
     """The world's headline figures (one-order customers, orders per buyer, late parcels...)."""
     columns = {
         "orders": ["user_id", "amount"],
-        "shipments": ["late", "damaged", "cost"],
+        "shipments": ["late", "damaged", "cost", "node_id", "wave_at"],
         "users": ["user_id"],
+        "nodes": ["node_id", "kind"],
     }
     tables = {
         t: pq.read_table(raw / f"{t}.parquet", columns=c)

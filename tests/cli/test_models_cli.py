@@ -189,9 +189,12 @@ def test_score_writes_the_list_without_users_who_withdrew_consent(life):
     consents = pd.read_parquet(life["home"] / "raw" / "consents.parquet")
     as_of = scored.as_of.iloc[0]
     last = consents[consents.changed_at < as_of].sort_values("changed_at")
-    last = last.groupby("user_id").granted.last()
-    out = set(last.index[~last])
-    assert out and not out & set(scored.user_id)
+    last = last.groupby(["purpose", "user_id"]).granted.last()
+    # Neither a shopper who withdrew consent to profiling nor one who withdrew consent to being
+    # contacted is on the list.
+    for purpose in ("profiling", "contact"):
+        out = set(last[purpose].index[~last[purpose]])
+        assert out and not out & set(scored.user_id), purpose
     p = scored.p_order_30d
     assert p.is_monotonic_decreasing and ((p > 0) & (p < 1)).all()
     assert scored.percentile.iloc[0] == 100 and scored.percentile.is_monotonic_decreasing

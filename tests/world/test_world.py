@@ -179,10 +179,12 @@ def test_consent_withdrawals_come_after_signup_and_leave_buying_alone(frames):
     c = frames["consents"]
     signup = frames["users"].set_index("user_id").signup_at
     assert (c.changed_at.to_numpy() >= signup.loc[c.user_id].to_numpy()).all()
-    assert c.changed_at.max() < END and set(c.purpose) == {"profiling"}
-    first = c.sort_values("changed_at").groupby("user_id").granted.first()
+    assert c.changed_at.max() < END and set(c.purpose) == {"profiling", "contact"}
+    first = c.sort_values("changed_at").groupby(["purpose", "user_id"]).granted.first()
     assert not first.any()  # a shopper's first change is always a withdrawal
-    assert 0.02 < len(first) / len(frames["users"]) < 0.06
+    shares = first.groupby("purpose").size() / len(frames["users"])
+    assert 0.02 < shares["profiling"] < 0.06 and 0.04 < shares["contact"] < 0.08
+    first = first.droplevel("purpose")
     # Consent is drawn from a stream of its own: withdrawers order like everyone else.
     per_user = frames["orders"].groupby("user_id").size().reindex(signup.index, fill_value=0)
     out = per_user.index.isin(first.index)
@@ -264,3 +266,17 @@ def test_a_full_wave_pushes_later_parcels_to_the_next_one_in_order_of_arrival():
     wave = d.assign(1, node[:3], 24 * HOUR_US + np.array([1, 2, 3]) * HOUR_US)
     assert wave.tolist() == [3, 3, 4]
     assert (d.cutoff_us(node[:2], np.array([3, 4])) == (24 + np.array([9, 15])) * HOUR_US).all()
+
+
+def test_the_summary_counts_dispatch_batches_per_warehouse_day(small_world):
+    from cadence.world import summarise
+
+    figures = summarise(small_world, {})
+    s = small_world["shipments"].to_pandas().dropna(subset=["wave_at"])
+    nodes = small_world["nodes"].to_pandas()
+    s = s[s.node_id.isin(nodes[nodes.kind != "store"].node_id)]
+    batches = s.groupby(["node_id", "wave_at"]).size()
+    days = s.assign(day=s.wave_at.dt.floor("D")).groupby(["node_id", "day"]).size()
+    assert figures["warehouse_batches_per_day"] == round(len(batches) / len(days), 2)
+    assert figures["parcels_per_batch"] == round(len(s) / len(batches), 2)
+    assert 1 <= figures["warehouse_batches_per_day"] <= 3
