@@ -27,6 +27,9 @@ class RawManifest(BaseModel):
     days: int | None = None
     truth_every_days: int | None = None
     horizons_days: list[int] | None = None
+    # The simulator's code and the raw tables' contracts it wrote to (`steps.world.generator`):
+    # the same settings make the same world only with the same code.
+    generator: str | None = None
     # An imported log's file, its SHA-256 and the options it was read with.
     file: str | None = None
     file_sha256: str | None = None

@@ -58,7 +58,10 @@ class ShopView:
                 )
             return t
         parts = shop.history.get(name)
-        return pa.concat_tables(parts) if parts else T.SCHEMAS[name].empty_table()
+        t = pa.concat_tables(parts) if parts else T.SCHEMAS[name].empty_table()
+        if name == "users":  # shoppers who have not signed up yet are not known
+            t = t.filter(pc.less(t["signup_at"], self._now(t["signup_at"].type)))
+        return t
 
     def _now(self, typ: pa.DataType) -> pa.Scalar:
         return pa.scalar(self.now_us, pa.int64()).cast(typ)
@@ -84,7 +87,7 @@ class World:
         if not self.day <= until <= self.cfg.days:
             raise ValueError(f"until must lie in [{self.day}, {self.cfg.days}], got {until}")
         first, self.day = self.day, until
-        yield from self._shop.run(first, until, on_day, self.policy)
+        yield from self._shop.run(first, until, on_day, self.policy, keep=True)
 
     def save(self) -> bytes:
         """The whole state between two days: a later `load` goes on exactly from here."""

@@ -124,7 +124,7 @@ def simulate(
 ) -> Iterator[tuple[str, pa.Table]]:
     """Run the shop for `cfg.days` days, yielding `(table, batch)` as they are made. `policy`, if
     given, is called each day with what the shop can see and returns offers (`world.World`)."""
-    yield from _Shop(cfg).run(0, cfg.days, on_day, policy)
+    yield from _Shop(cfg).run(0, cfg.days, on_day, policy, keep=policy is not None)
 
 
 class _Shop:
@@ -169,10 +169,12 @@ class _Shop:
         self.counters: defaultdict[str, int] = defaultdict(int)
         self.oracles: deque[Future[pa.Table]] = deque()
 
-    def run(self, first: int, until: int, on_day, policy) -> Iterator[tuple[str, pa.Table]]:
+    def run(
+        self, first: int, until: int, on_day, policy, *, keep: bool
+    ) -> Iterator[tuple[str, pa.Table]]:
         """Days `first` to `until` (exclusive): everything made on them, flushed at `until`;
-        the static tables before day 0 and the end-of-data tables after the last day."""
-        keep = policy is not None
+        the static tables before day 0 and the end-of-data tables after the last day. `keep`
+        keeps the raw tables made, for a policy to see (now or after a save)."""
         if first == 0:
             for name, table in (
                 *static_tables(self.cfg, self.geo, self.cat, self.pop, self.nodes, self.ids),

@@ -81,6 +81,7 @@ def generate(
             end=dt.datetime.fromtimestamp(cfg.end_us / 1e6, tz=dt.UTC),
             truth_every_days=cfg.truth_every_days,
             horizons_days=list(cfg.horizons_days),
+            generator=generator(),
             tables={k: v for k, v in sorted(counts.items()) if not k.startswith("truth_")},
         )
         write_manifest(raw_tmp, manifest)
@@ -93,9 +94,23 @@ def generate(
     return manifest
 
 
+def generator() -> str:
+    """A key of the simulator's code and the raw tables' contracts: a world written by other
+    code (an older Cadence) is generated again, never reused."""
+    from cadence import world
+    from cadence.flows import _fingerprint
+    from cadence.ingest import _tables
+
+    return _fingerprint.of(
+        _fingerprint.files(Path(world.__file__).parent, "*.py"),
+        _fingerprint.files(Path(_tables.__file__).parent, _tables.__name__.rsplit(".")[-1] + ".py"),
+    )
+
+
 def unchanged(raw: Path, truth: Path, cfg: WorldConfig) -> bool:
     """True when `raw` and `truth` already hold this world, whole: a world is a function of
-    its settings (same seed, same bytes), so it need not be generated again."""
+    its settings and the simulator's code (same seed, same bytes), so it need not be generated
+    again."""
     from cadence.ingest import read_manifest
 
     try:
@@ -112,6 +127,7 @@ def unchanged(raw: Path, truth: Path, cfg: WorldConfig) -> bool:
         and manifest.start.date() == cfg.start
         and manifest.truth_every_days == cfg.truth_every_days
         and tuple(manifest.horizons_days or ()) == tuple(cfg.horizons_days)
+        and manifest.generator == generator()
     )
     files = [raw / f"{t}.parquet" for t in manifest.tables]
     files += [truth / f"{t}.parquet" for t in truth_manifest.tables]

@@ -64,11 +64,20 @@ def test_a_policy_that_sends_nothing_changes_nothing(plain):
 
 
 def test_a_saved_world_runs_on_exactly(plain):
-    world = World(CFG, policy=lambda view: None)
+    world = World(CFG)  # no policy before the save: the shop's history is kept all the same
     first = list(world.run(until=33))
     state = world.save()
-    rest = list(World.load(state, policy=lambda view: []).run())
+    seen = []
+
+    def look(view):
+        seen.append(view.table("orders").num_rows)
+        return []
+
+    rest = list(World.load(state, policy=look).run())
     _same(_tables(first + rest), plain)
+    # The policy of the resumed world sees the orders made before the save.
+    before = _tables(first)["orders"].num_rows
+    assert seen[0] == before > 0 and seen[-1] > before
     with pytest.raises(ValueError, match="until must lie"):
         list(World.load(state).run(until=10))
 
@@ -82,6 +91,7 @@ def test_the_policy_sees_only_what_the_shop_knew_that_morning():
             seen[view.day] = {
                 "orders": view.table("orders").to_pandas(),
                 "coupons": view.table("coupons").to_pandas(),
+                "users": view.table("users").to_pandas(),
                 "now": now,
             }
         return []
@@ -89,6 +99,7 @@ def test_the_policy_sees_only_what_the_shop_knew_that_morning():
     list(World(CFG, policy=look).run(until=31))
     assert seen[30]["orders"].ordered_at.max() < seen[30]["now"]
     assert len(seen[30]["orders"]) > len(seen[1]["orders"]) > 0
+    assert (seen[30]["users"].signup_at < seen[30]["now"]).all()
     coupons = seen[30]["coupons"]
     assert (coupons.issued_at < seen[30]["now"]).all()
     assert (coupons.redeemed_at.dropna() < seen[30]["now"]).all()

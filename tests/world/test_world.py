@@ -280,3 +280,21 @@ def test_the_summary_counts_dispatch_batches_per_warehouse_day(small_world):
     assert figures["warehouse_batches_per_day"] == round(len(batches) / len(days), 2)
     assert figures["parcels_per_batch"] == round(len(s) / len(batches), 2)
     assert 1 <= figures["warehouse_batches_per_day"] <= 3
+
+
+def test_a_world_is_reused_only_with_the_same_settings_and_code(tmp_path):
+    import json
+
+    from cadence.flows.steps.world import generate, generator, unchanged
+
+    cfg = dataclasses.replace(SMALL, users=60, days=12)
+    raw, truth = tmp_path / "raw", tmp_path / "truth"
+    generate(cfg, raw, truth)
+    assert unchanged(raw, truth, cfg)
+    assert not unchanged(raw, truth, dataclasses.replace(cfg, seed=cfg.seed + 1))
+    # A world written by other simulator code (an older Cadence) is not this world.
+    manifest = json.loads((raw / "manifest.json").read_text())
+    assert manifest["generator"] == generator()
+    manifest["generator"] = "0" * 32
+    (raw / "manifest.json").write_text(json.dumps(manifest))
+    assert not unchanged(raw, truth, cfg)
