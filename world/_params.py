@@ -79,8 +79,8 @@ ACTIVE_AT_START = 0.45
 # are skipped or bought elsewhere, and the cycle runs on from the day it fell due.
 LOYALTY_A = 30.0
 LOYALTY_B = 1.0
-# A replenishment bought with a coupon in hand is stockpiled: one more unit, and the next gap's
-# mean is this many times the shopper's own.
+# A replenishment bought with a coupon in hand (or an offer's discount) is stockpiled: one more
+# unit, and the next gap's mean is this many times the shopper's own.
 STOCKPILE_GAP = 1.25
 
 # Coupon campaigns: every CAMPAIGN_EVERY days from CAMPAIGN_FIRST; a coupon lasts COUPON_DAYS

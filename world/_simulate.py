@@ -218,6 +218,9 @@ class _Shop:
                 if sent is not None and len(sent):
                     self._send(day, day_us, sent)
             offered, offer_rows = self._due_offers(day)
+            # A discount on today's order, like a coupon, makes a stockpile of what it buys.
+            self.deal = self.st.coupon.copy()
+            self.deal[offered[self.offers.cols["rate"][offer_rows] > 0]] = True
 
             # 1. Bad experiences delivered yesterday.
             for users in self.st.bad_on.pop(day, []):
@@ -446,9 +449,10 @@ class _Shop:
 
     def _renew(self, day, users, cats, here, purpose) -> None:
         """Replenishments of (users, cats) happen today, `here` at this shop: the next gap is
-        drawn around the shopper's own cycle, longer for a stockpile bought with a coupon."""
+        drawn around the shopper's own cycle, longer for a stockpile bought with a coupon or an
+        offer's discount."""
         self.st.last_renewal[users, cats] = day
-        stock = here & self.st.coupon[users]
+        stock = here & self.deal[users]
         mean = self.pop.cycle_mean[users, cats] * np.where(stock, P.STOCKPILE_GAP, 1.0)
         self.st.gap_mean[users, cats] = mean
         u = self.R.vec(purpose, self.st.need.shape)[users, cats]
@@ -476,7 +480,7 @@ class _Shop:
             pick_sku(R.vec("order.rep_sku", (n, k))[du, dc], self.cat, P.CYCLE_IDX[dc]),
         )
         rep_qty = X.choice(R.vec("order.rep_qty", (n, k))[du, dc], np.arange(1, 4), P.REPLENISH_QTY)
-        rep_qty += self.st.coupon[du]  # a stockpile
+        rep_qty += self.deal[du]  # a stockpile
         imp_users = order_users[impulse[order_users]]
         imp_cat = np.where(
             self.st.interested[imp_users],

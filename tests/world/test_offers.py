@@ -293,3 +293,37 @@ def test_a_campaign_changes_only_the_shoppers_it_touches(plain):
     pd.testing.assert_frame_equal(orders(after["orders"], False), orders(plain["orders"], False))
     # The chosen shoppers who accepted ordered on the suggested date, a change of their own.
     assert not orders(after["orders"], True).equals(orders(plain["orders"], True))
+
+
+def test_a_discount_offer_stockpiles_what_its_order_buys(plain):
+    """Bought with a discount, a replenishment lasts longer (like one bought with a coupon): the
+    cycle runs on from the offer's order with a gap STOCKPILE_GAP times the shopper's own."""
+    from cadence.world._params import STOCKPILE_GAP
+
+    needy = set(plain["truth_cycles"].to_pandas().user_id)
+    users = plain["users"].to_pandas()
+    day = pd.Timestamp(CFG.start, tz="UTC") + pd.Timedelta(days=OFFER_DAY)
+    chosen = [u for u in users[users.signup_at < day].user_id if u in needy]
+
+    def deal(view):
+        if view.day != OFFER_DAY:
+            return []
+        return pd.DataFrame(
+            {
+                "user_id": chosen,
+                "incentive": "discount",
+                "discount_rate": 0.3,
+                "suggested_date": view.date + dt.timedelta(days=2),
+            }
+        )
+
+    world = World(CFG, policy=deal)
+    list(world.run(until=OFFER_DAY + 3))
+    shop = world._shop
+    log = shop.offers.cols
+    took = log["user"][log["order"] >= 0]
+    assert took.size > 10
+    renewed = shop.st.last_renewal[took] == OFFER_DAY + 2
+    assert renewed.sum() > 5
+    ratio = shop.st.gap_mean[took][renewed] / shop.pop.cycle_mean[took][renewed]
+    np.testing.assert_allclose(ratio, STOCKPILE_GAP)
