@@ -108,9 +108,11 @@ def read_offers(offers, user_index: dict[str, int], day: int, start: np.datetime
         )
     dates = pd.to_datetime(frame["suggested_date"], errors="coerce")
     suggested = (dates.to_numpy("datetime64[D]") - start).astype(np.int64)
-    if dates.isna().any() or (suggested < day).any():
+    if dates.isna().any() or (suggested <= day).any():
+        row = int(np.argmax(dates.isna().to_numpy() | (suggested <= day)))
         raise OfferError(
-            "offers: suggested_date must be a date on or after the day the offer is sent"
+            f"offers row {row + 1}: suggested_date {frame['suggested_date'].iloc[row]!s} must be "
+            "a date after the day the offer is sent"
         )
     if users.duplicated().any():
         bad = frame.loc[users.duplicated(), "user_id"].iloc[0]

@@ -347,18 +347,15 @@ class _Shop:
                 on_day(day)
 
     def _send(self, day, day_us, sent) -> None:
-        """Offers sent today: each shopper's answer is drawn now, from the offers' own stream;
+        """Offers sent today: each shopper's answer is drawn now, from streams keyed by shopper;
         an accepted one (not cancelled) becomes an order on its suggested date."""
         o = read_offers(sent, self.user_index, day, np.datetime64(self.cfg.start, "D"))
         u = o["user"]
         if (self.pop.active_day[u] > day).any():
             bad = self.ids.user[int(u[np.argmax(self.pop.active_day[u] > day)])].as_py()
             raise OfferError(f"offers: user_id {bad!r} has not signed up by this day")
-        if (o["suggested"] <= day).any() or (o["suggested"] >= self.cfg.days).any():
-            raise OfferError(
-                "offers: suggested_date must come after the day the offer is sent and "
-                "before the world's end"
-            )
+        if (o["suggested"] >= self.cfg.days).any():
+            raise OfferError("offers: suggested_date must come before the world's end")
         sent_us = day_us + SEND_HOUR * 3600 * US
         blocked = self.consent.withdrawn(u, sent_us)
         due = np.where(self.st.need[u], self.st.next_due[u] - day, np.inf).min(axis=1)
