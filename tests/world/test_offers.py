@@ -250,7 +250,7 @@ def test_the_oracle_is_certain_of_an_accepted_offers_order(campaign):
                 "discount_rate": [0.1],
                 "suggested_date": ["2025-02-02"],
             },
-            "suggested_date must",
+            "row 1: suggested_date 2025-02-02 must be a date after the day",
         ),
     ],
 )
