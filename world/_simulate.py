@@ -218,9 +218,6 @@ class _Shop:
                 if sent is not None and len(sent):
                     self._send(day, day_us, sent)
             offered, offer_rows = self._due_offers(day)
-            # A discount on today's order, like a coupon, makes a stockpile of what it buys.
-            self.deal = self.st.coupon.copy()
-            self.deal[offered[self.offers.cols["rate"][offer_rows] > 0]] = True
 
             # 1. Bad experiences delivered yesterday.
             for users in self.st.bad_on.pop(day, []):
@@ -259,6 +256,11 @@ class _Shop:
             # A shopper who accepted an offer for today orders, and is back if they had lapsed.
             self.st.alive[offered] = True
             buyer = self.st.alive & active
+
+            # A discount on today's order, like a coupon in hand, makes a stockpile of what it
+            # buys.
+            self.deal = self.st.coupon.copy()
+            self.deal[offered[self.offers.cols["rate"][offer_rows] > 0]] = True
 
             # 4. Replenishment: the need may end; what falls due today is bought here (an
             # active shopper's loyal share) or skipped and bought elsewhere; the cycle runs on
