@@ -103,7 +103,7 @@ def generator() -> str:
 
     return _fingerprint.of(
         _fingerprint.files(Path(world.__file__).parent, "*.py"),
-        _fingerprint.files(Path(_tables.__file__).parent, _tables.__name__.rsplit(".")[-1] + ".py"),
+        _fingerprint.files(Path(_tables.__file__).parent, Path(_tables.__file__).name),
     )
 
 

@@ -327,3 +327,11 @@ def test_a_discount_offer_stockpiles_what_its_order_buys(plain):
     assert renewed.sum() > 5
     ratio = shop.st.gap_mean[took][renewed] / shop.pop.cycle_mean[took][renewed]
     np.testing.assert_allclose(ratio, STOCKPILE_GAP)
+
+
+def test_the_shipped_response_weights_are_the_response_functions_defaults():
+    from cadence.flows.conf import Conf, default_folder
+    from cadence.flows.steps.world import world_config
+
+    shipped = world_config(Conf(default_folder()).world).offers
+    assert shipped == ResponseParams()
