@@ -180,27 +180,40 @@ def test_an_accepted_offer_is_an_express_order_on_the_suggested_date(campaign, p
     # The campaign changed the world only from the offer day on.
     day = pd.Timestamp(CFG.start, tz="UTC") + pd.Timedelta(days=OFFER_DAY)
     a = campaign["orders"].to_pandas()
-    b = plain["orders"]
-    b = b.to_pandas() if isinstance(b, pa.Table) else b
+    b = plain["orders"].to_pandas()
     pd.testing.assert_frame_equal(
         a[a.ordered_at < day].reset_index(drop=True), b[b.ordered_at < day].reset_index(drop=True)
     )
 
 
 def test_an_offer_pulls_the_due_replenishment_forward_and_its_cycle_runs_from_there(campaign):
+    """The offer's order buys the shopper's replenishments falling due within a week, and their
+    cycles start again from that order (no extra purchase at the old due date)."""
     offers = campaign["offers"].to_pandas()
     accepted = offers[offers.response == "accepted"]
-    items = (
-        campaign["order_items"]
-        .to_pandas()
-        .merge(campaign["products"].to_pandas()[["sku", "category"]], on="sku")
+    orders = campaign["orders"].to_pandas()[["order_id", "user_id", "ordered_at"]]
+    items = campaign["order_items"].to_pandas().merge(campaign["products"].to_pandas(), on="sku")
+    bought = items.merge(orders, on="order_id")
+    cycles = campaign["truth_cycles"].to_pandas()[["user_id", "category"]]
+    pulled = bought[bought.order_id.isin(accepted.order_id)].merge(
+        cycles, on=["user_id", "category"]
     )
-    cycles = campaign["truth_cycles"].to_pandas()
-    pulled = items[items.order_id.isin(accepted.order_id)].merge(cycles, on="category", how="inner")
-    pulled = pulled.merge(
-        campaign["orders"].to_pandas()[["order_id", "user_id"]], on=["order_id", "user_id"]
-    )
-    assert len(pulled) > 5  # replenishments bought in the offers' orders
+    assert len(pulled) > 10  # replenishments bought in the offers' orders
+    # In the world's own state, right after: every need due within the week restarted that day.
+    world = World(CFG, policy=_express_to_all)
+    list(world.run(until=OFFER_DAY + 4))
+    shop = world._shop
+    log = shop.offers.cols
+    took = log["user"][log["order"] >= 0]
+    order_day = log["suggested"][log["order"] >= 0]
+    assert took.size == len(accepted)
+    renewed = shop.st.last_renewal[took] == order_day[:, None]
+    assert renewed.sum() >= len(pulled.drop_duplicates(["user_id", "category"]))
+    # Nothing still falls due inside the pulled week from before the order.
+    pull = shop.cfg.offers.pull_days
+    stale = shop.st.need[took] & (shop.st.last_renewal[took] < order_day[:, None])
+    stale &= shop.st.next_due[took] <= order_day[:, None] + pull
+    assert not stale.any()
 
 
 def test_the_oracle_is_certain_of_an_accepted_offers_order(campaign):
