@@ -48,19 +48,28 @@ class ShopView:
         if name == "coupons":
             t = shop.coupons.table(shop.ids)
             t = t.filter(pc.less(t["issued_at"], self._now(t["issued_at"].type)))
-            later = pc.fill_null(
-                pc.greater_equal(t["redeemed_at"], self._now(t["redeemed_at"].type)), False
-            )
-            for column in ("redeemed_at", "order_id"):
-                i = t.column_names.index(column)
-                t = t.set_column(
-                    i, column, pc.if_else(later, pa.scalar(None, t[column].type), t[column])
-                )
-            return t
+            return self._unknown(t, "redeemed_at", ["redeemed_at", "order_id"])
         parts = shop.history.get(name)
         t = pa.concat_tables(parts) if parts else T.SCHEMAS[name].empty_table()
-        if name == "users":  # shoppers who have not signed up yet are not known
-            t = t.filter(pc.less(t["signup_at"], self._now(t["signup_at"].type)))
+        # What is stamped later has not happened yet: shoppers not signed up, returns and
+        # contacts still to come; a parcel's hand-over and delivery (and whether it was late or
+        # damaged) are not known before they happen.
+        first = {"users": "signup_at", "returns": "requested_at", "service_contacts": "ts"}
+        if name in first:
+            t = t.filter(pc.less(t[first[name]], self._now(t[first[name]].type)))
+        if name == "shipments":
+            t = self._unknown(t, "shipped_at", ["shipped_at"])
+            t = self._unknown(t, "delivered_at", ["delivered_at", "late", "damaged"])
+        return t
+
+    def _unknown(self, t: pa.Table, when: str, columns: list[str]) -> pa.Table:
+        """`columns` made null where `when` is now or later."""
+        later = pc.fill_null(pc.greater_equal(t[when], self._now(t[when].type)), False)
+        for column in columns:
+            i = t.column_names.index(column)
+            t = t.set_column(
+                i, column, pc.if_else(later, pa.scalar(None, t[column].type), t[column])
+            )
         return t
 
     def _now(self, typ: pa.DataType) -> pa.Scalar:

@@ -92,6 +92,9 @@ def test_the_policy_sees_only_what_the_shop_knew_that_morning():
                 "orders": view.table("orders").to_pandas(),
                 "coupons": view.table("coupons").to_pandas(),
                 "users": view.table("users").to_pandas(),
+                "shipments": view.table("shipments").to_pandas(),
+                "returns": view.table("returns").to_pandas(),
+                "contacts": view.table("service_contacts").to_pandas(),
                 "now": now,
             }
         return []
@@ -100,6 +103,13 @@ def test_the_policy_sees_only_what_the_shop_knew_that_morning():
     assert seen[30]["orders"].ordered_at.max() < seen[30]["now"]
     assert len(seen[30]["orders"]) > len(seen[1]["orders"]) > 0
     assert (seen[30]["users"].signup_at < seen[30]["now"]).all()
+    # Nothing stamped later shows: deliveries (and lateness) to come, returns, complaints.
+    ships = seen[30]["shipments"]
+    assert ships.delivered_at.notna().sum() > 50 and ships.delivered_at.isna().sum() > 0
+    assert (ships.delivered_at.dropna() < seen[30]["now"]).all()
+    assert (ships.late.isna() == ships.delivered_at.isna()).all()
+    assert (seen[30]["returns"].requested_at < seen[30]["now"]).all()
+    assert (seen[30]["contacts"].ts < seen[30]["now"]).all()
     coupons = seen[30]["coupons"]
     assert (coupons.issued_at < seen[30]["now"]).all()
     assert (coupons.redeemed_at.dropna() < seen[30]["now"]).all()
