@@ -132,11 +132,12 @@ class _Shop:
 
     def __init__(self, cfg: WorldConfig) -> None:
         self.cfg = cfg
-        self.rng = rng = np.random.default_rng(cfg.seed)
+        # The set-up's draws; every day's come from keyed streams (`_random.Streams`).
+        rng = np.random.default_rng(cfg.seed)
         self.geo = make_geography(rng)
         self.cat = make_catalogue(rng)
         self.pop = make_population(rng, self.geo, self.cat, cfg.users, cfg.days)
-        expected_orders = _expected_daily_orders(self.pop, self.cat)
+        expected_orders = _expected_daily_orders(self.pop)
         self.nodes = nodes = make_nodes(self.geo, rng, expected_orders.sum())
         horizon = max(cfg.horizons_days)
         self.mult = B.calendar(cfg.start, cfg.days + horizon)
@@ -964,7 +965,7 @@ def _rates(pop) -> tuple[np.ndarray, np.ndarray]:
     return replenish, impulse
 
 
-def _expected_daily_orders(pop, cat) -> np.ndarray:
+def _expected_daily_orders(pop) -> np.ndarray:
     """Rough daily orders per category, to size node capacity to the population."""
     replenish, impulse = _rates(pop)
     share = _active_share(pop, replenish.sum(axis=1) + impulse)

@@ -49,6 +49,24 @@ def _express_to_all(view):
     )
 
 
+def _discount_once(users: list[str], rate: float):
+    """A policy: on OFFER_DAY, `rate` off an order two days later, to each of `users`."""
+
+    def policy(view):
+        if view.day != OFFER_DAY:
+            return []
+        return pd.DataFrame(
+            {
+                "user_id": users,
+                "incentive": "discount",
+                "discount_rate": rate,
+                "suggested_date": view.date + dt.timedelta(days=2),
+            }
+        )
+
+    return policy
+
+
 @pytest.fixture(scope="module")
 def plain():
     return {k: v for k, v in run_world(CFG).items()}
@@ -291,19 +309,7 @@ def test_a_campaign_changes_only_the_shoppers_it_touches(plain):
     day = pd.Timestamp(CFG.start, tz="UTC") + pd.Timedelta(days=OFFER_DAY)
     chosen = users[users.signup_at < day].user_id.iloc[::40].tolist()[:30]
 
-    def few(view):
-        if view.day != OFFER_DAY:
-            return []
-        return pd.DataFrame(
-            {
-                "user_id": chosen,
-                "incentive": "discount",
-                "discount_rate": 0.2,
-                "suggested_date": view.date + dt.timedelta(days=2),
-            }
-        )
-
-    after = _tables(World(CFG, policy=few).run())
+    after = _tables(World(CFG, policy=_discount_once(chosen, 0.2)).run())
     offers = after["offers"].to_pandas()
     assert offers.response.isin(["accepted", "cancelled"]).any()
     cols = ["user_id", "ordered_at", "amount", "n_items", "channel"]
@@ -328,19 +334,7 @@ def test_a_discount_offer_stockpiles_what_its_order_buys(plain):
     day = pd.Timestamp(CFG.start, tz="UTC") + pd.Timedelta(days=OFFER_DAY)
     chosen = [u for u in users[users.signup_at < day].user_id if u in needy]
 
-    def deal(view):
-        if view.day != OFFER_DAY:
-            return []
-        return pd.DataFrame(
-            {
-                "user_id": chosen,
-                "incentive": "discount",
-                "discount_rate": 0.3,
-                "suggested_date": view.date + dt.timedelta(days=2),
-            }
-        )
-
-    world = World(CFG, policy=deal)
+    world = World(CFG, policy=_discount_once(chosen, 0.3))
     list(world.run(until=OFFER_DAY + 3))
     shop = world._shop
     log = shop.offers.cols
