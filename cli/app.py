@@ -9,6 +9,7 @@ from typer.core import TyperGroup
 
 from cadence.cli import models
 from cadence.cli._render import fail
+from cadence.cli.audits import audit
 from cadence.cli.data import data_app
 from cadence.cli.features import features_app
 from cadence.cli.flows import demo, deploy, run, run_epilog
@@ -22,6 +23,7 @@ ORDER = (
     "features",
     "train",
     "evaluate",
+    "audit",
     "promote",
     "rollback",
     "score",
@@ -52,6 +54,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.command("train")(models.train)
 app.command("evaluate")(models.evaluate)
+app.command("audit")(audit)
 app.command("promote")(models.promote)
 app.command("rollback")(models.rollback)
 app.command("score")(models.score)

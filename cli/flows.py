@@ -17,6 +17,7 @@ class FlowName(enum.StrEnum):
     ingest = "ingest"
     build_features = "build_features"
     train = "train"
+    audit = "audit"
     promote = "promote"
     score = "score"
     pipeline = "pipeline"
@@ -191,13 +192,24 @@ def demo(ctx: typer.Context) -> None:
             m = report[name]
             table.add_row(name, f"{m['roc_auc']:.3f}", f"{m['brier']:.4f}", f"{m['ece']:.4f}")
     console.print(table)
+    audited = out["audit"]
+    if audited.get("audited"):
+        style = {"PASS": "green", "WARN": "yellow", "FAIL": "red"}[audited["verdict"]]
+        failing = [f"{x['grouping']} {x['check']}" for x in audited["not_passing"]]
+        said = f"fairness audit of v{audited['version']}: {audited['verdict']}"
+        if failing:
+            said += f" (not passing: {', '.join(failing)})"
+        console.print(said, style=style, markup=False)
+        console.print(f"audit report: {audited['report']}", markup=False)
     promote = out["promote"]
-    verdict = (
-        "is champion"
-        if promote["promoted"]
-        else f"stays challenger (v{promote['champion']} is champion)"
-    )
-    console.print(f"v{promote['version']} {verdict}")
+    if promote["promoted"]:
+        verdict = "is champion"
+    else:
+        refused = [g["gate"] for g in promote["gates"] if not g["passed"]]
+        why = f"refused by {', '.join(refused)}; " if refused else ""
+        holder = f"v{promote['champion']} is champion" if promote["champion"] else "no champion yet"
+        verdict = f"stays challenger ({why}{holder})"
+    console.print(f"v{promote['version']} {verdict}", markup=False)
     score = out["score"]
     if score.get("scored", True):
         bands = Table(title=f"scored list as of {score['as_of'][:10]}: {score['users']:,} shoppers")

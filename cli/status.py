@@ -69,7 +69,16 @@ def status(
         console.print("models: none (`cadence train repurchase`)")
     else:
         t = Table(title="registered models")
-        for col in ("model", "version", "aliases", "ROC AUC", "BG/NBD", "ECE", "test window"):
+        for col in (
+            "model",
+            "version",
+            "aliases",
+            "ROC AUC",
+            "BG/NBD",
+            "ECE",
+            "test window",
+            "audit",
+        ):
             t.add_column(col)
         for m in s["models"]:
             t.add_row(
@@ -81,6 +90,7 @@ def status(
                     for k in ("roc_auc", "bgnbd_roc_auc", "ece")
                 ),
                 m["test_window"] or "-",
+                m["audit"] or "-",
             )
         console.print(t)
     lst = s["list"]

@@ -127,7 +127,9 @@ class TrainingConf(_Strict):
 
 
 class PromotionConf(_Strict):
-    gates: list[str] = Field(default_factory=lambda: ["beats_champion", "calibrated"], min_length=1)
+    gates: list[str] = Field(
+        default_factory=lambda: ["beats_champion", "calibrated", "fairness_audit"], min_length=1
+    )
     margin_roc_auc: float = 0.002
     max_ece: Annotated[float, Field(gt=0, le=1)] = 0.02
 
@@ -211,11 +213,66 @@ class FlowsConf(_Strict):
     drift: DriftConf = DriftConf()
 
 
+# --- audits.yaml ----------------------------------------------------------------------------
+
+
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class LimitsConf(_Strict):
+    # At least: the lowest group's selection rate over the highest's (the four-fifths rule).
+    demographic_parity_ratio: Fraction = 0.8
+    # At most: the larger of the spreads of true and of false positive rates.
+    equalized_odds_difference: Fraction = 0.10
+    # At most: the spread of observed-minus-predicted buying rates.
+    calibration_gap: Fraction = 0.05
+
+
+class MitigationConf(_Strict):
+    # The constraint Fairlearn's ThresholdOptimizer meets in the variant shown beside the model.
+    constraints: Literal["demographic_parity", "equalized_odds"] = "demographic_parity"
+    # What the thresholds maximise within the constraint (Fairlearn's objectives).
+    objective: Literal["balanced_accuracy_score", "accuracy_score"] = "balanced_accuracy_score"
+    # On FAIL: `block` keeps the champion; `mitigate` registers the post-processed variant as
+    # a new challenger, audits it, and promotes it only if it passes.
+    policy: Literal["block", "mitigate"] = "block"
+
+
+class AuditsConf(_Strict):
+    sensitive: list[str] = Field(default_factory=lambda: ["gender", "age_band"], min_length=1)
+    proxies: list[str] = Field(default_factory=lambda: ["city_tier", "region"])
+    intersections: list[list[str]] = Field(default_factory=lambda: [["gender", "age_band"]])
+    gated: list[Literal["sensitive", "proxy", "intersection"]] = Field(
+        default_factory=lambda: ["sensitive", "intersection"], min_length=1
+    )
+    min_group_shoppers: Positive = 200
+    resamples: Positive = 1000
+    level: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    seed: Annotated[int, Field(ge=0)] = 0
+    thresholds: LimitsConf = LimitsConf()
+    mitigation: MitigationConf = MitigationConf()
+    proxy_folds: Annotated[int, Field(ge=2)] = 3
+    proxy_top_features: Positive = 10
+    proxy_max_rows: Positive = 20_000
+
+    @model_validator(mode="after")
+    def _intersections_named(self) -> AuditsConf:
+        named = {*self.sensitive, *self.proxies}
+        for parts in self.intersections:
+            if len(parts) < 2 or not set(parts) <= named:
+                raise ValueError(
+                    f"intersections: {parts} must join two or more of sensitive + proxies "
+                    f"({sorted(named)})"
+                )
+        return self
+
+
 _FILES: dict[str, type[_Strict]] = {
     "world": WorldConf,
     "features": FeaturesConf,
     "models": ModelsConf,
     "flows": FlowsConf,
+    "audits": AuditsConf,
 }
 
 
@@ -248,7 +305,7 @@ def read_file(path: Path, model: type[_Strict]) -> _Strict:
 
 
 class Conf:
-    """The four files of a conf folder, each read (and validated) the first time it is used."""
+    """The files of a conf folder, each read (and validated) the first time it is used."""
 
     def __init__(self, folder: Path) -> None:
         if not folder.is_dir():
@@ -273,6 +330,10 @@ class Conf:
     @cached_property
     def flows(self) -> FlowsConf:
         return self._read("flows")
+
+    @cached_property
+    def audits(self) -> AuditsConf:
+        return self._read("audits")
 
     def check(self) -> None:
         """Reads every file now, so a bad one stops a flow before its first step."""

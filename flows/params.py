@@ -131,6 +131,14 @@ class TrainParams(_Params):
     horizon: int | None = Field(default=None, gt=0, description="days ahead [conf]")
 
 
+class AuditParams(_Params):
+    model: str | None = Field(
+        default=None, description="models:/NAME/VERSION [the newest challenger, else champion]"
+    )
+    out: Path | None = Field(default=None, description="also copy the report files here")
+    horizon: int | None = Field(default=None, gt=0, description="days ahead [conf]")
+
+
 class PromoteParams(_Params):
     reason: str | None = Field(default=None, description="a note recorded with the decision")
     horizon: int | None = Field(default=None, gt=0, description="days ahead [conf]")
@@ -146,6 +154,7 @@ class PipelineParams(_Params):
     ingest: IngestParams = IngestParams()
     features: FeaturesParams = FeaturesParams()
     train: TrainParams = TrainParams()
+    audit: AuditParams = AuditParams()
     promote: PromoteParams = PromoteParams(reason="pipeline")
     score: ScoreParams = ScoreParams()
 
@@ -154,6 +163,7 @@ PARAMS: dict[str, type[_Params]] = {
     "ingest": IngestParams,
     "build_features": FeaturesParams,
     "train": TrainParams,
+    "audit": AuditParams,
     "promote": PromoteParams,
     "score": ScoreParams,
     "pipeline": PipelineParams,

@@ -1,4 +1,5 @@
-"""The Prefect flows: `ingest`, `build_features`, `train`, `promote`, `score` and `pipeline`.
+"""The Prefect flows: `ingest`, `build_features`, `train`, `audit`, `promote`, `score` and
+`pipeline`.
 
 Each flow reads the settings when it starts, wraps the steps as tasks and logs their progress
 to the run's log. Parameters are Pydantic models, so the Prefect UI shows them as a form.
@@ -23,6 +24,7 @@ from prefect.cache_policies import NONE
 
 from cadence.flows import _fingerprint
 from cadence.flows.params import (
+    AuditParams,
     FeaturesParams,
     IngestParams,
     PipelineParams,
@@ -253,6 +255,47 @@ def train(params: TrainParams = TrainParams()) -> dict[str, Any]:
     return fn(settings, params.horizon, key)
 
 
+@task(name="audit-repurchase", cache_policy=NONE)
+def _audit(settings: Settings, params: AuditParams) -> dict[str, Any]:
+    from cadence.flows.steps import audits as step
+
+    folder, doc = step.run_audit(
+        settings,
+        settings.decisions(),
+        params.model,
+        horizon=params.horizon,
+        report=_report("audit"),
+    )
+    if params.out is not None:
+        step.copy_out(folder, params.out)
+    for x in doc["not_passing"]:
+        get_run_logger().info("%s %s: %s", x["status"], x["grouping"], x["check"])
+    return {
+        "audited": True,
+        "model": doc["model"]["uri"],
+        "version": doc["model"]["version"],
+        "verdict": doc["verdict"],
+        "not_passing": doc["not_passing"],
+        "report": str(folder / "audit.html"),
+        "folder": str(folder),
+        "seconds": doc["seconds"],
+    }
+
+
+@flow(name="audit")
+def audit(params: AuditParams = AuditParams()) -> dict[str, Any]:
+    """The fairness audit of the newest challenger (else the champion): report files under
+    reports/audits/, kept per model version and logged to the model's MLflow run. A FAIL is
+    a result, not an error: the promotion gate acts on it."""
+    from cadence.flows.steps import models as step
+
+    settings = Settings()
+    if not step.has_models(settings):
+        get_run_logger().warning("no models in %s yet: nothing audited", settings.mlflow_dir)
+        return {"audited": False}
+    return _outside(settings, _audit)(settings, params)
+
+
 @task(name="promote-repurchase", cache_policy=NONE)
 def _promote(settings: Settings, params: PromoteParams) -> dict[str, Any]:
     from cadence.flows.steps import models as step
@@ -263,7 +306,7 @@ def _promote(settings: Settings, params: PromoteParams) -> dict[str, Any]:
     if alias_version(ctx.name, CHALLENGER) is None and champion is not None:
         get_run_logger().info("no challenger waiting; v%s stays champion", champion)
         return {"promoted": False, "version": champion, "gates": [], "champion": champion}
-    promoted, results, version = step.promote(ctx, params.reason)
+    promoted, results, version = step.promote(ctx, params.reason, report=_report("promote"))
     for r in results:
         get_run_logger().info("%s %s: %s", "pass" if r.passed else "FAIL", r.gate, r.detail)
     return {
@@ -331,12 +374,14 @@ def score(params: ScoreParams = ScoreParams()) -> dict[str, Any]:
 
 @flow(name="pipeline")
 def pipeline(params: PipelineParams = PipelineParams()) -> dict[str, Any]:
-    """ingest -> build_features -> train -> promote -> score, in order."""
+    """ingest -> build_features -> train -> audit -> promote -> score, in order; promotion's
+    fairness gate reads the audit made just before it."""
     settings = Settings()
     settings.decisions().check()
     out: dict[str, Any] = {"ingest": ingest(params.ingest)}
     out["features"] = build_features(params.features)
     out["train"] = train(params.train)
+    out["audit"] = audit(params.audit)
     out["promote"] = promote(params.promote)
     out["score"] = score(params.score)
     return out
@@ -346,6 +391,7 @@ FLOWS = {
     "ingest": ingest,
     "build_features": build_features,
     "train": train,
+    "audit": audit,
     "promote": promote,
     "score": score,
     "pipeline": pipeline,

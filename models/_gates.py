@@ -35,6 +35,9 @@ class Candidate:
     champion_metrics: dict[str, float] | None
     test_window: str
     conf: dict[str, Any]
+    # The challenger's fairness audit (verdict, checks not passing, report), when the gate
+    # list asks for one; the promote step attaches it.
+    audit: dict[str, Any] | None = None
 
 
 def candidate(

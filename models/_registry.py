@@ -95,6 +95,8 @@ def _stored(trained: Trained) -> Stored:
     }
     if prop.kind == "btyd":
         settings["btyd_feature"] = prop.feature
+    if trained.postprocess is not None:
+        settings["postprocess"] = trained.postprocess
     return Stored(
         prop.model_.get_booster() if prop.kind == "xgboost" else None,
         timing.booster_,
@@ -124,6 +126,7 @@ def _restored(stored: Stored) -> Trained:
         cycle_categories=tuple(s["cycle_categories"]),
         overdue_days=s["overdue_days"],
         selection=s.get("selection"),
+        postprocess=s.get("postprocess"),
     )
 
 
@@ -177,6 +180,47 @@ def log_and_register(
     client.set_registered_model_alias(name, CHALLENGER, version)
     for key, value in {**tags, "run_id": run.info.run_id}.items():
         client.set_model_version_tag(name, version, key, value)
+    return run.info.run_id, version
+
+
+def register_variant(
+    base: str,
+    variant: Trained,
+    *,
+    name: str,
+    experiment_id: str,
+    params: dict[str, Any],
+    tags: dict[str, str],
+    metrics: dict[str, float],
+    example: pd.DataFrame,
+) -> tuple[str, str]:
+    """Registers a variant of version `base` (the same estimators, a post-processor added)
+    as a new version with the alias `challenger`, from a run of its own; returns (run,
+    version). The base version is tagged with the variant it led to."""
+    from mlflow.models import infer_signature
+
+    client = MlflowClient()
+    base_run = client.get_model_version(name, base).run_id
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{name}-v{base}-mitigated") as run:
+        mlflow.log_params(params)
+        mlflow.set_tags({**tags, "variant_of": f"v{base}", "variant_of_run": base_run or ""})
+        mlflow.log_metrics(metrics)
+        signature = infer_signature(example, variant.predict(example))
+        with tempfile.TemporaryDirectory() as tmp:
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=_model_code.__file__,
+                artifacts=_model_code.write(Path(tmp), _stored(variant)),
+                signature=signature,
+                input_example=example,
+                pip_requirements=_requirements(),
+                registered_model_name=name,
+            )
+    version = str(info.registered_model_version)
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    for key, value in {**tags, "variant_of": base, "run_id": run.info.run_id}.items():
+        client.set_model_version_tag(name, version, key, value)
+    client.set_model_version_tag(name, base, "mitigated_as", version)
     return run.info.run_id, version
 
 

@@ -15,7 +15,7 @@ import datetime as dt
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -173,6 +173,7 @@ def score_frame(
     contact_bands: Sequence[str] = ("high", "medium"),
     exact_drivers: bool = True,
     value: pd.DataFrame | None = None,
+    offer: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """One row per user in `frame`, most likely first (ties by user id): the probability of an
     order within the horizon, its band and percentile, the contact date (only in
@@ -180,7 +181,9 @@ def score_frame(
     score most (TreeSHAP, or its fast approximation with `exact_drivers=False`) in words and as
     feature, value and contribution, the model version and the as-of time. `value` (indexed by
     user id, the `VALUE` columns, from `cadence.models._value.expected_spend`) gives the
-    expected spend; without it, or for a user it lacks, those columns are empty."""
+    expected spend; without it, or for a user it lacks, those columns are empty. `offer`, given
+    the probabilities, says who gets a contact date in place of the bands (a fairness-mitigated
+    model's own decisions)."""
     X = trained.inputs(frame)
     dm = trained.matrix(X)
     pred = trained.predict_inputs(X, dm)
@@ -201,7 +204,9 @@ def score_frame(
             "percentile": percentiles(p),
             "band": band,
             "contact_date": np.where(
-                np.isin(band, list(contact_bands)), contact, np.datetime64("NaT")
+                np.isin(band, list(contact_bands)) if offer is None else offer(p),
+                contact,
+                np.datetime64("NaT"),
             ),
             "expected_next_order_date": on(expected_days),
             "next_order_date_low": on(pred.days_low.to_numpy()),
@@ -288,6 +293,8 @@ class ListInfo:
     selection_reason: str | None = None
     # How the expected spend's 80% range was calibrated (`models._value.interval_note`).
     value_interval: dict | None = None
+    # Who gets a contact date when a fairness post-processor decides, in words; None: bands.
+    offers_by: str | None = None
 
 
 def _columns(info: ListInfo) -> dict[str, str]:
@@ -387,6 +394,7 @@ def describe(parquet: pa.Table, csv: pa.Table, info: ListInfo) -> tuple[str, dic
         "selection_reason": info.selection_reason,
         "bands": {"medium": info.medium, "high": info.high, "rows": bands},
         "contact_bands": list(info.contact_bands),
+        "offers_by": info.offers_by,
         "lead_days": info.lead_days,
         "drivers": info.drivers,
         "feature_build": info.feature_build,
@@ -444,9 +452,13 @@ def describe(parquet: pa.Table, csv: pa.Table, info: ListInfo) -> tuple[str, dic
         f"- Bands: high from {info.high:g} ({bands['high']:,} rows), medium from "
         f"{info.medium:g} to below {info.high:g} ({bands['medium']:,}), low below "
         f"{info.medium:g} ({bands['low']:,}).",
-        f"- Contact dates: for {' and '.join(info.contact_bands) or 'no'} band shoppers, "
-        f"{info.lead_days} days before their expected next order date (never before the as-of "
-        "date); empty for the rest.",
+        (
+            f"- Contact dates: for {' and '.join(info.contact_bands) or 'no'} band shoppers, "
+            if info.offers_by is None
+            else f"- Contact dates: for the shoppers {info.offers_by} offers to, "
+        )
+        + f"{info.lead_days} days before their expected next order date (never before the "
+        "as-of date); empty for the rest.",
         "- Dates: every date in scores.csv reads YYYY-MM-DD.",
         _value_line(info),
     ]

@@ -37,7 +37,8 @@ class Trained:
     """Both estimators, the catalogue features they read, and the split they were judged on;
     the due-date columns derive from the replenishment categories it was trained with.
     `selection` records how the propensity was chosen between the XGBoost hybrid and BG/NBD
-    (`select_propensity`), or is None where no choice was made."""
+    (`select_propensity`), or is None where no choice was made. `postprocess` is set only on a
+    registered fairness-mitigated variant: its probabilities are the model's own."""
 
     propensity: Propensity | BTYDPropensity
     timing: Timing
@@ -47,6 +48,9 @@ class Trained:
     cycle_categories: tuple[str, ...] = CYCLE_CATEGORIES
     overdue_days: float = OVERDUE_DAYS
     selection: dict[str, Any] | None = None
+    # A fairness post-processor (`audits`' stored ThresholdOptimizer) deciding who is offered,
+    # from the probability and a group label it is given; None for the model as trained.
+    postprocess: dict[str, Any] | None = None
 
     def inputs(self, frame: pd.DataFrame) -> pd.DataFrame:
         return _model_code.model_inputs(

@@ -302,10 +302,14 @@ def customer_value(
         return {"skipped": str(exc)}
 
 
-def promote(ctx: ModelContext, note: str | None = None) -> tuple[bool, list, str]:
+def promote(
+    ctx: ModelContext, note: str | None = None, *, report: Report = silent
+) -> tuple[bool, list, str]:
     """Runs the configured gates on the challenger; makes it champion only if all pass.
-    Returns (promoted, gate results, the challenger's version)."""
-    from cadence.models._gates import candidate, check_gates, run_gates
+    Returns (promoted, gate results, the challenger's version). With the `fairness_audit`
+    gate, the challenger's audit is reused when one of the same inputs is kept, else made."""
+    import cadence.audits  # registers the fairness_audit gate, used below
+    from cadence.models._gates import GateResult, candidate, check_gates, run_gates
     from cadence.models._registry import CHALLENGER, CHAMPION, alias_version, load
     from cadence.models._registry import promote as set_champion
 
@@ -327,8 +331,32 @@ def promote(ctx: ModelContext, note: str | None = None) -> tuple[bool, list, str
         test=rows[rows.slice == "test"],
         conf=ctx.conf.promotion.model_dump(),
     )
+    if cadence.audits.GATE in gates:
+        from cadence.flows.steps.audits import audit_for_gate
+
+        cand.audit = audit_for_gate(ctx, version, report=report)
     results = run_gates(cand, gates)
-    return set_champion(cand, results, note), results, version
+    promoted = set_champion(cand, results, note)
+    audits_conf = ctx.settings.decisions().audits
+    unfair = cand.audit is not None and cand.audit["verdict"] == cadence.audits.FAIL
+    if (
+        not promoted
+        and unfair
+        and audits_conf.mitigation.policy == "mitigate"
+        and challenger.postprocess is None
+    ):
+        from cadence.flows.steps.audits import register_mitigated
+
+        new, cost = register_mitigated(ctx.settings, ctx, version, Path(cand.audit["folder"]))
+        report(Progress("promote", f"v{version} failed its audit; mitigated variant v{new}", 1, 2))
+        # The variant is the challenger now; it is audited and gated like any other.
+        ok, variant_results, _ = promote(ctx, note, report=report)
+        said = [GateResult(r.gate, r.passed, f"v{version}: {r.detail}") for r in results]
+        said += [
+            GateResult(r.gate, r.passed, f"v{new}, mitigated: {r.detail}") for r in variant_results
+        ]
+        return ok, said, new
+    return promoted, results, version
 
 
 def rollback(ctx: ModelContext, reason: str) -> tuple[str, str]:
@@ -380,6 +408,7 @@ def score(
         withdrawn=out_of,
     )
     value, value_error = _expected_spend(settings.raw_dir, snap)
+    offer, offers_by = _variant_offer(settings, conf, trained, frame)
     scored = score_frame(
         trained,
         frame,
@@ -391,6 +420,7 @@ def score(
         contact_bands=scoring.contact_bands,
         exact_drivers=scoring.drivers == "treeshap",
         value=value,
+        offer=offer,
     )
     build = read_manifest(settings.features_dir)
     written = dt.datetime.now(dt.UTC)
@@ -414,6 +444,7 @@ def score(
         propensity=trained.propensity.kind,
         selection_reason=(trained.selection or {}).get("reason"),
         value_interval=None if value is None else value.attrs.get("interval", {}).get("90d"),
+        offers_by=offers_by,
     )
     target = _new_list_folder(settings.lists_dir / ctx.name, snap, written)
     with staged_dir(target) as tmp:
@@ -432,6 +463,38 @@ def score(
         "expected_spend_90d": None if value_error else float(scored.expected_spend_90d.sum()),
         "expected_spend_error": value_error,
     }
+
+
+def _variant_offer(settings: Settings, conf: Conf, trained, frame: pd.DataFrame):
+    """For a fairness-mitigated champion: who it offers to, given the probabilities (its
+    post-processor on each shopper's group, read from the users table), and that in words;
+    (None, None) for a model that offers by band."""
+    post = trained.postprocess
+    if post is None:
+        return None, None
+    from cadence.audits import groupings
+    from cadence.flows.steps.audits import users_table, variant_decisions
+
+    audits = conf.audits
+    ids = frame.user_id.astype(str).reset_index(drop=True)
+    groups = groupings(
+        users_table(settings.raw_dir, [*audits.sensitive, *audits.proxies]),
+        ids,
+        sensitive=audits.sensitive,
+        proxies=audits.proxies,
+        intersections=audits.intersections,
+    )
+
+    def offer(p: np.ndarray) -> np.ndarray:
+        from types import SimpleNamespace
+
+        return variant_decisions(post, SimpleNamespace(p=p, user_ids=ids), groups)
+
+    said = (
+        f"ThresholdOptimizer ({post['constraints'].replace('_', ' ')}, on "
+        f"{post['attribute']}; the group is the post-processor's input, never a feature)"
+    )
+    return offer, said
 
 
 def _expected_spend(raw: Path, snap: pd.Timestamp) -> tuple[pd.DataFrame | None, str | None]:

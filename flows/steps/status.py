@@ -91,6 +91,7 @@ def models(settings: Settings) -> list[dict[str, Any]]:
                     "bgnbd_roc_auc": metrics.get("bgnbd.roc_auc"),
                     "ece": metrics.get("model.ece"),
                     "test_window": v.tags.get("test_window"),
+                    "audit": v.tags.get("audit_verdict"),
                 }
             )
     return sorted(out, key=lambda r: (r["name"], r["version"]))

@@ -84,6 +84,10 @@ def life(model_home, tmp_path_factory) -> dict:
     steps["score_first"] = _run(home, conf, "score")
     steps["train"] = _run(home, conf, "train", "repurchase")
     steps["evaluate"] = _run(home, conf, "evaluate", "repurchase", "--json")
+    steps["audit"] = _run(home, conf, "audit")
+    steps["audit_out"] = _run(home, conf, "audit", "--out", str(home.parent / "audit-out"))
+    steps["audit_bad_model"] = _run(home, conf, "audit", "--model", "models:/repurchase/9")
+    steps["audit_bad_uri"] = _run(home, conf, "audit", "--model", "runs:/abc/model")
     steps["promote"] = _run(home, conf, "promote", "repurchase")
     steps["score"] = _run(home, conf, "score")
     steps["lists_after_first"] = _digest(home / "lists")
@@ -101,8 +105,52 @@ def life(model_home, tmp_path_factory) -> dict:
     steps["promote_7d"] = _run(home, anyway, "promote", "repurchase", *seven)
     steps["score_7d"] = _run(home, conf, "score", *seven)
     steps["evaluate_7d"] = _run(home, conf, "evaluate", "repurchase", "--json", *seven)
+    steps["audit_7d"] = _run(home, conf, "audit", *seven)
     steps["horizon_14"] = _run(home, conf, "score", "--horizon", "14")
     return steps
+
+
+def test_audit_writes_three_files_and_one_verdict_line(life):
+    r = life["audit"]
+    assert r.exit_code in (0, 1), r.output
+    line = r.output.splitlines()[0]
+    assert re.match(r"audit repurchase v1: (PASS|WARN|FAIL)", line)
+    assert (r.exit_code == 1) == line.startswith("audit repurchase v1: FAIL")
+    runs = sorted((life["home"] / "reports" / "audits" / "repurchase" / "v1").iterdir())
+    assert len(runs) == 2  # each audit is kept
+    for run in runs:
+        assert sorted(p.name for p in run.iterdir()) == [
+            "audit.html",
+            "audit.json",
+            "model_card.md",
+        ]
+    doc = json.loads((runs[0] / "audit.json").read_text())
+    assert doc["model"]["uri"] == "models:/repurchase/1"
+    assert doc["settings"]["resamples"] == 1000
+    assert set(doc["targeting"]["sections"]) == {
+        "gender",
+        "age_band",
+        "city_tier",
+        "region",
+        "gender × age_band",
+    }
+    # --out gets a copy; the history keeps its own.
+    assert life["audit_out"].exit_code in (0, 1)
+    out = life["home"].parent / "audit-out"
+    assert sorted(p.name for p in out.iterdir()) == ["audit.html", "audit.json", "model_card.md"]
+    # The promotion that followed reused the audit of the same inputs: no third report.
+    assert len(list(runs[0].parent.iterdir())) == 2
+
+
+def test_audit_names_what_is_wrong_with_its_input(life):
+    r = life["audit_bad_model"]
+    assert r.exit_code == 2 and "models:/repurchase/9: no such model version" in r.output
+    r = life["audit_bad_uri"]
+    assert r.exit_code == 2 and "expected models:/<name>/<version>" in r.output
+    assert "Traceback" not in r.output
+    r = life["audit_7d"]
+    assert r.exit_code in (0, 1), r.output
+    assert r.output.startswith("audit repurchase-7d v1:")
 
 
 def test_score_before_any_champion_says_to_train_first(life):
@@ -346,6 +394,14 @@ def test_orders_only_import_trains_promotes_and_scores(model_home, tmp_path):
         r = _run(home, conf, *args)
         assert r.exit_code == 0, f"{args}: {r.output}"
     assert "no consent log" in r.output
+    # An order log has no users table: nothing to group by, said, and never a PASS.
+    r = _run(home, conf, "audit")
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("audit repurchase v1: WARN")
+    # The promotion's gate audited v1 first; `cadence audit` keeps a second report.
+    first, run = sorted((home / "reports" / "audits" / "repurchase" / "v1").iterdir())
+    html = (run / "audit.html").read_text()
+    assert html.count("Not audited: the data has no users table.") == 4
     scored = pd.read_parquet(_latest(home) / "scores.parquet")
     assert len(scored) > 500 and scored.band.isin(["low", "medium", "high"]).all()
     evaluation = json.loads(_run(home, conf, "evaluate", "repurchase", "--json").output)

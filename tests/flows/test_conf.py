@@ -23,7 +23,11 @@ def test_the_shipped_defaults_are_valid_and_hold_the_numbers_code_used_to_hard_c
     conf.check()
     assert conf.models.training.min_buyers == 500 and conf.models.training.n_jobs == 2
     assert conf.models.scoring.active_days == 365
-    assert conf.models.promotion.gates == ["beats_champion", "calibrated"]
+    assert conf.models.promotion.gates == ["beats_champion", "calibrated", "fairness_audit"]
+    assert conf.audits.thresholds.demographic_parity_ratio == 0.8
+    assert conf.audits.thresholds.equalized_odds_difference == 0.10
+    assert conf.audits.thresholds.calibration_gap == 0.05
+    assert conf.audits.resamples == 1000 and conf.audits.mitigation.policy == "block"
     assert conf.features.rows_per_batch == 1_000_000
     assert conf.flows.schedules.score == "0 5 * * *"
 
@@ -43,6 +47,13 @@ def test_the_shipped_defaults_are_valid_and_hold_the_numbers_code_used_to_hard_c
         ("flows", "task_runner: ray\n", "task_runner: Input should be 'threads' or 'dask'"),
         ("features", "- a list\n", "expected a mapping of keys"),
         ("features", "snapshots: {every_days: [\n", "not valid YAML"),
+        ("audits", "mitigation: {policy: warn}\n", "mitigation.policy: Input should be 'block'"),
+        (
+            "audits",
+            "intersections: [[gender, income]]\n",
+            "must join two or more of sensitive + proxies",
+        ),
+        ("audits", "thresholds: {calibration_gap: 2}\n", "less than or equal to 1"),
     ],
 )
 def test_a_bad_file_stops_with_file_key_and_reason(tmp_path, name, text, said):
@@ -65,5 +76,5 @@ def test_a_missing_folder_or_file_is_named(tmp_path):
 def test_a_gate_named_in_conf_that_nobody_registered_is_an_error():
     from cadence.models._gates import UnknownGate, check_gates
 
-    with pytest.raises(UnknownGate, match="fairness_audit"):
-        check_gates(["beats_champion", "fairness_audit"])
+    with pytest.raises(UnknownGate, match="fairness_review"):
+        check_gates(["beats_champion", "fairness_review"])

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -70,6 +71,12 @@ def test_pipeline_runs_every_flow_in_order(first_run):
     assert out["features"]["user_features"] >= 200 and "online_as_of" in out["features"]
     assert out["train"]["version"] == "1" and out["train"]["name"] == "repurchase"
     assert {"model", "rule", "bgnbd", "oracle"} <= out["train"]["report"].keys()
+    # The audit ran before promotion, and promotion's gate read it (a tiny world: groups are
+    # small, so its checks warn rather than fail).
+    audit = out["audit"]
+    assert audit["audited"] and audit["version"] == "1" and Path(audit["report"]).exists()
+    assert audit["verdict"] in ("PASS", "WARN")
+    assert "fairness_audit" in [g["gate"] for g in out["promote"]["gates"]]
     assert out["promote"]["promoted"] and out["promote"]["champion"] == "1"
     score = out["score"]
     assert score["users"] > 100 and Path(score["list"], "scores.csv").exists()
@@ -147,6 +154,10 @@ def test_demo_prints_the_summary_and_where_things_are(prefect_api, tmp_path, mon
     assert r.exit_code == 0, r.output
     for text in ("ROC AUC", "oracle", "bgnbd", "is champion", "high", "scores.csv", "mlflow ui"):
         assert text in r.output, text
+    # The audit ran before promotion: its verdict and its report, before the champion line.
+    assert re.search(r"fairness audit of v1: (PASS|WARN)", r.output)
+    assert r.output.index("fairness audit") < r.output.index("is champion")
+    assert re.search(r"audit report: \S+audit\.html", r.output.replace("\n", ""))
     assert (home / "feast" / "online.db").exists()
     # Library chatter went to the workspace log, not the terminal.
     assert "Successfully registered model" not in r.output
