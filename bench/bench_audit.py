@@ -51,10 +51,10 @@ def main() -> None:
     print(f"1. audit of {doc['model']['uri']}: {doc['verdict']} in {total:.1f} s (target < 60 s)")
     print(f"   {doc['targeting']['rows']:,} test rows, {doc['targeting']['customers']:,} shoppers,")
     print(f"   {len(doc['targeting']['sections'])} groupings, {conf.audits.resamples:,} resamples")
-    before = started
-    for message, at in marks:
-        print(f"   {at - before:6.1f} s  up to: {message}")
-        before = at
+    # Each stage runs from its own progress message to the next one.
+    stages = [("finding the model and checking its inputs", started), *marks]
+    for (message, at), (_, end) in zip(stages, stages[1:], strict=False):
+        print(f"   {end - at:6.1f} s  {message}")
     print(f"   report: {folder / 'audit.html'}")
 
     _bootstraps(settings, conf, args.fairlearn_resamples)

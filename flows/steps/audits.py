@@ -215,7 +215,7 @@ def run_audit(
     ctx = context(settings, conf, horizon)
     lineage = _lineage.fresh_features(settings)
     uri, version = resolve(ctx, uri)
-    report(Progress("audit", f"auditing {uri}", 0, 4))
+    report(Progress("audit", f"auditing {uri}: reading and scoring its rows", 0, 4))
     trained = load(uri)
     rows, _ = _rows_for(settings, trained)
     scoring = conf.models.scoring
