@@ -269,20 +269,7 @@ def audit_grouping(
             "buyers": int(round(row.observed_rate * row.count)),
         }
         if ok:
-            entry.update(
-                {
-                    m: _num(getattr(row, m))
-                    for m in (
-                        "selection_rate",
-                        "true_positive_rate",
-                        "false_positive_rate",
-                        "precision",
-                        "roc_auc",
-                        "mean_predicted",
-                        "observed_rate",
-                    )
-                }
-            )
+            entry.update({m: _num(getattr(row, m)) for m in METRICS if m != "count"})
         else:
             entry["too_small"] = True
         groups.append(entry)

@@ -139,6 +139,25 @@ def _flat_metrics(report: dict[str, dict]) -> dict[str, float]:
     }
 
 
+def _log_model(trained: Trained, example: pd.DataFrame, name: str) -> str:
+    """Logs the model to the active run as a pyfunc from code and registers it under `name`;
+    returns the new version."""
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(example, trained.predict(example))
+    with tempfile.TemporaryDirectory() as tmp:
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=_model_code.__file__,
+            artifacts=_model_code.write(Path(tmp), _stored(trained)),
+            signature=signature,
+            input_example=example,
+            pip_requirements=_requirements(),
+            registered_model_name=name,
+        )
+    return str(info.registered_model_version)
+
+
 def log_and_register(
     trained: Trained,
     report: dict[str, dict],
@@ -153,8 +172,6 @@ def log_and_register(
     curves: dict[str, Any],
 ) -> tuple[str, str]:
     """Logs one training run and registers its model as `challenger`; returns (run, version)."""
-    from mlflow.models import infer_signature
-
     with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
         mlflow.log_params(params)
         mlflow.set_tags(tags)
@@ -164,18 +181,7 @@ def log_and_register(
         mlflow.log_text(importances.to_csv(index=False), "feature_importance.csv")
         for file, fig in figures.items():
             mlflow.log_figure(fig, file)
-        signature = infer_signature(example, trained.predict(example))
-        with tempfile.TemporaryDirectory() as tmp:
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=_model_code.__file__,
-                artifacts=_model_code.write(Path(tmp), _stored(trained)),
-                signature=signature,
-                input_example=example,
-                pip_requirements=_requirements(),
-                registered_model_name=name,
-            )
-    version = str(info.registered_model_version)
+        version = _log_model(trained, example, name)
     client = MlflowClient()
     client.set_registered_model_alias(name, CHALLENGER, version)
     for key, value in {**tags, "run_id": run.info.run_id}.items():
@@ -197,7 +203,6 @@ def register_variant(
     """Registers a variant of version `base` (the same estimators, a post-processor added)
     as a new version with the alias `challenger`, from a run of its own; returns (run,
     version). The base version is tagged with the variant it led to."""
-    from mlflow.models import infer_signature
 
     client = MlflowClient()
     base_run = client.get_model_version(name, base).run_id
@@ -205,18 +210,7 @@ def register_variant(
         mlflow.log_params(params)
         mlflow.set_tags({**tags, "variant_of": f"v{base}", "variant_of_run": base_run or ""})
         mlflow.log_metrics(metrics)
-        signature = infer_signature(example, variant.predict(example))
-        with tempfile.TemporaryDirectory() as tmp:
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=_model_code.__file__,
-                artifacts=_model_code.write(Path(tmp), _stored(variant)),
-                signature=signature,
-                input_example=example,
-                pip_requirements=_requirements(),
-                registered_model_name=name,
-            )
-    version = str(info.registered_model_version)
+        version = _log_model(variant, example, name)
     client.set_registered_model_alias(name, CHALLENGER, version)
     for key, value in {**tags, "variant_of": base, "run_id": run.info.run_id}.items():
         client.set_model_version_tag(name, version, key, value)

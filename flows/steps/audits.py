@@ -14,7 +14,7 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,9 @@ from cadence.flows.settings import Settings
 from cadence.flows.steps import _lineage
 from cadence.flows.steps._progress import Progress, Report, silent
 from cadence.flows.steps.models import ModelContext, _rows_for, context
+
+if TYPE_CHECKING:
+    from cadence.audits import Groupings
 
 FILES = ("audit.html", "audit.json", "model_card.md")
 
@@ -107,7 +110,9 @@ def _offers(raw: Path) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.exists() else None
 
 
-def variant_decisions(post: dict, scored, groups) -> np.ndarray:
+def variant_decisions(
+    post: dict, p: np.ndarray, user_ids: pd.Series, groups: Groupings
+) -> np.ndarray:
     """Who a mitigated variant offers to: its post-processor on the probability and the
     shopper's group under the attribute it was fitted for."""
     from cadence.audits import decisions
@@ -119,7 +124,7 @@ def variant_decisions(post: dict, scored, groups) -> np.ndarray:
             f"the model's offers are decided per {attribute} group, and {attribute} cannot be "
             f"formed: {why}"
         )
-    return decisions(post, scored.p, groups.labels[attribute], scored.user_ids, post["seed"])
+    return decisions(post, p, groups.labels[attribute], user_ids, post["seed"])
 
 
 def inputs_key(settings: Settings, conf: Conf, version: str) -> str:
@@ -248,7 +253,7 @@ def run_audit(
     post = trained.postprocess
     offered = None
     if post is not None:  # a mitigated variant: its own decisions, and nothing to mitigate
-        offered = variant_decisions(post, test, test_groups)
+        offered = variant_decisions(post, test.p, test.user_ids, test_groups)
     doc = audit(
         test,
         test_groups,

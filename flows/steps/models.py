@@ -347,7 +347,7 @@ def promote(
     ):
         from cadence.flows.steps.audits import register_mitigated
 
-        new, cost = register_mitigated(ctx.settings, ctx, version, Path(cand.audit["folder"]))
+        new, _ = register_mitigated(ctx.settings, ctx, version, Path(cand.audit["folder"]))
         report(Progress("promote", f"v{version} failed its audit; mitigated variant v{new}", 1, 2))
         # The variant is the challenger now; it is audited and gated like any other.
         ok, variant_results, _ = promote(ctx, note, report=report)
@@ -486,9 +486,7 @@ def _variant_offer(settings: Settings, conf: Conf, trained, frame: pd.DataFrame)
     )
 
     def offer(p: np.ndarray) -> np.ndarray:
-        from types import SimpleNamespace
-
-        return variant_decisions(post, SimpleNamespace(p=p, user_ids=ids), groups)
+        return variant_decisions(post, p, ids, groups)
 
     said = (
         f"ThresholdOptimizer ({post['constraints'].replace('_', ' ')}, on "
