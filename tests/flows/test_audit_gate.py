@@ -165,6 +165,19 @@ def test_the_gate_refuses_a_biased_challenger(champion):
         ("gender", "demographic_parity_ratio")
     ]
     assert doc["history"]["champion_version"] == "1" and moved["now"] < moved["before"]
+    # On the command line: one line with the verdict and the failing checks, exit 1.
+    from typer.testing import CliRunner
+
+    from cadence.cli.app import app
+
+    env = {
+        "CADENCE_HOME": str(champion.home),
+        "CADENCE_CONF": str(champion.conf),
+        "MLFLOW_TRACKING_URI": "",
+    }
+    r = CliRunner().invoke(app, ["audit", "--model", f"models:/repurchase/{version}"], env=env)
+    assert r.exit_code == 1, r.output
+    assert r.output.startswith(f"audit repurchase v{version}: FAIL (failing: gender ")
 
 
 def test_mitigate_registers_a_variant_that_passes_and_records_its_cost(champion, home):
