@@ -57,7 +57,6 @@ class AuditSettings:
     limits: Limits = field(default_factory=Limits)
     mitigation: str = "demographic_parity"
     mitigation_objective: str = "balanced_accuracy_score"
-    policy: str = "block"
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,12 @@ def fairness_audit(c: Candidate) -> GateResult:
     where = f"; report {audit['report']}" if audit.get("report") else ""
     if audit["verdict"] == FAIL:
         return GateResult(GATE, False, f"FAIL: {', '.join(failing)}{where}")
-    warned = len(audit.get("not_passing", []))
-    detail = audit["verdict"] + (f" ({warned} check(s) warn)" if warned else "") + where
+    notes = []
+    warned = [x for x in audit.get("not_passing", []) if x["check"] != "missing"]
+    missing = [x["grouping"] for x in audit.get("not_passing", []) if x["check"] == "missing"]
+    if warned:
+        notes.append(f"{len(warned)} check(s) warn")
+    if missing:
+        notes.append(f"not audited: {', '.join(missing)}")
+    detail = audit["verdict"] + (f" ({'; '.join(notes)})" if notes else "") + where
     return GateResult(GATE, True, detail)

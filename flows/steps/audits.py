@@ -48,7 +48,6 @@ def settings_of(conf: AuditsConf):
         limits=Limits(**conf.thresholds.model_dump()),
         mitigation=conf.mitigation.constraints,
         mitigation_objective=conf.mitigation.objective,
-        policy=conf.mitigation.policy,
     )
 
 
