@@ -2,12 +2,13 @@
 bootstrap intervals, and a PASS / WARN / FAIL per check.
 
 The decision is "gets an offer": for the model as it stands, a score at or above the operating
-threshold; for a post-processed variant, its own decisions. Every per-group
-figure is Fairlearn's `MetricFrame`. The intervals resample customers (a shopper's rows across
-the test snapshots go together, as in `models._uncertainty`): each resample only reweights the
-rows, so every metric the checks use is a ratio of weighted per-group counts, and one sparse
-product gives those counts for all resamples at once. Computed with unit weights, the same
-counts give exactly MetricFrame's figures (a test holds them to it).
+threshold; for a post-processed variant, its own decisions. Every per-group figure is
+Fairlearn's `MetricFrame`. The intervals resample shoppers (a shopper's rows across the test
+snapshots go together, as in `models._uncertainty`): each resample only reweights the rows, so
+every metric the checks use is a ratio of weighted per-group counts, and one sparse product
+gives those counts for all resamples at once. Computed with unit weights, the same counts give
+exactly MetricFrame's figures (a test holds them to it). A gap's interval is the basic
+bootstrap one (`_gap_interval` says why); a group's own rate keeps the percentile interval.
 """
 
 from __future__ import annotations
