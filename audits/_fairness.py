@@ -196,6 +196,28 @@ def group_counts(
     return sparse.csr_matrix((values.ravel(), (rows, cols)), shape=(n_clusters, n_groups * k))
 
 
+def calibration_curves(
+    y: np.ndarray, p: np.ndarray, labels: np.ndarray, bins: int = 10
+) -> dict[str, list[dict[str, float]]]:
+    """Per group, the mean predicted probability and the observed buying rate in each of
+    `bins` score bins shared by all groups (quantiles of all rows' scores), so that groups
+    are compared at the same scores; empty bins are left out."""
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)[1:-1]))
+    frame = pd.DataFrame(
+        {"g": labels, "b": np.searchsorted(edges, p, side="right"), "y": y, "p": p}
+    )
+    agg = frame.groupby(["g", "b"]).agg(
+        predicted=("p", "mean"), observed=("y", "mean"), n=("y", "size")
+    )
+    return {
+        str(g): [
+            {"predicted": float(r.predicted), "observed": float(r.observed), "n": int(r.n)}
+            for r in part.itertuples()
+        ]
+        for g, part in agg.groupby(level="g")
+    }
+
+
 def _interval(estimate: float, samples: np.ndarray, level: float) -> dict[str, float]:
     """Percentile interval: for a group's own rate, whose bootstrap is centred on it."""
     tail = (1 - level) / 2 * 100
@@ -320,12 +342,14 @@ def audit_grouping(
         for name in point_gaps
     }
     rates, boot_rates = _group_rates(point), _group_rates(boot)
+    curves = calibration_curves(y, p, labels)
     for entry in groups:
         if entry["group"] in index:
             i = index[entry["group"]]
             entry["intervals"] = {
                 m: _interval(float(rates[m][i]), boot_rates[m][:, i], level) for m in rates
             }
+            entry["calibration_curve"] = curves[entry["group"]]
     out["checks"] = [
         {
             "check": check,

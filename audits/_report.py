@@ -82,7 +82,8 @@ def grouping_chart(name: str, section: dict[str, Any]) -> str | None:
     if not groups:
         return None
     labels = [g["group"] for g in groups]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 0.45 * len(labels) + 1.4), sharey=True)
+    height = max(0.45 * len(labels) + 1.4, 3.2)
+    fig, axes = plt.subplots(1, 3, figsize=(14, height), gridspec_kw={"width_ratios": [1, 1, 1.1]})
     for ax, metric, title in (
         (axes[0], "selection_rate", "selection rate (offered)"),
         (axes[1], "calibration_difference", "observed - predicted buying rate"),
@@ -92,6 +93,20 @@ def grouping_chart(name: str, section: dict[str, Any]) -> str | None:
         ax.set_title(title, fontsize=10)
         ax.axvline(0, color="#333", lw=0.6)
         ax.grid(axis="x", alpha=0.3)
+    axes[1].set_yticklabels([])
+    ax = axes[2]
+    top = 0.0
+    for g in groups:
+        curve = g.get("calibration_curve", [])
+        xs, ys = [c["predicted"] for c in curve], [c["observed"] for c in curve]
+        ax.plot(xs, ys, marker="o", ms=3, lw=1, label=g["group"])
+        top = max(top, *xs, *ys) if xs else top
+    ax.plot([0, top], [0, top], color="#333", lw=0.6, ls="--")
+    ax.set_title("observed vs predicted (score deciles)", fontsize=10)
+    ax.set_xlabel("mean predicted", fontsize=9)
+    ax.set_ylabel("observed", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", ncol=1 + len(groups) // 8)
     fig.suptitle(name, fontsize=11)
     fig.tight_layout()
     return _png(fig)

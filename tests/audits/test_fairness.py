@@ -235,3 +235,17 @@ def test_incentive_parity_is_exact_per_cohort():
     mixed = same.assign(discount_rate=[0.05, 0.1, 0.1])
     out = incentive_parity(mixed)
     assert out["status"] == FAIL and out["mixed_cohorts"] == ["2025-03-01"]
+
+
+def test_calibration_curves_compare_groups_at_the_same_scores():
+    y, p, g, users = _rows(n=30000, users=10000, shift=0.15)
+    out = {e["group"]: e for e in _one(y, p, g, users)["groups"]}
+    for name in ("a", "b", "c"):
+        curve = out[name]["calibration_curve"]
+        assert sum(c["n"] for c in curve) == out[name]["n"]
+        predicted = [c["predicted"] for c in curve]
+        assert predicted == sorted(predicted)
+    # Group c's scores were raised without its buying: it sits below the diagonal.
+    over = [c["predicted"] - c["observed"] for c in out["c"]["calibration_curve"]]
+    fair = [c["predicted"] - c["observed"] for c in out["a"]["calibration_curve"]]
+    assert np.mean(over) > 0.1 and abs(np.mean(fair)) < 0.03
