@@ -24,7 +24,6 @@ import yaml
 from mlflow import MlflowClient
 
 from cadence.flows.settings import Settings
-from cadence.flows.steps import _read
 from cadence.flows.steps import audits as audit_step
 from cadence.flows.steps import models as step
 
@@ -208,6 +207,19 @@ def test_mitigate_registers_a_variant_that_passes_and_records_its_cost(champion,
     )
     schema = json.loads((target / "schema.json").read_text())
     assert schema["offers_by"].startswith("ThresholdOptimizer (equalized odds, on gender")
-    scores = pd.read_csv(target / "scores.csv")
-    assert scores.contact_date.notna().any()
-    assert _read.snapshots(settings.features_dir)
+    scores = pd.read_parquet(target / "scores.parquet")
+    from cadence.audits import groupings
+    from cadence.models._registry import load
+
+    post = load(f"models:/repurchase/{version}").postprocess
+    conf = settings.decisions().audits
+    ids = scores.user_id.astype(str)
+    groups = groupings(
+        audit_step.users_table(settings.raw_dir, [*conf.sensitive, *conf.proxies]),
+        ids,
+        sensitive=conf.sensitive,
+        proxies=conf.proxies,
+        intersections=conf.intersections,
+    )
+    offered = audit_step.variant_decisions(post, scores.p_order_30d.to_numpy(), ids, groups)
+    assert offered.any() and (scores.contact_date.notna().to_numpy() == offered).all()
