@@ -9,10 +9,7 @@ import io
 from typing import Any
 
 import jinja2
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 # What each figure means and what it cannot show, in the reviewer's words.
 NOTES = {
@@ -64,7 +61,6 @@ _GAP_NAMES = {
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -83,7 +79,9 @@ def grouping_chart(name: str, section: dict[str, Any]) -> str | None:
         return None
     labels = [g["group"] for g in groups]
     height = max(0.45 * len(labels) + 1.4, 3.2)
-    fig, axes = plt.subplots(1, 3, figsize=(14, height), gridspec_kw={"width_ratios": [1, 1, 1.1]})
+    # A Figure of its own, not pyplot's global state: nothing is switched at import.
+    fig = Figure(figsize=(14, height))
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.1]})
     for ax, metric, title in (
         (axes[0], "selection_rate", "selection rate (offered)"),
         (axes[1], "calibration_difference", "observed - predicted buying rate"),

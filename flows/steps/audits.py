@@ -452,7 +452,8 @@ def register_mitigated(
     base = load(f"models:/{ctx.name}/{version}")
     variant = dataclasses.replace(base, postprocess=post)
     client = MlflowClient()
-    base_tags = client.get_model_version(ctx.name, version).tags
+    base_version = client.get_model_version(ctx.name, version)
+    base_tags = base_version.tags
     example = _example(settings, base)
     flat = {
         f"mitigation.{which}.{k}": float(v)
@@ -479,7 +480,7 @@ def register_mitigated(
         example=example,
     )
     client.set_model_version_tag(ctx.name, version, "mitigation_cost", json.dumps(cost))
-    base_run = client.get_model_version(ctx.name, version).run_id
+    base_run = base_version.run_id
     if base_run:
         client.set_tag(base_run, "mitigated_as", f"v{new}")
         for key, value in flat.items():
