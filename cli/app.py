@@ -13,6 +13,7 @@ from cadence.cli.audits import audit
 from cadence.cli.data import data_app
 from cadence.cli.features import features_app
 from cadence.cli.flows import demo, deploy, run, run_epilog
+from cadence.cli.serving import keys_app, serve
 from cadence.cli.status import status
 from cadence.cli.world import world_app
 
@@ -27,6 +28,8 @@ ORDER = (
     "promote",
     "rollback",
     "score",
+    "serve",
+    "keys",
     "run",
     "deploy",
     "status",
@@ -63,6 +66,8 @@ app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     epilog=run_epilog(),
 )(run)
+app.command("serve")(serve)
+app.add_typer(keys_app, name="keys")
 app.command("deploy")(deploy)
 app.command("status")(status)
 app.command("demo")(demo)

@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cadence.serving._config import ServingConf
+
 Positive = Annotated[int, Field(gt=0)]
 Share = Annotated[float, Field(gt=0, lt=1)]
 
@@ -267,12 +269,14 @@ class AuditsConf(_Strict):
         return self
 
 
-_FILES: dict[str, type[_Strict]] = {
+_FILES: dict[str, type[BaseModel]] = {
     "world": WorldConf,
     "features": FeaturesConf,
     "models": ModelsConf,
     "flows": FlowsConf,
     "audits": AuditsConf,
+    # The merge service's decisions are declared beside it (`serving._config`).
+    "serving": ServingConf,
 }
 
 
@@ -280,7 +284,7 @@ def _where(loc: tuple) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
 
-def read_file(path: Path, model: type[_Strict]) -> _Strict:
+def read_file(path: Path, model: type[BaseModel]) -> BaseModel:
     """One YAML file as its typed model; `ConfError` names the file, key and reason."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -334,6 +338,10 @@ class Conf:
     @cached_property
     def audits(self) -> AuditsConf:
         return self._read("audits")
+
+    @cached_property
+    def serving(self) -> ServingConf:
+        return self._read("serving")
 
     def check(self) -> None:
         """Reads every file now, so a bad one stops a flow before its first step."""

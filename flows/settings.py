@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     conf: Path = Field(default_factory=default_folder)
     # "sqlite" (a file in the workspace) or redis://host:port[/db]
     online_store: str = "sqlite"
+    # The merge service's database: postgresql://... in production; unset: a SQLite file in
+    # the workspace (serving.db, WAL mode).
+    database_url: str | None = None
     # Any MLflow tracking server; unset: a SQLite database in the workspace's mlflow/.
     mlflow_tracking_uri: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
 
@@ -41,6 +44,27 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError(
+                f"CADENCE_DATABASE_URL={value}: expected postgresql://user@host:port/db "
+                "or sqlite:///path"
+            )
+        return value
+
+    @property
+    def serving_database(self) -> str:
+        """The service database's SQLAlchemy URL (PostgreSQL through psycopg 3)."""
+        if self.database_url is None:
+            return f"sqlite:///{(self.home / 'serving.db').resolve()}"
+        if self.database_url.startswith("postgresql://"):
+            return "postgresql+psycopg://" + self.database_url.removeprefix("postgresql://")
+        return self.database_url
 
     @field_validator("online_store")
     @classmethod

@@ -21,6 +21,9 @@ PACKAGED = {
     "cadence/conf/flows.yaml",
     "cadence/features/feature_repo/feature_store.yaml",
     "cadence/models/_model_code.py",
+    "cadence/conf/serving.yaml",
+    "cadence/serving/migrations/env.py",
+    "cadence/serving/migrations/versions/0001_initial.py",
 }
 
 
@@ -123,6 +126,8 @@ def test_the_installed_wheel_runs_the_first_stages_outside_the_checkout(venv, tm
         ["world", "generate", "--users", "200", "--days", "40", "--seed", "3"],
         ["features", "build"],
         ["features", "apply"],
+        # The service database is migrated from the wheel's own migrations.
+        ["keys", "create", "--role", "admin"],
     ):
         r = _run([cadence, *args], cwd=work, env=env)
         assert r.returncode == 0, f"cadence {' '.join(args)}:\n{r.stdout}\n{r.stderr}"
@@ -130,3 +135,4 @@ def test_the_installed_wheel_runs_the_first_stages_outside_the_checkout(venv, tm
     assert (home / "raw" / "orders.parquet").is_file()
     assert (home / "features" / "manifest.json").is_file()
     assert (home / "feast" / "registry.db").is_file()
+    assert (home / "serving.db").is_file()

@@ -402,6 +402,10 @@ def score(
     scoring = ctx.conf.scoring
     lead = scoring.lead_days if lead_days is None else lead_days
     out_of = _read.withdrawn(settings.raw_dir, snap)
+    # Shoppers who opted out through the merge service are never profiled again.
+    opted_out = serving_opt_outs(settings)
+    if opted_out:
+        out_of = (out_of or set()) | opted_out
     frame, excluded = eligible(
         _read.feature_rows(settings.features_dir, [snap]),
         active_days=scoring.active_days,
@@ -533,6 +537,22 @@ def _point_latest(target: Path) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return link
+
+
+def serving_opt_outs(settings: Settings) -> set[str]:
+    """Shoppers the merge service's database says opted out of profiling or withdrew consent
+    (empty when there is no service database yet)."""
+    if settings.database_url is None and not (settings.home / "serving.db").exists():
+        return set()
+    from cadence.flows.steps.serving import database
+    from cadence.serving._offers import withdrawn_users
+
+    engine = database(settings)
+    try:
+        with engine.connect() as connection:
+            return withdrawn_users(connection)
+    finally:
+        engine.dispose()
 
 
 def publish_scores(settings: Settings, name: str) -> str:

@@ -436,3 +436,46 @@ def test_the_7_day_model_is_promoted_evaluated_and_scored_apart(life):
     assert evaluation["horizon_days"] == 7
     r = life["horizon_14"]
     assert r.exit_code == 2 and "--horizon 14: not a configured horizon (7, 30" in r.output
+
+
+def test_the_service_offers_from_the_published_list_with_a_key_from_the_cli(life):
+    """After the pipeline's steps: `cadence keys create` makes a key (its last word), and the
+    service built over the workspace reads the champion's list from the online store."""
+    from fastapi.testclient import TestClient
+
+    from cadence.flows.settings import Settings
+    from cadence.flows.steps.serving import build_service
+    from cadence.serving.main import create_app
+
+    home = life["home"]
+    conf = _conf(home.parent / f"{home.name}-serve")
+    made = _run(home, conf, "keys", "create", "--role", "service")
+    assert made.exit_code == 0, made.output
+    key = made.output.split()[-1]
+    refused = _run(home, conf, "keys", "create", "--role", "owner")
+    assert refused.exit_code == 2 and "role 'owner'" in refused.output
+    settings = Settings(home=home, conf=conf, mlflow_tracking_uri=None)
+    service = build_service(settings, settings.decisions(), today="scores")
+    scored = pd.read_parquet(home / "lists" / "repurchase" / "latest" / "scores.parquet")
+    horizon = (scored.as_of.iloc[0] + pd.Timedelta(days=14)).date()
+    expected = pd.to_datetime(scored.expected_next_order_date).dt.date
+    due = scored[(scored.p_order_30d >= 0.3) & (expected <= horizon)]
+    with TestClient(create_app(service)) as client:
+        assert client.get("/readyz").json()["checks"]["champion"].startswith("v")
+        got = client.get(f"/v1/users/{due.user_id.iloc[0]}/offer", headers={"X-API-Key": key})
+        assert got.status_code == 200 and got.json()["offer"] is not None, got.text
+        low = scored[scored.p_order_30d < 0.3].user_id.iloc[0]
+        got = client.get(f"/v1/users/{low}/offer", headers={"X-API-Key": key})
+        assert got.json()["reason"] == "below_threshold"
+        # An opt-out drops the shopper from the next list.
+        gone = due.user_id.iloc[1]
+        r = client.post(
+            f"/v1/users/{gone}/profiling-opt-out",
+            json={"channel": "app"},
+            headers={"X-API-Key": key},
+        )
+        assert r.status_code == 200
+    service.engine.dispose()
+    assert _run(home, conf, "score", "--no-online").exit_code == 0
+    rescored = pd.read_parquet(home / "lists" / "repurchase" / "latest" / "scores.parquet")
+    assert gone not in set(rescored.user_id) and len(rescored) == len(scored) - 1

@@ -1,0 +1,137 @@
+"""Serving step: the merge service's database (migrated on open), its keys, and the running
+service built from the workspace (online store, champion, conf/serving.yaml)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import TYPE_CHECKING
+
+from cadence.flows.conf import Conf
+from cadence.flows.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from cadence.serving._service import Service
+
+log = logging.getLogger(__name__)
+
+
+def database(settings: Settings) -> Engine:
+    """The service database at its latest schema (migrated here when behind)."""
+    from cadence.serving._db import engine_for, migrate
+
+    if settings.database_url is None:
+        settings.home.mkdir(parents=True, exist_ok=True)
+    engine = engine_for(settings.serving_database)
+    migrate(engine)
+    return engine
+
+
+def create_key(settings: Settings, role: str, note: str = "") -> str:
+    from cadence.serving._db import sessions
+    from cadence.serving._keys import create_key as make
+
+    engine = database(settings)
+    try:
+        with sessions(engine)() as session:
+            return make(session, role, note=note)
+    finally:
+        engine.dispose()
+
+
+def revoke_key(settings: Settings, key_id: str) -> bool:
+    from cadence.serving._db import sessions
+    from cadence.serving._keys import revoke_key as revoke
+
+    engine = database(settings)
+    try:
+        with sessions(engine)() as session:
+            return revoke(session, key_id, actor="cli")
+    finally:
+        engine.dispose()
+
+
+def online_scores(settings: Settings, conf: Conf):
+    """The online store's scores of the offers' model; None when none are published yet."""
+    from cadence.features._store import open_store
+    from cadence.serving._scores import OnlineScores, ScoresMissing
+
+    if not (settings.feast_dir / "registry.db").exists():
+        return None
+    store = open_store(settings.feast_dir, settings.online_store)
+    try:
+        return OnlineScores(store, conf.serving.offers.model)
+    except ScoresMissing as exc:
+        log.warning("%s", exc)
+        return None
+
+
+def scores_as_of(settings: Settings, conf: Conf) -> dt.date | None:
+    """The as-of date of the offers' model's latest list, or None without one."""
+    import pyarrow.parquet as pq
+
+    from cadence.features.feature_repo.definitions import LATEST_SCORES
+
+    path = settings.lists_dir / conf.serving.offers.model / LATEST_SCORES
+    if not path.exists():
+        return None
+    return pq.read_table(path, columns=["as_of"]).column(0)[0].as_py().date()
+
+
+def build_service(settings: Settings, conf: Conf, *, today: str | None = None) -> Service:
+    """The service over this workspace. `today`: None for the wall clock, "scores" for the
+    latest list's as-of date (a simulated shop's own today), or a date."""
+    from cadence.flows.conf import read_file
+    from cadence.models import _registry
+    from cadence.serving._config import ServingConf
+    from cadence.serving._db import pseudonym_key, sessions
+    from cadence.serving._service import Service, shifted_clock, wall_clock
+
+    engine = database(settings)
+    factory = sessions(engine)
+    with factory() as session:
+        key = pseudonym_key(session)
+    clock = wall_clock
+    if today == "scores":
+        as_of = scores_as_of(settings, conf)
+        if as_of is None:
+            raise ValueError(
+                f"--today scores: no list of {conf.serving.offers.model} yet; run the pipeline"
+            )
+        clock = shifted_clock(as_of)
+    elif today is not None:
+        try:
+            clock = shifted_clock(dt.date.fromisoformat(today))
+        except ValueError:
+            raise ValueError(f"--today {today}: expected YYYY-MM-DD or 'scores'") from None
+    model = conf.serving.offers.model
+    _registry.configure(settings.home, settings.mlflow_tracking_uri)
+
+    def champion() -> str | None:
+        return _registry.alias_version(model, _registry.CHAMPION)
+
+    def reload() -> ServingConf:
+        return read_file(settings.conf / "serving.yaml", ServingConf)
+
+    return Service(
+        engine=engine,
+        sessions=factory,
+        conf=conf.serving,
+        scores=online_scores(settings, conf),
+        pseudonym_key=key,
+        clock=clock,
+        reload_conf=reload,
+        champion=champion,
+    )
+
+
+def serve(settings: Settings, conf: Conf, host: str, port: int, today: str | None) -> None:
+    """Runs the service until interrupted."""
+    import uvicorn
+
+    from cadence.serving.main import create_app
+
+    service = build_service(settings, conf, today=today)
+    uvicorn.run(create_app(service), host=host, port=port, log_level="warning", access_log=False)

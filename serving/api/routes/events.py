@@ -1,0 +1,24 @@
+"""The shop's events: orders placed, items added, addresses changed, payments failed, orders
+cancelled or dispatched, consent changed. Exit conditions are checked as each arrives."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from cadence.serving import _events
+from cadence.serving import _schemas as S
+from cadence.serving.api.deps import ServiceDep, SessionDep, context, role
+
+router = APIRouter(prefix="/v1", tags=["events"])
+
+
+@router.post("/events", response_model=S.EventOutcome)
+def receive(
+    event: S.EventIn, service: ServiceDep, session: SessionDep, caller=role("service")
+) -> S.EventOutcome:
+    """Handles the event once; a replay of its `event_id` returns the first outcome."""
+    outcome = _events.receive(context(service, session, caller), event)
+    if not outcome.replayed:
+        for gone in outcome.exits:
+            service.metrics.exits.labels(gone.reason).inc()
+    return outcome
