@@ -35,7 +35,7 @@ from cadence.audits._mitigate import (
 
 # Sections an audit will hold once their stage exists; until then they say so.
 NOT_YET = {
-    "merging": "not yet audited: the merge service does not exist yet",
+    "merging": "not yet audited: the merge service has made no offers yet",
     "routing": "not yet audited: order routing does not exist yet",
 }
 
@@ -249,6 +249,7 @@ def audit(
     calibration_groups: Groupings | None = None,
     offers: pd.DataFrame | None = None,
     offered: np.ndarray | None = None,
+    merging: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The targeting audit of one model on its test rows, the mitigation beside it (fitted on
     the calibration rows, when given), and incentive parity. `offered`: the decisions of a
@@ -258,6 +259,8 @@ def audit(
     sections = _sections(test, offered, test_groups, settings, resample)
     incentives = incentive_parity(offers)
     extra = [incentives["status"]] if incentives["status"] in (PASS, FAIL) else []
+    if merging is not None and merging["status"] in (PASS, FAIL):
+        extra.append(merging["status"])
     doc: dict[str, Any] = {
         "targeting": {
             "threshold": threshold,
@@ -274,6 +277,12 @@ def audit(
         doc["not_passing"].append(
             {"grouping": "offers", "check": "incentive_parity", "status": FAIL}
         )
+    if merging is not None:
+        doc["merging"] = merging
+        if merging["status"] == FAIL:
+            doc["not_passing"].append(
+                {"grouping": "merging", "check": "incentive_parity", "status": FAIL}
+            )
     if calibration is not None and calibration_groups is not None:
         doc["mitigation"] = mitigation(
             calibration,

@@ -13,7 +13,7 @@ from cadence.cli.audits import audit
 from cadence.cli.data import data_app
 from cadence.cli.features import features_app
 from cadence.cli.flows import demo, deploy, run, run_epilog
-from cadence.cli.serving import keys_app, serve
+from cadence.cli.serving import consolidate, keys_app, merge_app, serve
 from cadence.cli.status import status
 from cadence.cli.world import world_app
 
@@ -29,6 +29,8 @@ ORDER = (
     "rollback",
     "score",
     "serve",
+    "consolidate",
+    "merge",
     "keys",
     "run",
     "deploy",
@@ -67,6 +69,8 @@ app.command(
     epilog=run_epilog(),
 )(run)
 app.command("serve")(serve)
+app.command("consolidate")(consolidate)
+app.add_typer(merge_app, name="merge")
 app.add_typer(keys_app, name="keys")
 app.command("deploy")(deploy)
 app.command("status")(status)

@@ -21,6 +21,7 @@ class FlowName(enum.StrEnum):
     promote = "promote"
     score = "score"
     pipeline = "pipeline"
+    consolidate = "consolidate"
 
 
 def prefect_env(settings) -> None:
@@ -175,6 +176,21 @@ def deploy(
         fail(exc)
 
 
+def _campaign(settings, days: int = 28) -> None:
+    """The demo's merge campaign on the world it just built, read out."""
+    from cadence.cli._render import progress
+    from cadence.cli.serving import render_campaign
+    from cadence.flows.steps import merge
+
+    try:
+        with progress("merge campaign") as report:
+            out = merge.simulate(settings, settings.decisions(), days, report=report)
+    except ValueError as exc:
+        console.print(f"merge campaign not run: {exc}", markup=False)
+        return
+    render_campaign(out)
+
+
 def demo(ctx: typer.Context) -> None:
     """Run the `pipeline` flow on the embedded default world and print where everything is."""
     from rich.table import Table
@@ -227,6 +243,7 @@ def demo(ctx: typer.Context) -> None:
                 said += f"; retraining {drift['retrain']}"
             console.print(said, markup=False)
             console.print(f"drift report: {drift['report']}", markup=False)
+    _campaign(settings)
     tracking = (
         settings.mlflow_tracking_uri or f"sqlite:///{(settings.mlflow_dir / 'mlflow.db').resolve()}"
     )

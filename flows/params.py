@@ -150,6 +150,10 @@ class ScoreParams(_Params):
     drift: bool = Field(default=True, description="check drift after scoring")
 
 
+class ConsolidateParams(_Params):
+    ship_date: dt.date | None = Field(default=None, description="[today, UTC]")
+
+
 class PipelineParams(_Params):
     ingest: IngestParams = IngestParams()
     features: FeaturesParams = FeaturesParams()
@@ -167,6 +171,7 @@ PARAMS: dict[str, type[_Params]] = {
     "promote": PromoteParams,
     "score": ScoreParams,
     "pipeline": PipelineParams,
+    "consolidate": ConsolidateParams,
 }
 
 

@@ -1,5 +1,5 @@
-"""The Prefect flows: `ingest`, `build_features`, `train`, `audit`, `promote`, `score` and
-`pipeline`.
+"""The Prefect flows: `ingest`, `build_features`, `train`, `audit`, `promote`, `score`,
+`pipeline`, and the merge service's `consolidate`.
 
 Each flow reads the settings when it starts, wraps the steps as tasks and logs their progress
 to the run's log. Parameters are Pydantic models, so the Prefect UI shows them as a form.
@@ -25,6 +25,7 @@ from prefect.cache_policies import NONE
 from cadence.flows import _fingerprint
 from cadence.flows.params import (
     AuditParams,
+    ConsolidateParams,
     FeaturesParams,
     IngestParams,
     PipelineParams,
@@ -387,6 +388,38 @@ def pipeline(params: PipelineParams = PipelineParams()) -> dict[str, Any]:
     return out
 
 
+# --- the merge service ---------------------------------------------------------------------
+
+
+@task(name="consolidate", cache_policy=NONE)
+def _consolidate(settings: Settings, ship_date: dt.date) -> dict[str, Any]:
+    from cadence.flows.steps import serving as step
+
+    return step.consolidate(settings, settings.decisions(), ship_date)
+
+
+@flow(name="consolidate")
+def consolidate(params: ConsolidateParams = ConsolidateParams()) -> dict[str, Any]:
+    """Plan a ship date's orders in the service database: exits checked again, confirmed
+    orders merged into fuller parcels and fewer batches, the plan kept beside its read-out."""
+    settings = Settings()
+    settings.decisions().check()
+    day = params.ship_date or dt.datetime.now(dt.UTC).date()
+    summary = _outside(settings, _consolidate)(settings, day)
+    m, b = summary["merged"], summary["baseline"]
+    get_run_logger().info(
+        "plan %s for %s: %d parcels (unmerged %d), %d batches (unmerged %d), %d exits",
+        summary["plan_id"],
+        day,
+        m["parcels"],
+        b["parcels"],
+        m["batches"],
+        b["batches"],
+        len(summary["exits"]),
+    )
+    return summary
+
+
 FLOWS = {
     "ingest": ingest,
     "build_features": build_features,
@@ -395,4 +428,5 @@ FLOWS = {
     "promote": promote,
     "score": score,
     "pipeline": pipeline,
+    "consolidate": consolidate,
 }

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -68,3 +69,27 @@ def caller_of(session: Session, key: str) -> Caller | None:
     if row is None or row.revoked_at is not None:
         return None
     return Caller(key_id=row.key_id, role=row.role)
+
+
+class KeyCache:
+    """Callers by key digest, kept `ttl` seconds: a request with a key seen lately skips the
+    database. A key revoked through this process is refused at once; one revoked elsewhere
+    (another process, the command line) within `ttl` seconds."""
+
+    def __init__(self, ttl: float = 5.0) -> None:
+        self.ttl = ttl
+        self._seen: dict[str, tuple[Caller | None, float]] = {}
+
+    def get(self, key: str) -> tuple[bool, Caller | None]:
+        hit = self._seen.get(digest(key))
+        if hit is None or hit[1] < time.monotonic():
+            return False, None
+        return True, hit[0]
+
+    def put(self, key: str, caller: Caller | None) -> None:
+        if len(self._seen) > 10_000:  # unknown keys must not grow it without bound
+            self._seen.clear()
+        self._seen[digest(key)] = (caller, time.monotonic() + self.ttl)
+
+    def clear(self) -> None:
+        self._seen.clear()

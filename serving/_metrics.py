@@ -27,6 +27,8 @@ class Metrics:
             "Confirmations made (replays not counted)",
             registry=self.registry,
         )
+        # Known outcomes start at 0, so a rate over them exists from the first scrape.
+        self.offers.labels("offer")
         self.exits = Counter(
             "cadence_merge_exits_total",
             "Orders taken out of a merge, by reason",

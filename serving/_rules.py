@@ -32,6 +32,7 @@ EXIT_REASONS = {
     "oversize": "an item is over the size limits",
     "payment_failed": "the payment failed",
     "missed_promise": "the merged delivery would miss the date promised at confirmation",
+    "no_capacity": "no dispatch wave had room for the merged parcel",
     "user_cancelled": "the shopper cancelled",
 }
 

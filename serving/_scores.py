@@ -44,6 +44,9 @@ class OnlineScores:
             self._category_features = {f.name for f in categories.features}
         except Exception:  # data without categories (an order log alone) has no such view
             self._category_features = set()
+        # Feast works out its online store's capabilities on the first read (trying imports
+        # of optional stores); done here, concurrent first requests do not queue on it.
+        self.ping()
 
     def score(self, user_id: str) -> Score | None:
         """The shopper's latest score, or None when they are not on the list."""

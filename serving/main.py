@@ -10,7 +10,15 @@ from fastapi.responses import JSONResponse
 
 from cadence.serving._records import ServiceError
 from cadence.serving._service import Service
-from cadence.serving.api.routes import admin, events, health, offers, review, users
+from cadence.serving.api.routes import (
+    admin,
+    consolidations,
+    events,
+    health,
+    offers,
+    review,
+    users,
+)
 
 MAX_BODY_BYTES = 256 * 1024
 
@@ -23,7 +31,7 @@ def create_app(service: Service) -> FastAPI:
         "consolidation. Every route under /v1 needs an X-API-Key.",
     )
     app.state.service = service
-    for module in (health, offers, users, events, review, admin):
+    for module in (health, offers, users, events, consolidations, review, admin):
         app.include_router(module.router)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _invalid)

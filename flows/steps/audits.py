@@ -109,6 +109,42 @@ def _offers(raw: Path) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.exists() else None
 
 
+def service_offers(settings: Settings) -> pd.DataFrame | None:
+    """The merge service's offers (each with whether it was ever confirmed); None without a
+    service database."""
+    if settings.database_url is None and not (settings.home / "serving.db").exists():
+        return None
+    from cadence.flows.steps.serving import database
+    from cadence.serving._tables import Confirmation, Offer
+
+    engine = database(settings)
+    try:
+        with engine.connect() as connection:
+            offers = pd.read_sql_table(Offer.__tablename__, connection)
+            confirmed = pd.read_sql_table(Confirmation.__tablename__, connection)
+    finally:
+        engine.dispose()
+    return offers.assign(confirmed=offers.offer_id.isin(confirmed.offer_id))
+
+
+def merging_of(settings: Settings, conf: Conf, *, name: str) -> dict[str, Any] | None:
+    """The audit's merging section: the service's offers per group, and cohort parity."""
+    from cadence.audits._merging import merging_section
+
+    offers = service_offers(settings)
+    if offers is None or offers.empty:
+        return None
+    attributes = [*conf.audits.sensitive, *conf.audits.proxies]
+    latest = settings.lists_dir / name / "latest" / "scores.parquet"
+    listed = pd.read_parquet(latest, columns=["user_id"]).user_id if latest.exists() else None
+    return merging_section(
+        offers,
+        users=users_table(settings.raw_dir, attributes),
+        listed=listed,
+        attributes=attributes,
+    )
+
+
 def variant_decisions(
     post: dict, p: np.ndarray, user_ids: pd.Series, groups: Groupings
 ) -> np.ndarray:
@@ -134,9 +170,18 @@ def inputs_key(settings: Settings, conf: Conf, version: str) -> str:
         _lineage.lineage(settings),
         _fingerprint.files(settings.raw_dir, "users.parquet"),
         _fingerprint.files(settings.raw_dir, "offers.parquet"),
+        _service_offers_key(settings),
         conf.audits.model_dump(mode="json"),
         conf.models.scoring.model_dump(mode="json"),
     )
+
+
+def _service_offers_key(settings: Settings) -> str:
+    """How many offers the merge service holds and when the last one changed."""
+    offers = service_offers(settings)
+    if offers is None or offers.empty:
+        return "no service offers"
+    return f"{len(offers)} offers, last changed {offers.changed_at.max()}"
 
 
 def history_dir(settings: Settings, name: str, version: str) -> Path:
@@ -262,6 +307,7 @@ def run_audit(
         calibration_groups=cal_groups if len(cal.y) and post is None else None,
         offers=_offers(settings.raw_dir),
         offered=offered,
+        merging=merging_of(settings, conf, name=ctx.name),
     )
     if post is not None:
         doc["mitigation"] = {

@@ -80,6 +80,37 @@ def scores_as_of(settings: Settings, conf: Conf) -> dt.date | None:
     return pq.read_table(path, columns=["as_of"]).column(0)[0].as_py().date()
 
 
+def logistics(settings: Settings):
+    """The shop's nodes, dispatch waves, tariff and transit times, from the raw tables
+    (`LogisticsMissing` when the data has none, as an order log alone)."""
+    import pandas as pd
+
+    from cadence.serving._plan import Logistics
+
+    tables = {}
+    for name in ("nodes", "dispatch_waves", "shipments"):
+        path = settings.raw_dir / f"{name}.parquet"
+        tables[name] = pd.read_parquet(path) if path.exists() else None
+    return Logistics.from_raw(tables)
+
+
+def consolidate(settings: Settings, conf: Conf, day: dt.date) -> dict:
+    """Plans `day`'s orders in the service database (as `POST /v1/consolidations` does)."""
+    from cadence.serving._db import sessions
+    from cadence.serving._plan import plan_day
+    from cadence.serving._records import Context
+
+    found = logistics(settings)
+    engine = database(settings)
+    try:
+        with sessions(engine)() as session:
+            now = dt.datetime.now(dt.UTC)
+            ctx = Context(session, "cli", now, conf.serving, scores=None)
+            return plan_day(ctx, day, found)
+    finally:
+        engine.dispose()
+
+
 def build_service(settings: Settings, conf: Conf, *, today: str | None = None) -> Service:
     """The service over this workspace. `today`: None for the wall clock, "scores" for the
     latest list's as-of date (a simulated shop's own today), or a date."""
@@ -115,7 +146,15 @@ def build_service(settings: Settings, conf: Conf, *, today: str | None = None) -
     def reload() -> ServingConf:
         return read_file(settings.conf / "serving.yaml", ServingConf)
 
+    loaded = []
+
+    def shop_logistics():
+        if not loaded:
+            loaded.append(logistics(settings))
+        return loaded[0]
+
     return Service(
+        logistics=shop_logistics,
         engine=engine,
         sessions=factory,
         conf=conf.serving,

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 from sqlalchemy.orm import Session
 
@@ -15,7 +16,7 @@ from cadence.serving._records import Context
 from cadence.serving._service import Service
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
     return request.app.state.service
 
 
@@ -31,13 +32,24 @@ SessionDep = Annotated[Session, Depends(get_session)]
 _key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key")
 
 
-def get_caller(session: SessionDep, key: Annotated[str | None, Security(_key_header)]) -> Caller:
+async def get_caller(
+    service: ServiceDep, key: Annotated[str | None, Security(_key_header)]
+) -> Caller:
+    """The key's caller: from the service's short-lived cache, else the database."""
     if not key:
         raise HTTPException(401, "missing X-API-Key header", {"WWW-Authenticate": "APIKey"})
-    caller = None if len(key) > 200 else caller_of(session, key)
+    known, caller = service.keys.get(key)
+    if not known:
+        caller = None if len(key) > 200 else await run_in_threadpool(_lookup, service, key)
+        service.keys.put(key, caller)
     if caller is None:
         raise HTTPException(401, "unknown or revoked API key", {"WWW-Authenticate": "APIKey"})
     return caller
+
+
+def _lookup(service: Service, key: str) -> Caller | None:
+    with service.sessions() as session:
+        return caller_of(session, key)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
@@ -46,7 +58,7 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 def role(*allowed: str):
     """A dependency that lets only callers with one of the `allowed` roles through (403)."""
 
-    def check(caller: CallerDep) -> Caller:
+    async def check(caller: CallerDep) -> Caller:
         if caller.role not in allowed:
             raise HTTPException(
                 403, f"role {caller.role!r} may not do this; it needs {' or '.join(allowed)}"

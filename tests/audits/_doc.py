@@ -25,7 +25,9 @@ SETTINGS = {
 }
 
 
-def audit_document(shift: float = 0.2, n: int = 12000, *, users_table: bool = True) -> dict:
+def audit_document(
+    shift: float = 0.2, n: int = 12000, *, users_table: bool = True, merging: dict | None = None
+) -> dict:
     """`users_table=False`: an imported order log's audit, every grouping missing."""
     rng = np.random.default_rng(4)
     users = pd.DataFrame(
@@ -62,6 +64,7 @@ def audit_document(shift: float = 0.2, n: int = 12000, *, users_table: bool = Tr
         settings=AuditSettings(resamples=200),
         calibration=cal,
         calibration_groups=groups(cal),
+        merging=merging,
     )
     doc.update(
         {

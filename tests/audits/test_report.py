@@ -35,7 +35,7 @@ def test_html_puts_the_verdict_first_and_says_what_is_not_audited(doc):
     assert body.index('id="verdict"') < body.index("<h2>")
     assert f"Verdict: {doc['verdict']}" in html
     for said in (
-        "not yet audited: the merge service does not exist yet",
+        "not yet audited: the merge service has made no offers yet",
         "not yet audited: order routing does not exist yet",
         "no offers were sent yet",
         "too small to compare",

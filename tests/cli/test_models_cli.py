@@ -412,6 +412,34 @@ def test_orders_only_import_trains_promotes_and_scores(model_home, tmp_path):
     readme = (_latest(home) / "README.md").read_text()
     assert "Expected spend (`expected_spend_90d`)" in readme
     assert scored.expected_spend_90d.notna().all()
+    # The merge service on the imported log: offers from its scores, and what it cannot do
+    # without nodes, waves and shipments (or a simulated world) said plainly.
+    _service_on_an_imported_log(home, conf, scored)
+
+
+def _service_on_an_imported_log(home: Path, conf: Path, scored: pd.DataFrame) -> None:
+    from fastapi.testclient import TestClient
+
+    from cadence.flows.settings import Settings
+    from cadence.flows.steps.serving import build_service
+    from cadence.serving.main import create_app
+
+    key = _run(home, conf, "keys", "create", "--role", "service").output.split()[-1]
+    settings = Settings(home=home, conf=conf, mlflow_tracking_uri=None)
+    service = build_service(settings, settings.decisions(), today="scores")
+    user = scored.sort_values("p_order_30d").user_id.iloc[-1]
+    with TestClient(create_app(service)) as client:
+        got = client.get(f"/v1/users/{user}/offer", headers={"X-API-Key": key})
+        assert got.status_code == 200 and got.json()["reason"] in (None, "not_due"), got.text
+        r = client.post(
+            "/v1/consolidations", json={"ship_date": "2025-08-01"}, headers={"X-API-Key": key}
+        )
+        assert r.status_code == 409 and "no nodes, dispatch_waves, shipments" in r.text
+    service.engine.dispose()
+    r = _run(home, conf, "consolidate", "--date", "2025-08-01")
+    assert r.exit_code == 2 and "dispatch waves and shipment history" in r.output
+    r = _run(home, conf, "merge", "simulate", "--days", "14")
+    assert r.exit_code == 2 and "imported order log, which cannot answer offers" in r.output
 
 
 def test_the_7_day_horizon_is_a_registered_model_of_its_own(life):
@@ -476,6 +504,29 @@ def test_the_service_offers_from_the_published_list_with_a_key_from_the_cli(life
         )
         assert r.status_code == 200
     service.engine.dispose()
+    # The day's plan from the command line: no orders were placed, so an empty plan.
+    planned = _run(home, conf, "consolidate", "--date", str(horizon), "--json")
+    assert planned.exit_code == 0, planned.output
+    assert json.loads(planned.output)["merged"]["orders"] == 0
     assert _run(home, conf, "score", "--no-online").exit_code == 0
     rescored = pd.read_parquet(home / "lists" / "repurchase" / "latest" / "scores.parquet")
     assert gone not in set(rescored.user_id) and len(rescored) == len(scored) - 1
+
+
+def test_a_simulated_merge_campaign_reads_out_merged_against_unmerged(life):
+    home = life["home"]
+    conf = _conf(home.parent / f"{home.name}-merge")
+    r = _run(home, conf, "merge", "simulate", "--days", "21", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["merged_without_confirmation"] == 0
+    assert out["offers"]["sent"] > 0 and out["shoppers"]["treatment"] > 0
+    b, m = out["baseline"], out["merged"]
+    assert m["orders"] == b["orders"] > 0
+    assert m["parcels"] <= b["parcels"] and m["batches"] <= b["batches"]
+    for key in ("orders_per_shopper", "cost_per_order"):
+        lo, hi = out["ab"][key]["interval"]
+        assert lo <= out["ab"][key]["difference"] <= hi
+    table = _run(home, conf, "merge", "simulate", "--days", "21")
+    assert "merged without confirmation: 0" in table.output
+    assert _run(home, conf, "merge", "simulate", "--days", "999").exit_code == 2

@@ -159,6 +159,9 @@ def test_demo_prints_the_summary_and_where_things_are(prefect_api, tmp_path, mon
     assert r.output.index("fairness audit") < r.output.index("is champion")
     assert re.search(r"audit report: \S+audit\.html", r.output.replace("\n", ""))
     assert (home / "feast" / "online.db").exists()
+    # The simulated merge campaign's read-out, nothing merged without a confirmation.
+    assert "merge campaign: 28 days from" in r.output
+    assert "merged without confirmation: 0" in r.output
     # Library chatter went to the workspace log, not the terminal.
     assert "Successfully registered model" not in r.output
 

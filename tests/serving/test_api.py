@@ -411,13 +411,23 @@ def test_a_huge_body_is_413(client, keys):
 # --- health ---------------------------------------------------------------------------------
 
 
+def _offers_counted(client) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith('cadence_offers_total{outcome="offer"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def test_health_readiness_and_metrics(client, keys, service):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"]["champion"] == "v3"
+    # Feast switches prometheus_client to its multiprocess values on import, which a process's
+    # registries share by name: count the difference this request makes.
+    before = _offers_counted(client)
     offer(client, keys)
+    assert _offers_counted(client) == before + 1
     body = client.get("/metrics").text
-    assert 'cadence_offers_total{outcome="offer"} 1.0' in body
     assert 'route="/v1/users/{user_id}/offer"' in body and "u1" not in body
     service.champion = lambda: None
     assert client.get("/readyz").status_code == 503

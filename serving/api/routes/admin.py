@@ -16,18 +16,27 @@ Admin = role("admin")
 
 
 @router.post("/keys", response_model=S.KeyCreated, status_code=201)
-def create_key(body: S.KeyIn, session: SessionDep, caller=Admin) -> S.KeyCreated:
+def create_key(
+    body: S.KeyIn, service: ServiceDep, session: SessionDep, caller=Admin
+) -> S.KeyCreated:
     """A new key; the response is the only place it is ever shown."""
-    key = _keys.create_key(session, body.role, note=body.note, actor=caller.key_id)
+    with service.writes():
+        key = _keys.create_key(session, body.role, note=body.note, actor=caller.key_id)
     return S.KeyCreated(key_id=key.split("_")[1], role=body.role, key=key)
 
 
 @router.delete("/keys/{key_id}", status_code=204)
 def revoke_key(
-    key_id: Annotated[str, Path(min_length=1, max_length=16)], session: SessionDep, caller=Admin
+    key_id: Annotated[str, Path(min_length=1, max_length=16)],
+    service: ServiceDep,
+    session: SessionDep,
+    caller=Admin,
 ) -> None:
-    if not _keys.revoke_key(session, key_id, actor=caller.key_id):
+    with service.writes():
+        revoked = _keys.revoke_key(session, key_id, actor=caller.key_id)
+    if not revoked:
         raise HTTPException(404, f"no live key {key_id!r}")
+    service.keys.clear()
 
 
 @router.get("/config", dependencies=[Admin])
@@ -47,6 +56,7 @@ def reload(service: ServiceDep, session: SessionDep, caller=Admin) -> dict[str, 
         raise HTTPException(422, str(exc)) from exc
     service.conf = conf
     ctx = Context(session, caller.key_id, service.clock(), conf, service.scores)
-    log(ctx, "config_reloaded", **conf.model_dump(mode="json"))
-    session.commit()
+    with service.writes():
+        log(ctx, "config_reloaded", **conf.model_dump(mode="json"))
+        session.commit()
     return conf.model_dump(mode="json")

@@ -7,17 +7,20 @@ from fastapi import APIRouter
 
 from cadence.serving import _events
 from cadence.serving import _schemas as S
-from cadence.serving.api.deps import ServiceDep, SessionDep, context, role
+from cadence.serving.api.deps import ServiceDep, context, role
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
 
 @router.post("/events", response_model=S.EventOutcome)
-def receive(
-    event: S.EventIn, service: ServiceDep, session: SessionDep, caller=role("service")
-) -> S.EventOutcome:
+async def receive(event: S.EventIn, service: ServiceDep, caller=role("service")) -> S.EventOutcome:
     """Handles the event once; a replay of its `event_id` returns the first outcome."""
-    outcome = _events.receive(context(service, session, caller), event)
+
+    def work():
+        with service.sessions() as session:
+            return _events.receive(context(service, session, caller), event)
+
+    outcome = await service.run(work)
     if not outcome.replayed:
         for gone in outcome.exits:
             service.metrics.exits.labels(gone.reason).inc()

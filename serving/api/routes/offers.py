@@ -10,7 +10,7 @@ from cadence.serving import _offers
 from cadence.serving import _schemas as S
 from cadence.serving._rules import NO_OFFER_REASONS
 from cadence.serving._tables import Offer
-from cadence.serving.api.deps import ServiceDep, SessionDep, context, role
+from cadence.serving.api.deps import ServiceDep, context, role
 
 router = APIRouter(prefix="/v1", tags=["offers"])
 Service = role("service")
@@ -32,10 +32,15 @@ def public(offer: Offer) -> S.OfferPublic:
 
 
 @router.get("/users/{user_id}/offer", response_model=S.OfferAnswer, dependencies=[Service])
-def get_offer(user_id: UserId, service: ServiceDep, session: SessionDep) -> S.OfferAnswer:
+async def get_offer(user_id: UserId, service: ServiceDep) -> S.OfferAnswer:
     """The shopper's offer when they are eligible (the same one again while it is open),
     otherwise no offer and the reason code."""
-    found = _offers.offer_for(context(service, session, None), user_id)
+
+    def work():
+        with service.sessions() as session:
+            return _offers.offer_for(context(service, session, None), user_id)
+
+    found = await service.run(work)
     if isinstance(found, str):
         service.metrics.offers.labels(found).inc()
         return S.OfferAnswer(reason=found, message=NO_OFFER_REASONS[found])
@@ -44,23 +49,27 @@ def get_offer(user_id: UserId, service: ServiceDep, session: SessionDep) -> S.Of
 
 
 @router.post("/offers/{offer_id}/confirm", response_model=S.ConfirmationPublic)
-def confirm(
+async def confirm(
     offer_id: OfferId,
     body: S.ConfirmIn,
     key: IdempotencyKey,
     service: ServiceDep,
-    session: SessionDep,
     caller=Service,
 ) -> S.ConfirmationPublic:
     """The shopper's explicit opt-in: who, when, which consent text, from which channel.
     Confirming again (the same key, or another) returns the first confirmation unchanged."""
-    made, new = _offers.confirm(
-        context(service, session, caller),
-        offer_id,
-        key=key,
-        channel=body.channel,
-        consent_version=body.consent_version,
-    )
+
+    def work():
+        with service.sessions() as session:
+            return _offers.confirm(
+                context(service, session, caller),
+                offer_id,
+                key=key,
+                channel=body.channel,
+                consent_version=body.consent_version,
+            )
+
+    made, new = await service.run(work)
     if new:
         service.metrics.confirmations.inc()
     return S.ConfirmationPublic(
@@ -74,9 +83,16 @@ def confirm(
 
 
 @router.post("/offers/{offer_id}/cancel", response_model=S.OfferPublic)
-def cancel(
-    offer_id: OfferId, body: S.ChannelIn, service: ServiceDep, session: SessionDep, caller=Service
+async def cancel(
+    offer_id: OfferId, body: S.ChannelIn, service: ServiceDep, caller=Service
 ) -> S.OfferPublic:
     """Free, any time before dispatch; the order goes back to normal handling."""
-    offer = _offers.cancel(context(service, session, caller), offer_id, channel=body.channel)
-    return public(offer)
+
+    def work():
+        with service.sessions() as session:
+            offer = _offers.cancel(
+                context(service, session, caller), offer_id, channel=body.channel
+            )
+            return public(offer)
+
+    return await service.run(work)

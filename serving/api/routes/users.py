@@ -27,7 +27,8 @@ def opt_out(
     user_id: UserId, body: S.ChannelIn, service: ServiceDep, session: SessionDep, caller=Service
 ) -> S.UserStatePublic:
     """Never profiled or offered again, and dropped from lists; an open offer is withdrawn."""
-    state = _offers.opt_out(context(service, session, caller), user_id, channel=body.channel)
+    with service.writes():
+        state = _offers.opt_out(context(service, session, caller), user_id, channel=body.channel)
     return public(state)
 
 
@@ -37,7 +38,8 @@ def opt_in(
 ) -> S.UserStatePublic:
     """Reverses an opt-out. Only the shopper can: the `service` role calls it for the
     signed-in shopper, and no other role may."""
-    state = _offers.opt_in(context(service, session, caller), user_id, channel=body.channel)
+    with service.writes():
+        state = _offers.opt_in(context(service, session, caller), user_id, channel=body.channel)
     return public(state)
 
 
