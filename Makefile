@@ -18,6 +18,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@
+
 demo: $(VENV)/.installed
 	$(BIN)/cadence demo
 
@@ -43,12 +47,14 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/bench_world.py
 	$(BIN)/python bench/bench_features.py --materialize-users 20000
 	$(BIN)/python bench/bench_models.py
 	$(BIN)/python bench/bench_btyd.py
 	$(BIN)/python bench/bench_audit.py
+	$(BIN)/python bench/bench_consolidate.py
+	$(BIN)/python bench/bench_serving.py
 
 clean:
 	rm -rf .cadence

@@ -115,7 +115,6 @@ def build_service(settings: Settings, conf: Conf, *, today: str | None = None) -
     """The service over this workspace. `today`: None for the wall clock, "scores" for the
     latest list's as-of date (a simulated shop's own today), or a date."""
     from cadence.flows.conf import read_file
-    from cadence.models import _registry
     from cadence.serving._config import ServingConf
     from cadence.serving._db import pseudonym_key, sessions
     from cadence.serving._service import Service, shifted_clock, wall_clock
@@ -138,9 +137,16 @@ def build_service(settings: Settings, conf: Conf, *, today: str | None = None) -
         except ValueError:
             raise ValueError(f"--today {today}: expected YYYY-MM-DD or 'scores'") from None
     model = conf.serving.offers.model
-    _registry.configure(settings.home, settings.mlflow_tracking_uri)
+    configured = []
 
     def champion() -> str | None:
+        # MLflow is imported and pointed at the registry on the first readiness check, not
+        # at start-up: a restarted service answers sooner.
+        from cadence.models import _registry
+
+        if not configured:
+            _registry.configure(settings.home, settings.mlflow_tracking_uri)
+            configured.append(True)
         return _registry.alias_version(model, _registry.CHAMPION)
 
     def reload() -> ServingConf:

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from cadence.serving.main import create_app
 
 pytestmark = pytest.mark.unit
-EXAMPLES = 25
+EXAMPLES = 15
 
 
 def _role(path: str) -> str:
