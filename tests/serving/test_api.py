@@ -230,6 +230,15 @@ def test_opting_out_stops_offers_and_only_the_shopper_can_opt_back_in(client, ke
     assert r.json()["profiling_opt_out"] is False
 
 
+def test_logs_name_shoppers_by_pseudonym_only(client, keys, service, caplog):
+    with caplog.at_level("DEBUG", logger="cadence.serving"):
+        o = offer(client, keys, "u2")["offer"]
+        confirm(client, keys, o["offer_id"])
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert service.pseudonym("u2") in said and "u2" not in said  # hex ids hold no "u"
+    assert "confirmed" in said
+
+
 def test_an_opted_out_shoppers_score_is_never_read(client, keys, service):
     client.post("/v1/users/u1/profiling-opt-out", json={"channel": "app"}, headers=h(keys))
     before = service.scores.reads

@@ -3,6 +3,8 @@ cancelled or dispatched, consent changed. Exit conditions are checked as each ar
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter
 
 from cadence.serving import _events
@@ -10,6 +12,7 @@ from cadence.serving import _schemas as S
 from cadence.serving.api.deps import ServiceDep, context, role
 
 router = APIRouter(prefix="/v1", tags=["events"])
+log = logging.getLogger("cadence.serving")
 
 
 @router.post("/events", response_model=S.EventOutcome)
@@ -24,4 +27,5 @@ async def receive(event: S.EventIn, service: ServiceDep, caller=role("service"))
     if not outcome.replayed:
         for gone in outcome.exits:
             service.metrics.exits.labels(gone.reason).inc()
+            log.info("order %s left its merge: %s", gone.order_id, gone.reason)
     return outcome

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path
@@ -13,6 +14,7 @@ from cadence.serving._tables import Offer
 from cadence.serving.api.deps import ServiceDep, context, role
 
 router = APIRouter(prefix="/v1", tags=["offers"])
+log = logging.getLogger("cadence.serving")
 Service = role("service")
 UserId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 OfferId = Annotated[str, Path(min_length=1, max_length=36)]
@@ -41,9 +43,12 @@ async def get_offer(user_id: UserId, service: ServiceDep) -> S.OfferAnswer:
             return _offers.offer_for(context(service, session, None), user_id)
 
     found = await service.run(work)
+    shown = service.pseudonym(user_id)
     if isinstance(found, str):
+        log.debug("no offer for shopper %s: %s", shown, found)
         service.metrics.offers.labels(found).inc()
         return S.OfferAnswer(reason=found, message=NO_OFFER_REASONS[found])
+    log.debug("offer %s for shopper %s", found.offer_id, shown)
     service.metrics.offers.labels("offer").inc()
     return S.OfferAnswer(offer=public(found))
 
@@ -72,6 +77,7 @@ async def confirm(
     made, new = await service.run(work)
     if new:
         service.metrics.confirmations.inc()
+        log.info("offer %s confirmed by shopper %s", offer_id, service.pseudonym(made.user_id))
     return S.ConfirmationPublic(
         offer_id=made.offer_id,
         user_id=made.user_id,
