@@ -28,6 +28,9 @@ def serve(
             show_default="the wall clock",
         ),
     ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Server processes (more than 1: PostgreSQL only).")
+    ] = 1,
 ) -> None:
     """Run the merge service (FastAPI on uvicorn): offers, consent, events, exits. The
     database is migrated to the latest schema first; OpenAPI at /docs."""
@@ -37,7 +40,7 @@ def serve(
     settings = ctx.obj
     console.print(f"merge service on http://{host}:{port} (OpenAPI: /docs)", markup=False)
     try:
-        step.serve(settings, settings.decisions(), host, port, today)
+        step.serve(settings, settings.decisions(), host, port, today, workers)
     except (DatabaseError, ValueError) as exc:
         fail(exc)
 

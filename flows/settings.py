@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     # The merge service's database: postgresql://... in production; unset: a SQLite file in
     # the workspace (serving.db, WAL mode).
     database_url: str | None = None
+    # Set by `cadence serve --workers N --today ...` for its worker processes.
+    serve_today: str | None = None
     # Any MLflow tracking server; unset: a SQLite database in the workspace's mlflow/.
     mlflow_tracking_uri: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from typing import TYPE_CHECKING
 
 from cadence.flows.conf import Conf
@@ -32,7 +33,10 @@ def database(settings: Settings) -> Engine:
 def create_key(settings: Settings, role: str, note: str = "") -> str:
     from cadence.serving._db import sessions
     from cadence.serving._keys import create_key as make
+    from cadence.serving._tables import ROLES
 
+    if role not in ROLES:  # before the database is made or touched
+        raise ValueError(f"role {role!r}: expected one of {', '.join(ROLES)}")
     engine = database(settings)
     try:
         with sessions(engine)() as session:
@@ -45,6 +49,8 @@ def revoke_key(settings: Settings, key_id: str) -> bool:
     from cadence.serving._db import sessions
     from cadence.serving._keys import revoke_key as revoke
 
+    if settings.database_url is None and not (settings.home / "serving.db").exists():
+        return False  # no service database, so no key
     engine = database(settings)
     try:
         with sessions(engine)() as session:
@@ -119,10 +125,6 @@ def build_service(settings: Settings, conf: Conf, *, today: str | None = None) -
     from cadence.serving._db import pseudonym_key, sessions
     from cadence.serving._service import Service, shifted_clock, wall_clock
 
-    engine = database(settings)
-    factory = sessions(engine)
-    with factory() as session:
-        key = pseudonym_key(session)
     clock = wall_clock
     if today == "scores":
         as_of = scores_as_of(settings, conf)
@@ -136,6 +138,10 @@ def build_service(settings: Settings, conf: Conf, *, today: str | None = None) -
             clock = shifted_clock(dt.date.fromisoformat(today))
         except ValueError:
             raise ValueError(f"--today {today}: expected YYYY-MM-DD or 'scores'") from None
+    engine = database(settings)
+    factory = sessions(engine)
+    with factory() as session:
+        key = pseudonym_key(session)
     model = conf.serving.offers.model
     configured = []
 
@@ -172,11 +178,42 @@ def build_service(settings: Settings, conf: Conf, *, today: str | None = None) -
     )
 
 
-def serve(settings: Settings, conf: Conf, host: str, port: int, today: str | None) -> None:
-    """Runs the service until interrupted."""
+def serve(
+    settings: Settings, conf: Conf, host: str, port: int, today: str | None, workers: int = 1
+) -> None:
+    """Runs the service until interrupted; `workers` processes (PostgreSQL only: SQLite has
+    one writer, and processes would queue on its lock)."""
     import uvicorn
 
     from cadence.serving.main import create_app
 
+    if workers > 1:
+        if settings.database_url is None:
+            raise ValueError(
+                f"--workers {workers}: more than one process needs PostgreSQL "
+                "(CADENCE_DATABASE_URL); SQLite has one writer at a time"
+            )
+        database(settings)  # migrated once, before the workers start
+        os.environ["CADENCE_SERVE_TODAY"] = today or ""
+        uvicorn.run(
+            "cadence.flows.steps.serving:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+        )
+        return
     service = build_service(settings, conf, today=today)
     uvicorn.run(create_app(service), host=host, port=port, log_level="warning", access_log=False)
+
+
+def app_from_environment():
+    """The app of one worker process of `cadence serve --workers N`, built from the
+    environment the command left it (`CADENCE_*`, and `CADENCE_SERVE_TODAY`)."""
+    from cadence.serving.main import create_app
+
+    settings = Settings()
+    today = settings.serve_today or None
+    return create_app(build_service(settings, settings.decisions(), today=today))

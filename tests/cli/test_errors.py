@@ -147,6 +147,12 @@ CASES = [
         "--customer 'client': no such column",
     ),
     (["evaluate", "repurchase", "--backtest", "0"], {}, "--backtest 0: a backtest needs 1 or more"),
+    (["keys", "create", "--role", "owner"], {}, "role 'owner': expected one of service"),
+    (["keys", "revoke", "abc123"], {}, "no live key 'abc123'"),
+    (["serve", "--workers", "2"], {}, "--workers 2: more than one process needs PostgreSQL"),
+    (["serve", "--today", "someday"], {}, "--today someday: expected YYYY-MM-DD or 'scores'"),
+    (["consolidate", "--date", "2025-13-01"], {}, "--date 2025-13-01: expected YYYY-MM-DD"),
+    (["merge", "simulate", "--days", "7"], {}, "run `cadence features build` first"),
 ]
 
 
