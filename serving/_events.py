@@ -25,25 +25,32 @@ def receive(ctx: Context, event) -> S.EventOutcome:
     prior = s.get(Event, event.event_id)
     if prior is not None:
         return _replayed(prior, event)
-    exits = HANDLERS[event.type](ctx, event)
-    outcome = S.EventOutcome(event_id=event.event_id, type=event.type, exits=exits, replayed=False)
-    s.add(
-        Event(
-            event_id=event.event_id,
-            type=event.type,
-            user_id=getattr(event, "user_id", None),
-            order_id=getattr(event, "order_id", None),
-            received_at=ctx.now,
-            outcome=outcome.model_dump(mode="json"),
-        )
-    )
     try:
+        exits = HANDLERS[event.type](ctx, event)
+        outcome = S.EventOutcome(
+            event_id=event.event_id, type=event.type, exits=exits, replayed=False
+        )
+        s.add(
+            Event(
+                event_id=event.event_id,
+                type=event.type,
+                user_id=getattr(event, "user_id", None),
+                order_id=getattr(event, "order_id", None),
+                received_at=ctx.now,
+                outcome=outcome.model_dump(mode="json"),
+            )
+        )
         s.commit()
-    except IntegrityError:  # the same event, handled by a concurrent request
+    except IntegrityError:  # a concurrent request: the same event, or the same order or offer
         s.rollback()
         prior = s.get(Event, event.event_id)
         if prior is None:
-            raise
+            raise ServiceError(
+                409,
+                "concurrent_change",
+                "a concurrent request placed or changed the same order or offer; nothing was "
+                "done, and sending the event again gets the answer as things now stand",
+            ) from None
         return _replayed(prior, event)
     return outcome
 

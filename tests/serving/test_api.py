@@ -371,6 +371,9 @@ def test_a_reviewer_reads_the_audit_log_in_order(client, keys):
     confirmed_order(client, keys)
     r = client.get("/v1/audit-log?user_id=u1", headers=h(keys, "reviewer"))
     assert [e["action"] for e in r.json()] == ["offer_made", "offer_confirmed", "order_placed"]
+    # Each line names the key that acted (its id, never the key).
+    service_key_id = keys["service"].split("_")[1]
+    assert {e["actor"] for e in r.json()} == {service_key_id}
     seqs = [e["seq"] for e in r.json()]
     assert seqs == sorted(seqs)
     after = client.get(f"/v1/audit-log?after={seqs[0]}&user_id=u1", headers=h(keys, "reviewer"))

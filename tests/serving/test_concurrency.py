@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from cadence.serving import _events, _offers
 from cadence.serving import _schemas as S
 from cadence.serving._records import Context, ServiceError
-from cadence.serving._tables import AuditLog, Confirmation, Event, Offer
+from cadence.serving._tables import AuditLog, Confirmation, Event, Offer, Order
 from tests.serving.conftest import NOW
 
 pytestmark = pytest.mark.unit
@@ -92,3 +92,41 @@ def test_a_replayed_event_racing_itself_is_handled_once(service):
     with service.sessions() as s:
         assert s.scalar(select(func.count()).select_from(Event)) == 1
         assert s.scalar(select(func.count()).where(AuditLog.action == "consent_changed")) == 1
+
+
+def test_racing_orders_for_one_offer_store_one(service):
+    with service.sessions() as session:
+        ctx = Context(session, "k", NOW, service.conf, service.scores)
+        offer = _offers.offer_for(ctx, "u1")
+        _offers.confirm(
+            ctx, offer.offer_id, key="key-first", channel="app", consent_version="2026-11"
+        )
+
+    def work(ctx, i):
+        order = {
+            "order_id": 100 + i,
+            "user_id": "u1",
+            "offer_id": offer.offer_id,
+            "address_id": "a1",
+            "area": "C01",
+            "node_id": "RDC-01",
+            "zone": "same_city",
+            "carrier": "metro",
+            "distance_km": 5.0,
+            "ship_date": NOW.date(),
+            "promised_date": NOW.date(),
+            "items": [
+                {"sku": "S", "quantity": 1, "unit_price": 9.0, "weight_kg": 1.0, "volume_cm3": 9.0}
+            ],
+        }
+        event = S.OrderPlaced(type="order_placed", event_id=f"e{i}", occurred_at=NOW, order=order)
+        return _events.receive(ctx, event).event_id
+
+    got = _race(service, work)
+    assert sum(g.startswith("e") for g in got) == 1
+    assert set(got) - {g for g in got if g.startswith("e")} <= {
+        "offer_has_order",
+        "concurrent_change",
+    }
+    with service.sessions() as s:
+        assert s.scalar(select(func.count()).where(Order.offer_id == offer.offer_id)) == 1

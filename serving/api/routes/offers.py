@@ -33,14 +33,14 @@ def public(offer: Offer) -> S.OfferPublic:
     return S.OfferPublic.model_validate(offer, from_attributes=True)
 
 
-@router.get("/users/{user_id}/offer", response_model=S.OfferAnswer, dependencies=[Service])
-async def get_offer(user_id: UserId, service: ServiceDep) -> S.OfferAnswer:
+@router.get("/users/{user_id}/offer", response_model=S.OfferAnswer)
+async def get_offer(user_id: UserId, service: ServiceDep, caller=Service) -> S.OfferAnswer:
     """The shopper's offer when they are eligible (the same one again while it is open),
     otherwise no offer and the reason code."""
 
     def work():
         with service.sessions() as session:
-            return _offers.offer_for(context(service, session, None), user_id)
+            return _offers.offer_for(context(service, session, caller), user_id)
 
     found = await service.run(work)
     shown = service.pseudonym(user_id)
