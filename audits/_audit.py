@@ -217,14 +217,18 @@ def mitigation(
     }
 
 
-def incentive_parity(offers: pd.DataFrame | None, cohort: str = "sent_date") -> dict[str, Any]:
-    """Everyone in a cohort (offers sent the same day) gets the same incentive: exact, so
-    any cohort holding two incentives fails. Not audited while no offers exist."""
+def incentive_parity(
+    offers: pd.DataFrame | None, cohorts: pd.Series | None = None, *, whose: str = ""
+) -> dict[str, Any]:
+    """Everyone in a cohort gets the same incentive: exact, so any cohort holding two
+    incentives (kind or rate) fails. Cohorts are the offers' sending days unless `cohorts`
+    names them (the merge service's campaign). Not audited while no offers exist."""
     if offers is None or offers.empty:
         return {"status": "not yet audited", "note": "no offers were sent yet"}
-    day = pd.to_datetime(offers.sent_at, utc=True).dt.date.rename(cohort)
+    if cohorts is None:
+        cohorts = pd.to_datetime(offers.sent_at, utc=True).dt.date.rename("sent_date")
     terms = offers.incentive.astype(str) + " " + offers.discount_rate.round(6).astype(str)
-    per = terms.groupby(day).nunique()
+    per = terms.groupby(cohorts).nunique()
     mixed = per[per > 1]
     return {
         "status": FAIL if len(mixed) else PASS,
@@ -232,9 +236,9 @@ def incentive_parity(offers: pd.DataFrame | None, cohort: str = "sent_date") -> 
         "offers": len(offers),
         "mixed_cohorts": [str(d) for d in mixed.index[:20]],
         "note": (
-            f"{len(mixed)} of {len(per)} cohorts held more than one incentive"
+            f"{len(mixed)} of {len(per)} cohorts{whose} held more than one incentive"
             if len(mixed)
-            else f"every one of {len(per)} cohorts held one incentive"
+            else f"every one of {len(per)} cohorts{whose} held one incentive"
         ),
     }
 

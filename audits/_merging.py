@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from cadence.audits._fairness import FAIL, PASS
+from cadence.audits._audit import incentive_parity
 
 OFFER_COLUMNS = ("offer_id", "user_id", "cohort", "incentive", "discount_rate", "state")
 
@@ -69,17 +69,5 @@ def merging_section(
 
 
 def cohort_parity(offers: pd.DataFrame) -> dict[str, Any]:
-    """Exact: any cohort whose offers hold two incentives (kind or rate) fails."""
-    terms = offers.incentive.astype(str) + " " + offers.discount_rate.round(6).astype(str)
-    per = terms.groupby(offers.cohort).nunique()
-    mixed = per[per > 1]
-    return {
-        "status": FAIL if len(mixed) else PASS,
-        "cohorts": len(per),
-        "mixed_cohorts": [str(c) for c in mixed.index[:20]],
-        "note": (
-            f"{len(mixed)} of {len(per)} cohorts of the merge service held more than one incentive"
-            if len(mixed)
-            else f"every one of {len(per)} cohorts of the merge service held one incentive"
-        ),
-    }
+    """Exact: any campaign cohort whose offers hold two incentives (kind or rate) fails."""
+    return incentive_parity(offers, offers.cohort, whose=" of the merge service")
