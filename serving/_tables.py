@@ -48,9 +48,7 @@ class Stamp(TypeDecorator):
 
 
 ROLES = ("service", "marketing", "reviewer", "admin")
-OFFER_STATES = ("open", "confirmed", "cancelled", "exited", "expired", "dispatched")
 LIVE = "state IN ('open', 'confirmed')"
-ORDER_STATES = ("normal", "merging", "released", "planned", "cancelled")
 
 
 class Base(DeclarativeBase):
@@ -119,6 +117,7 @@ class Offer(Base):
     model_version: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(Stamp())
     expires_at: Mapped[dt.datetime] = mapped_column(Stamp())
+    # open, confirmed, cancelled, exited, expired or dispatched
     state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(32))
     changed_at: Mapped[dt.datetime] = mapped_column(Stamp())
@@ -159,6 +158,8 @@ class Order(Base):
     weight_kg: Mapped[float] = mapped_column(Float, default=0.0)
     volume_cm3: Mapped[float] = mapped_column(Float, default=0.0)
     value: Mapped[float] = mapped_column(Float, default=0.0)
+    # normal (never merged), merging (a confirmed offer's), planned, released (left its
+    # merge; ships as a normal order), cancelled or dispatched
     state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(32))
     changed_at: Mapped[dt.datetime] = mapped_column(Stamp())
