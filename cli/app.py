@@ -13,6 +13,7 @@ from cadence.cli.audits import audit
 from cadence.cli.data import data_app
 from cadence.cli.features import features_app
 from cadence.cli.flows import demo, deploy, run, run_epilog
+from cadence.cli.routing import route_app
 from cadence.cli.serving import consolidate, keys_app, merge_app, serve
 from cadence.cli.status import status
 from cadence.cli.world import world_app
@@ -28,6 +29,7 @@ ORDER = (
     "promote",
     "rollback",
     "score",
+    "route",
     "serve",
     "consolidate",
     "merge",
@@ -63,6 +65,7 @@ app.command("audit")(audit)
 app.command("promote")(models.promote)
 app.command("rollback")(models.rollback)
 app.command("score")(models.score)
+app.add_typer(route_app, name="route")
 app.command(
     "run",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},

@@ -13,6 +13,7 @@ from cadence.cli._render import console, fail, progress
 
 class Target(enum.StrEnum):
     repurchase = "repurchase"
+    routing = "routing"
 
 
 Horizon = Annotated[
@@ -223,6 +224,13 @@ def train(
     """Train on the workspace's features, log the run to MLflow, register a challenger."""
     from cadence.flows.steps import models as step
 
+    if what is Target.routing:
+        from cadence.cli.routing import train as train_routing
+
+        if horizon is not None:
+            fail("--horizon applies to repurchase models, not routing")
+        train_routing(ctx.obj)
+        return
     try:
         c = _context(ctx.obj, horizon, training=True)
         with progress("training") as report:
@@ -271,6 +279,8 @@ def evaluate(
     by segment and with 95% bootstrap intervals; or backtest over several windows."""
     from cadence.flows.steps import models as step
 
+    if what is Target.routing:
+        fail("routing is evaluated by replaying held-out days: `cadence route evaluate --days N`")
     settings = ctx.obj
     try:
         if backtest is not None:
@@ -331,6 +341,14 @@ def promote(
     """Run every gate on the challenger; make it champion only if all pass (exit 1 if not)."""
     from cadence.flows.steps import models as step
 
+    if what is Target.routing:
+        from cadence.cli.routing import promote as promote_routing
+
+        if horizon is not None:
+            fail("--horizon applies to repurchase models, not routing")
+        promote_routing(ctx.obj, reason)
+        return
+
     try:
         with console.status("running the gates"):
             promoted, results, version = step.promote(_context(ctx.obj, horizon), reason)
@@ -350,6 +368,12 @@ def rollback(
 ) -> None:
     """Move `champion` back to the version the current champion replaced."""
     from cadence.flows.steps import models as step
+
+    if what is Target.routing:
+        from cadence.cli.routing import rollback as rollback_routing
+
+        rollback_routing(ctx.obj, reason)
+        return
 
     try:
         c = _context(ctx.obj, horizon)

@@ -269,12 +269,73 @@ class AuditsConf(_Strict):
         return self
 
 
+# --- routing.yaml ---------------------------------------------------------------------------
+
+
+class RoutingModelsConf(_Strict):
+    n_estimators: Positive = 400
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.08
+    max_depth: Positive = 6
+    early_stopping_rounds: Positive = 30
+    valid_share: Share = 0.15
+    quantiles: list[Share] = Field(default_factory=lambda: [0.5, 0.9], min_length=1)
+    seed: Annotated[int, Field(ge=0)] = 0
+    n_jobs: Positive = 2
+
+
+class RoutingObjectiveConf(_Strict):
+    per_day: Annotated[float, Field(ge=0)] = 1.0
+    late_penalty: Annotated[float, Field(ge=0)] = 15.0
+    split_penalty: Annotated[float, Field(ge=0)] = 4.0
+    damage_weight: Annotated[float, Field(ge=0)] = 1.0
+    store_penalty: Annotated[float, Field(ge=0)] = 0.0
+    use_stores: bool = True
+
+
+class RoutingCandidatesConf(_Strict):
+    nodes_per_order: Positive = 6
+    waves: Annotated[int, Field(ge=1, le=6)] = 3
+    min_carrier_parcels: Annotated[int, Field(ge=1)] = 50
+
+
+class RoutingOptimiserConf(_Strict):
+    time_limit_seconds: Annotated[float, Field(gt=0)] = 20.0
+    mip_rel_gap: Annotated[float, Field(ge=0, lt=1)] = 1e-4
+    unserved_cost: Annotated[float, Field(gt=0)] = 1000.0
+
+
+class RoutingPromotionConf(_Strict):
+    gates: list[str] = Field(
+        default_factory=lambda: ["routing_cheaper", "routing_feasible", "routing_fairness"]
+    )
+    margin: Annotated[float, Field(ge=0, lt=1)] = 0.005
+    max_next_day_drop: Annotated[float, Field(ge=0, le=1)] = 0.05
+
+
+class RoutingConf(_Strict):
+    holdout_days: Positive = 28
+    wave_lead_hours: Annotated[float, Field(ge=0, le=24)] = 1.0
+    models: RoutingModelsConf = RoutingModelsConf()
+    objective: RoutingObjectiveConf = RoutingObjectiveConf()
+    candidates: RoutingCandidatesConf = RoutingCandidatesConf()
+    optimiser: RoutingOptimiserConf = RoutingOptimiserConf()
+    promotion: RoutingPromotionConf = RoutingPromotionConf()
+
+    @model_validator(mode="after")
+    def _quantiles_rise(self) -> RoutingConf:
+        q = self.models.quantiles
+        if sorted(set(q)) != list(q):
+            raise ValueError(f"models.quantiles must rise strictly, got {q}")
+        return self
+
+
 _FILES: dict[str, type[BaseModel]] = {
     "world": WorldConf,
     "features": FeaturesConf,
     "models": ModelsConf,
     "flows": FlowsConf,
     "audits": AuditsConf,
+    "routing": RoutingConf,
     # The merge service's decisions are declared beside it (`serving._config`).
     "serving": ServingConf,
 }
@@ -338,6 +399,10 @@ class Conf:
     @cached_property
     def audits(self) -> AuditsConf:
         return self._read("audits")
+
+    @cached_property
+    def routing(self) -> RoutingConf:
+        return self._read("routing")
 
     @cached_property
     def serving(self) -> ServingConf:

@@ -244,6 +244,15 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("city_tier", pa.int8()),
         ]
     ),
+    # The weather the shop can see each day: whether a storm slows parcels in a region. A
+    # routing decision reads the day it is made for, as a shop reads a forecast.
+    "weather": pa.schema(
+        [
+            ("date", pa.date32()),
+            ("region", pa.string()),
+            ("storm", pa.bool_()),
+        ]
+    ),
     "service_contacts": pa.schema(
         [
             ("contact_id", pa.int64()),
@@ -291,6 +300,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "consents": ("user_id", "changed_at", "purpose"),
     "service_contacts": ("contact_id",),
     "offers": ("offer_id",),
+    "weather": ("date", "region"),
 }
 
 # (table, column) -> (referenced table, referenced column); checked when both tables exist.

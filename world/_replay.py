@@ -57,6 +57,8 @@ class ShopView:
         first = {"users": "signup_at", "returns": "requested_at", "service_contacts": "ts"}
         if name in first:
             t = t.filter(pc.less(t[first[name]], self._now(t[first[name]].type)))
+        if name == "weather":
+            return t.filter(pc.less_equal(t["date"], pa.scalar(self.date, pa.date32())))
         if name == "shipments":
             t = self._unknown(t, "shipped_at", ["shipped_at"])
             t = self._unknown(t, "delivered_at", ["delivered_at", "late", "damaged"])

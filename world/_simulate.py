@@ -184,7 +184,7 @@ class _Shop:
                 if keep:
                     self.history[name].append(table)
                 yield name, table
-            yield "truth_weather", _weather_table(self.cfg, self.storm)
+            yield "weather", _weather_table(self.cfg, self.storm)
         self.pool = ThreadPoolExecutor(max_workers=1)
         try:
             for name, table in self._run(first, until, on_day, policy):
@@ -1006,11 +1006,18 @@ def _weather(rng: np.random.Generator, n_days: int) -> np.ndarray:
 
 
 def _weather_table(cfg, storm) -> pa.Table:
+    """Every day and region of the data, storm or not: the feed a shop would buy."""
     from cadence.world._geo import REGIONS
 
-    days, regions = np.nonzero(storm[: cfg.days])
-    dates = np.datetime64(cfg.start, "D") + days
-    return pa.table({"date": pa.array(dates), "region": pa.array(np.array(REGIONS)[regions])})
+    days, regions = np.indices(storm[: cfg.days].shape).reshape(2, -1)
+    return to_table(
+        "weather",
+        {
+            "date": np.datetime64(cfg.start, "D") + days,
+            "region": np.array(REGIONS)[regions],
+            "storm": storm[days, regions],
+        },
+    )
 
 
 def _initial_state(rng, pop, cfg) -> _State:

@@ -1,0 +1,156 @@
+"""`cadence route ...` and the routing branches of `train / promote / rollback`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from cadence.cli._render import console, fail, progress
+
+route_app = typer.Typer(
+    help="Order routing: which warehouse or store ships each order, and by whom.",
+    no_args_is_help=True,
+)
+
+COLUMNS = (
+    ("orders", "orders", "{:,}"),
+    ("cost_per_order", "cost/order", "{:.3f}"),
+    ("cost_vs_nearest", "vs nearest", "{:+.1%}"),
+    ("gap_to_clairvoyant", "vs clairvoyant", "{:+.1%}"),
+    ("next_day_rate", "next day", "{:.1%}"),
+    ("on_time_rate", "on time", "{:.1%}"),
+    ("mean_delivery_days", "days", "{:.2f}"),
+    ("split_rate", "split", "{:.1%}"),
+    ("capacity_violations", "cap. viol.", "{}"),
+    ("stock_violations", "stock viol.", "{}"),
+    ("unassigned", "unassigned", "{}"),
+)
+
+
+def _errors() -> tuple[type[Exception], ...]:
+    from mlflow.exceptions import MlflowException
+
+    return (MlflowException, ValueError)
+
+
+def strategy_table(out: dict[str, Any]):
+    from rich.table import Table
+
+    first, last = out["days"]
+    table = Table(title=f"routing replay {first} to {last} ({out['model']})")
+    table.add_column("strategy")
+    for _, head, _ in COLUMNS:
+        table.add_column(head, justify="right")
+    for name, row in out["strategies"].items():
+        table.add_row(
+            name, *("" if row[k] is None else fmt.format(row[k]) for k, _, fmt in COLUMNS)
+        )
+    return table
+
+
+def ab_lines(ab: dict[str, Any]) -> list[str]:
+    (a, na), (b, nb) = ab["arms"].items()
+    lines = [f"A/B: orders randomised, {a} {na:,} / {b} {nb:,}"]
+    for metric in ("cost_per_order", "next_day_rate"):
+        m = ab[metric]
+        lo, hi = m["ci95"]
+        lines.append(
+            f"  {metric.replace('_', ' ')}: {m[b]:.4f} - {m[a]:.4f} = {m['difference']:+.4f} "
+            f"[{lo:+.4f}, {hi:+.4f}]"
+        )
+    return lines
+
+
+def evaluate(
+    ctx: typer.Context,
+    days: Annotated[int, typer.Option(min=1, help="Held-out days to replay (the latest).")] = 7,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model URI.", show_default="the champion, else the challenger"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Replay held-out days through nearest, greedy, optimal and clairvoyant routing, each
+    choice priced and timed by the simulated world's own truth."""
+    from cadence.flows.steps import routing as step
+
+    settings = ctx.obj
+    try:
+        with progress("replaying") as report:
+            out = step.evaluate(settings, settings.decisions(), days, model, report=report)
+    except _errors() as exc:
+        fail(exc)
+    if as_json:
+        typer.echo(json.dumps(out, indent=2, default=str))
+        return
+    console.print(strategy_table(out))
+    for line in ab_lines(out["ab"]):
+        console.print(line, markup=False)
+    a = out["audit"]
+    console.print(
+        f"routing audit: largest fall in a group's next-day rate, nearest to optimal: "
+        f"{a['max_next_day_drop']:.3f} ({a['worst_group']})",
+        markup=False,
+    )
+    if out["unassigned"]:
+        console.print(f"{len(out['unassigned'])} order(s) left unassigned, with reasons (--json)")
+
+
+def train(settings) -> None:
+    from cadence.flows.steps import routing as step
+
+    try:
+        with progress("training routing") as report:
+            out = step.train(settings, settings.decisions(), report=report)
+    except _errors() as exc:
+        fail(exc)
+    m = out["metrics"]
+    console.print(
+        f"held-out parcels {out['held_out_parcels']:,} (from {out['holdout_from']}): "
+        f"cost MAE {m.get('cost_mae', float('nan')):.3f}, "
+        f"90% delivery quantile covers {m.get('days_q90_coverage', float('nan')):.1%}, "
+        f"damage AUC {m.get('damage_auc', float('nan')):.3f}",
+        markup=False,
+    )
+    for row in out["extrapolation"]:
+        console.print(
+            f"  node chosen by the rule {row['rule_share']} of the time for that city: "
+            f"{row['parcels']:,} parcels, cost MAE {row['cost_mae']:.3f}",
+            markup=False,
+        )
+    console.print(
+        f"registered {out['name']} v{out['version']} as challenger "
+        f"(run {out['run_id']}; {out['seconds']:.0f} s)"
+    )
+
+
+route_app.command("evaluate")(evaluate)
+
+
+def promote(settings, reason: str | None) -> None:
+    from cadence.cli.models import print_gates
+    from cadence.flows.steps import routing as step
+
+    try:
+        with progress("running the routing gates") as report:
+            promoted, results, version = step.promote(
+                settings, settings.decisions(), reason, report=report
+            )
+    except _errors() as exc:
+        fail(exc)
+    print_gates(results)
+    if not promoted:
+        fail(f"routing v{version} stays challenger: a gate failed", code=1)
+    console.print(f"[green]routing v{version} is champion[/green]")
+
+
+def rollback(settings, reason: str) -> None:
+    from cadence.flows.steps import routing as step
+
+    try:
+        old, new = step.rollback(settings, reason)
+    except _errors() as exc:
+        fail(exc)
+    console.print(f"champion routing: v{old} -> v{new} ({reason})")

@@ -1,0 +1,419 @@
+"""Routing's steps: train and register the models, replay held-out days through the strategies.
+
+The replay needs the world's truth to score counterfactual choices, so it runs on a simulated
+shop only; an imported order log has no nodes, stock or parcels and is refused with the reason.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cadence.flows.settings import Settings
+from cadence.flows.steps._progress import Progress, Report, silent
+from cadence.models._route_inputs import (
+    DAY_US,
+    Network,
+    RoutingDataError,
+    history,
+    storms,
+)
+
+
+def network(settings: Settings, conf) -> Network:
+    return Network.from_raw(
+        settings.raw_dir,
+        lead_hours=conf.wave_lead_hours,
+        min_carrier_parcels=conf.candidates.min_carrier_parcels,
+    )
+
+
+def node_features(settings: Settings) -> pd.DataFrame | None:
+    """The build's node features (`routing_v1`), or None when it made none."""
+    path = Path(settings.features_dir) / "nodes.parquet"
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def holdout_start(settings: Settings, days: int) -> pd.Timestamp:
+    """The first held-out day: `days` whole days before the data's end."""
+    from cadence.ingest import read_end
+
+    end = read_end(settings.raw_dir)
+    if end is None:
+        raise RoutingDataError(f"no data in {settings.raw_dir}: run the pipeline first")
+    return (pd.Timestamp(end).tz_convert("UTC").floor("D")) - pd.Timedelta(days=days)
+
+
+def truth_for(settings: Settings, net: Network):
+    """The world's own cost and time for any parcel: the judge of a replay."""
+    from cadence.ingest._manifest import read_manifest
+    from cadence.world import Fulfilment, Parcels
+    from cadence.world._routing import city_index
+
+    manifest = read_manifest(settings.raw_dir)
+    if manifest is None or manifest.source != "world":
+        raise RoutingDataError(
+            "route evaluate replays decisions against the simulated world's true costs and "
+            "times; this workspace holds an imported order log, which has no such truth"
+        )
+    import pyarrow.parquet as pq
+
+    judge = Fulfilment(
+        manifest.seed,
+        pq.read_table(settings.raw_dir / "nodes.parquet"),
+        pq.read_table(settings.raw_dir / "weather.parquet"),
+    )
+
+    def truth(rows: pd.DataFrame) -> pd.DataFrame:
+        out = judge.outcome(
+            Parcels(
+                order_id=rows.order_id.to_numpy(np.int64),
+                part=rows.part.to_numpy(np.int64),
+                node=rows.node.to_numpy(np.int64),
+                carrier=rows.carrier.to_numpy(np.int64),
+                dest_lat=rows.dest_lat.to_numpy(),
+                dest_lon=rows.dest_lon.to_numpy(),
+                dest_city=city_index(rows.dest_city.to_numpy()),
+                weight_kg=rows.weight_kg.to_numpy(),
+                volume_cm3=rows.volume_cm3.to_numpy(),
+                fragile=rows.fragile.to_numpy() > 0,
+                value=rows.value.to_numpy(),
+                ordered_us=rows.ordered_us.to_numpy(np.int64),
+                wave_us=rows.wave_us.to_numpy(np.int64),
+            )
+        )
+        ordered = rows.ordered_us.to_numpy(np.int64)
+        return pd.DataFrame(
+            {
+                "cost": out.cost,
+                "damage_loss": out.damage_loss,
+                "days": (out.delivered_us - ordered) / DAY_US,
+                "late": (out.delivered_us > rows.promise_us.to_numpy()).astype(np.float64),
+                "delivered_us": out.delivered_us,
+            },
+            index=rows.index,
+        )
+
+    return truth
+
+
+def training_data(settings: Settings, net: Network, holdout_days: int):
+    """The history's parcels as rows: before the held-out days for training, and in them."""
+    weather = storms(settings.raw_dir)
+    frame, targets = history(settings.raw_dir, net, weather, node_features(settings))
+    cut = holdout_start(settings, holdout_days).value // 1000
+    train = targets.ordered_us.to_numpy() < cut
+    if train.sum() < 1000:
+        raise RoutingDataError(
+            f"only {int(train.sum())} delivered parcels before the held-out {holdout_days} days; "
+            "routing needs at least 1,000 to learn from"
+        )
+    return frame, targets, train, weather
+
+
+def seconds_since(t0: float) -> float:
+    return round(time.perf_counter() - t0, 2)
+
+
+def _configure(settings: Settings) -> None:
+    from cadence.models._registry import configure
+
+    configure(settings.home, settings.mlflow_tracking_uri)
+
+
+def _boost(conf):
+    from cadence.models._route_models import BoostParams
+
+    m = conf.models
+    return BoostParams(
+        n_estimators=m.n_estimators,
+        learning_rate=m.learning_rate,
+        max_depth=m.max_depth,
+        early_stopping_rounds=m.early_stopping_rounds,
+        seed=m.seed,
+        n_jobs=m.n_jobs,
+    )
+
+
+def train(settings: Settings, conf, *, report: Report = silent) -> dict[str, Any]:
+    """Fits the three models on the parcels before the held-out days, measures them on the
+    held-out parcels (also by how often the legacy rule chose the node), registers a
+    challenger."""
+    from cadence.models._route_models import by_rule_share, fit, metrics, rule_share
+    from cadence.models._route_registry import NAME, log_and_register
+
+    t0 = time.perf_counter()
+    rc = conf.routing
+    report(Progress("train routing", "reading the parcels", 0, 3))
+    net = network(settings, rc)
+    frame, targets, train_mask, _ = training_data(settings, net, rc.holdout_days)
+    features = [c for c in frame.columns if c not in NOT_FEATURES]
+    report(Progress("train routing", f"fitting on {int(train_mask.sum()):,} parcels", 1, 3))
+    stored = fit(
+        frame[train_mask],
+        targets[train_mask],
+        features=features,
+        quantiles=tuple(rc.models.quantiles),
+        params=_boost(rc),
+        valid_share=rc.models.valid_share,
+    )
+    held, held_t = frame[~train_mask], targets[~train_mask]
+    measured = metrics(stored, held, held_t) if len(held) else {}
+    shares = rule_share(targets[train_mask])
+    extrapolation = by_rule_share(stored, held, held_t, shares) if len(held) else pd.DataFrame()
+    report(Progress("train routing", "registering", 2, 3))
+    _configure(settings)
+    start = holdout_start(settings, rc.holdout_days)
+    run_id, version = log_and_register(
+        stored,
+        params={
+            **rc.models.model_dump(),
+            "holdout_days": rc.holdout_days,
+            "features": len(features),
+            "train_parcels": int(train_mask.sum()),
+        },
+        metrics=measured,
+        tables={"extrapolation_by_rule_share": extrapolation},
+        tags={
+            "holdout_from": f"{start:%Y-%m-%d}",
+            "node_features": str(node_features(settings) is not None),
+        },
+        example=frame[features].head(5),
+    )
+    report(Progress("train routing", f"registered {NAME} v{version}", 3, 3))
+    return {
+        "name": NAME,
+        "version": version,
+        "run_id": run_id,
+        "train_parcels": int(train_mask.sum()),
+        "held_out_parcels": int(len(held)),
+        "holdout_from": f"{start:%Y-%m-%d}",
+        "metrics": measured,
+        "extrapolation": extrapolation.to_dict(orient="records"),
+        "rounds": stored.settings["rounds"],
+        "seconds": seconds_since(t0),
+    }
+
+
+# Columns of the history's rows that are not model inputs: the wait for a wave is a schedule,
+# added to the predicted days, not learned.
+NOT_FEATURES = ("wait_hours",)
+
+
+def router_for(rc):
+    from cadence.models._route_plan import Objective, Router, Search
+
+    return lambda net: Router(
+        net,
+        Objective(**rc.objective.model_dump()),
+        Search(
+            nodes_per_order=rc.candidates.nodes_per_order,
+            waves=rc.candidates.waves,
+            time_limit_seconds=rc.optimiser.time_limit_seconds,
+            mip_rel_gap=rc.optimiser.mip_rel_gap,
+            unserved_cost=rc.optimiser.unserved_cost,
+        ),
+    )
+
+
+def resolve_model(settings: Settings, uri: str | None) -> tuple[str, Any]:
+    """The routing model to use: `uri`, else the champion, else the challenger."""
+    from cadence.flows.steps.models import has_models
+    from cadence.models._registry import CHALLENGER, CHAMPION, alias_version
+    from cadence.models._route_registry import NAME, load
+
+    if uri is None:
+        if not has_models(settings):
+            raise RoutingDataError("no routing model yet: run `cadence train routing` first")
+        _configure(settings)
+        for alias in (CHAMPION, CHALLENGER):
+            if alias_version(NAME, alias) is not None:
+                uri = f"models:/{NAME}@{alias}"
+                break
+        else:
+            raise RoutingDataError("no routing model yet: run `cadence train routing` first")
+    else:
+        _configure(settings)
+    return uri, load(uri)
+
+
+def replay_days(
+    settings: Settings,
+    conf,
+    stored,
+    days: int,
+    strategies: tuple[str, ...],
+    *,
+    report: Report = silent,
+):
+    """The last `days` held-out days through `strategies`; per-strategy outcomes and notes."""
+    from cadence.models._route_eval import day_batch, replay, stock_reader
+    from cadence.models._route_plan import model_estimate
+
+    rc = conf.routing
+    if not 1 <= days <= rc.holdout_days:
+        raise RoutingDataError(
+            f"--days {days}: the replay covers held-out days only, 1 to {rc.holdout_days} "
+            "(conf/routing.yaml holdout_days)"
+        )
+    net = network(settings, rc)
+    truth = truth_for(settings, net)
+    weather = storms(settings.raw_dir)
+    estimate = model_estimate(
+        stored,
+        net,
+        weather,
+        node_features(settings),
+        net.damage_refund_share,
+        rc.objective.damage_weight,
+    )
+    router = router_for(rc)(net)
+    orders = pd.read_parquet(settings.raw_dir / "orders.parquet")
+    stock_of = stock_reader(settings.raw_dir, net)
+    first = holdout_start(settings, days)
+    dates = [first + pd.Timedelta(days=i) for i in range(days)]
+    done = iter(range(1, days + 1))
+
+    def on_day(day: pd.Timestamp) -> None:
+        report(Progress("route", f"{day:%Y-%m-%d} replayed", next(done), days))
+
+    outcomes, notes = replay(
+        dates,
+        lambda d: day_batch(settings.raw_dir, net, d, orders, stock_of),
+        router,
+        estimate,
+        truth,
+        strategies,
+        on_day,
+    )
+    return outcomes, notes, dates, net
+
+
+def order_attributes(settings: Settings, order_ids: np.ndarray, columns: list[str]) -> pd.DataFrame:
+    """Per order: the shopper's attributes and the destination's region and city tier."""
+    from cadence.models._route_inputs import addresses_at
+
+    orders = pd.read_parquet(
+        settings.raw_dir / "orders.parquet", columns=["order_id", "user_id", "ordered_at"]
+    )
+    orders = orders[orders.order_id.isin(order_ids)].reset_index(drop=True)
+    users = pd.read_parquet(settings.raw_dir / "users.parquet")
+    addr = addresses_at(settings.raw_dir, orders.user_id, orders.ordered_at)
+    out = orders[["order_id", "user_id"]].merge(
+        users[
+            ["user_id", *[c for c in columns if c in users and c not in ("region", "city_tier")]]
+        ],
+        on="user_id",
+        how="left",
+    )
+    out["region"] = addr.region.to_numpy()
+    out["city_tier"] = addr.city_tier.to_numpy()
+    return out.drop(columns="user_id")
+
+
+def evaluate(
+    settings: Settings, conf, days: int, model: str | None, *, report: Report = silent
+) -> dict[str, Any]:
+    """The strategy table over the last `days` held-out days, the A/B read-out, the models'
+    error against the truth by how often the rule chose the node, and the routing audit."""
+    from cadence.audits._routing import routing_groups, worst_next_day_drop
+    from cadence.models._route_eval import ab_readout, summary
+    from cadence.models._route_plan import STRATEGIES
+
+    t0 = time.perf_counter()
+    network(settings, conf.routing)  # the data first: an order log alone cannot be routed
+    uri, stored = resolve_model(settings, model)
+    outcomes, notes, dates, _ = replay_days(settings, conf, stored, days, STRATEGIES, report=report)
+    table = summary(outcomes, notes)
+    columns = ["region", "city_tier", *conf.audits.sensitive]
+    ids = outcomes["nearest"].order_id.to_numpy()
+    groups = routing_groups(outcomes, order_attributes(settings, ids, columns), columns)
+    drop, worst = worst_next_day_drop(groups, "nearest", "optimal")
+    unassigned = notes["optimal"]["unassigned"]
+    return {
+        "model": uri,
+        "days": [f"{dates[0]:%Y-%m-%d}", f"{dates[-1]:%Y-%m-%d}"],
+        "strategies": table,
+        "ab": ab_readout(outcomes),
+        "audit": {
+            "groups": groups.to_dict(orient="records"),
+            "max_next_day_drop": round(drop, 4),
+            "worst_group": worst,
+        },
+        "unassigned": [{"order_id": k, "reason": v} for k, v in sorted(unassigned.items())],
+        "seconds": seconds_since(t0),
+    }
+
+
+def promote(
+    settings: Settings, conf, note: str | None, *, report: Report = silent
+) -> tuple[bool, list, str]:
+    """Runs the routing gates on the challenger: both it and the champion route the held-out
+    days with `optimal`; the audit compares the challenger with `nearest` per group."""
+    from cadence.audits._routing import routing_groups, worst_next_day_drop
+    from cadence.models._gates import Candidate, check_gates, run_gates
+    from cadence.models._registry import CHALLENGER, CHAMPION, alias_version
+    from cadence.models._registry import promote as set_champion
+    from cadence.models._route_eval import summary
+    from cadence.models._route_registry import NAME, load
+
+    rc = conf.routing
+    check_gates(rc.promotion.gates)
+    from cadence.flows.steps.models import has_models
+
+    if not has_models(settings):
+        raise RoutingDataError("no routing model yet: run `cadence train routing` first")
+    _configure(settings)
+    version = alias_version(NAME, CHALLENGER)
+    if version is None:
+        raise RoutingDataError("routing has no challenger: run `cadence train routing` first")
+    days = rc.holdout_days
+    challenger = load(f"models:/{NAME}@{CHALLENGER}")
+    out, notes, dates, _ = replay_days(
+        settings, conf, challenger, days, ("nearest", "optimal"), report=report
+    )
+    mine = summary(out, notes)["optimal"]
+    champion_version = alias_version(NAME, CHAMPION)
+    theirs = None
+    if champion_version is not None:
+        c_out, c_notes, _, _ = replay_days(
+            settings, conf, load(f"models:/{NAME}@{CHAMPION}"), days, ("optimal",), report=report
+        )
+        theirs = summary(c_out, c_notes)["optimal"]
+    columns = ["region", "city_tier", *conf.audits.sensitive]
+    ids = out["nearest"].order_id.to_numpy()
+    groups = routing_groups(out, order_attributes(settings, ids, columns), columns)
+    drop, worst = worst_next_day_drop(groups, "nearest", "optimal")
+    metrics = {
+        "cost_per_order": mine["cost_per_order"],
+        "capacity_violations": mine["capacity_violations"],
+        "stock_violations": mine["stock_violations"],
+        "max_next_day_drop": drop,
+    }
+    cand = Candidate(
+        name=NAME,
+        version=version,
+        metrics=metrics,
+        champion_version=champion_version,
+        champion_metrics=None if theirs is None else {"cost_per_order": theirs["cost_per_order"]},
+        test_window=f"{dates[0]:%Y-%m-%d} to {dates[-1]:%Y-%m-%d}",
+        conf=rc.promotion.model_dump(),
+        audit={"worst_group": worst},
+    )
+    results = run_gates(cand, rc.promotion.gates)
+    return set_champion(cand, results, note), results, version
+
+
+def rollback(settings: Settings, reason: str) -> tuple[str, str]:
+    from cadence.flows.steps.models import has_models
+    from cadence.models._registry import rollback as roll
+    from cadence.models._route_registry import NAME
+
+    if not has_models(settings):
+        raise RoutingDataError("no routing model yet: run `cadence train routing` first")
+    _configure(settings)
+    return roll(NAME, reason)

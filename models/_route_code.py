@@ -1,0 +1,89 @@
+"""The routing models as MLflow stores and serves them; MLflow logs this very file as the model.
+
+A registered `routing` model is this code and four artifacts in open formats: `cost.ubj` (the
+parcel's shipping cost), `delivery.ubj` (days from the dispatch wave's cut-off to delivery, one
+output per quantile), `damage.ubj` (the chance the parcel arrives damaged) and `settings.json`
+(features, quantiles, thread count). Like the repurchase model's code, it imports only numpy,
+pandas, xgboost and mlflow, never `cadence`, so a registered model carries its own copy of the
+prediction maths and nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import mlflow
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from mlflow.pyfunc import PythonModel
+
+FORMAT = 1
+BOOSTERS = ("cost", "delivery", "damage")
+FILES = {**{b: f"{b}.ubj" for b in BOOSTERS}, "settings": "settings.json"}
+
+
+class Stored(NamedTuple):
+    cost: xgb.Booster
+    delivery: xgb.Booster
+    damage: xgb.Booster
+    settings: dict[str, Any]
+
+
+def write(directory: Path, stored: Stored) -> dict[str, str]:
+    paths = {name: str(Path(directory) / file) for name, file in FILES.items()}
+    for name in BOOSTERS:
+        getattr(stored, name).save_model(paths[name])
+    Path(paths["settings"]).write_text(json.dumps({"format": FORMAT, **stored.settings}, indent=1))
+    return paths
+
+
+def read(paths: Mapping[str, str]) -> Stored:
+    settings = json.loads(Path(paths["settings"]).read_text())
+    if settings.pop("format", None) != FORMAT:
+        raise ValueError(f"settings.json is not format {FORMAT}; this code cannot read it")
+    boosters = []
+    for name in BOOSTERS:
+        booster = xgb.Booster(model_file=paths[name])
+        booster.set_param({"nthread": settings["n_jobs"]})
+        boosters.append(booster)
+    return Stored(*boosters, settings)
+
+
+def predict(stored: Stored, frame: pd.DataFrame) -> pd.DataFrame:
+    """Per row: predicted cost, delivery days after the cut-off at each quantile (columns
+    `days_q50`, `days_q90`, ...; never decreasing across quantiles), and damage chance."""
+    s = stored.settings
+    missing = [f for f in s["features"] if f not in frame]
+    if missing:
+        raise ValueError(
+            f"the routing model needs {len(missing)} column(s) the frame lacks: {missing[:5]}"
+        )
+    dm = xgb.DMatrix(frame[s["features"]].to_numpy(np.float32), nthread=s["n_jobs"])
+    out = {"cost": np.maximum(stored.cost.predict(dm), 0.0)}
+    days = np.asarray(stored.delivery.predict(dm)).reshape(len(frame), -1)
+    # Quantile outputs are fitted apart and may cross; sorting keeps them a distribution.
+    days = np.maximum(np.sort(days, axis=1), 0.0)
+    for i, q in enumerate(s["quantiles"]):
+        out[quantile_column(q)] = days[:, i]
+    out["damage"] = stored.damage.predict(dm)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def quantile_column(q: float) -> str:
+    return f"days_q{round(q * 100):02d}"
+
+
+class RoutingModel(PythonModel):
+    def load_context(self, context) -> None:
+        self.stored = read(context.artifacts)
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        return predict(self.stored, model_input)
+
+
+if __name__ != "cadence.models._route_code":
+    mlflow.models.set_model(RoutingModel())
