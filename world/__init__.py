@@ -20,8 +20,8 @@ from cadence.world._logistics import (
 )
 from cadence.world._offers import OfferError, ResponseParams, respond
 from cadence.world._realism import realism_table
-from cadence.world._routing import Fulfilment, Outcome, Parcels
 from cadence.world._replay import ShopView, World
+from cadence.world._routing import Fulfilment, Outcome, Parcels
 from cadence.world._simulate import WorldConfig, simulate
 from cadence.world._summary import summarise
 
