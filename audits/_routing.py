@@ -53,4 +53,6 @@ def worst_next_day_drop(groups: pd.DataFrame, base: str, router: str) -> tuple[f
     if drop.empty:
         return 0.0, "no group large enough"
     (attribute, group), value = drop.idxmax(), float(drop.max())
-    return max(value, 0.0), f"{attribute}={group}"
+    if value <= 0:
+        return 0.0, "no group's next-day rate fell"
+    return value, f"{attribute}={group}"

@@ -22,6 +22,7 @@ class FlowName(enum.StrEnum):
     score = "score"
     pipeline = "pipeline"
     consolidate = "consolidate"
+    route = "route"
 
 
 def prefect_env(settings) -> None:
@@ -191,6 +192,22 @@ def _campaign(settings, days: int = 28) -> None:
     render_campaign(out)
 
 
+def _routing(out: dict[str, Any]) -> None:
+    """The demo's routing: the models trained and gated, the strategies side by side."""
+    from cadence.cli.routing import ab_lines, strategy_table
+
+    if "skipped" in out:
+        console.print(f"routing not run: {out['skipped']}", markup=False)
+        return
+    promote = out["promote"]
+    refused = [g["gate"] for g in promote["gates"] if not g["passed"]]
+    verdict = "is champion" if promote["promoted"] else f"stays challenger ({', '.join(refused)})"
+    console.print(f"routing v{promote['version']} {verdict}", markup=False)
+    console.print(strategy_table(out["evaluate"]))
+    for line in ab_lines(out["evaluate"]["ab"]):
+        console.print(line, markup=False)
+
+
 def demo(ctx: typer.Context) -> None:
     """Run the `pipeline` flow on the embedded default world and print where everything is."""
     from rich.table import Table
@@ -244,6 +261,7 @@ def demo(ctx: typer.Context) -> None:
             console.print(said, markup=False)
             console.print(f"drift report: {drift['report']}", markup=False)
     _campaign(settings)
+    _routing(out.get("route", {"skipped": "not part of this run"}))
     tracking = (
         settings.mlflow_tracking_uri or f"sqlite:///{(settings.mlflow_dir / 'mlflow.db').resolve()}"
     )

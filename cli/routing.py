@@ -14,18 +14,19 @@ route_app = typer.Typer(
     no_args_is_help=True,
 )
 
-COLUMNS = (
+ROWS = (
     ("orders", "orders", "{:,}"),
-    ("cost_per_order", "cost/order", "{:.3f}"),
-    ("cost_vs_nearest", "vs nearest", "{:+.1%}"),
-    ("gap_to_clairvoyant", "vs clairvoyant", "{:+.1%}"),
-    ("next_day_rate", "next day", "{:.1%}"),
+    ("cost_total", "cost, total", "{:,.0f}"),
+    ("cost_per_order", "cost per order", "{:.3f}"),
+    ("cost_vs_nearest", "against nearest", "{:+.1%}"),
+    ("gap_to_clairvoyant", "against clairvoyant", "{:+.1%}"),
+    ("next_day_rate", "next-day rate", "{:.1%}"),
     ("on_time_rate", "on time", "{:.1%}"),
-    ("mean_delivery_days", "days", "{:.2f}"),
-    ("split_rate", "split", "{:.1%}"),
-    ("capacity_violations", "cap. viol.", "{}"),
-    ("stock_violations", "stock viol.", "{}"),
-    ("unassigned", "unassigned", "{}"),
+    ("mean_delivery_days", "mean delivery days", "{:.2f}"),
+    ("split_rate", "split rate", "{:.1%}"),
+    ("capacity_violations", "capacity violations", "{:,}"),
+    ("stock_violations", "stock violations", "{:,}"),
+    ("unassigned", "unassigned", "{:,}"),
 )
 
 
@@ -36,17 +37,17 @@ def _errors() -> tuple[type[Exception], ...]:
 
 
 def strategy_table(out: dict[str, Any]):
+    """One column per strategy, one row per measure: fits a terminal of 80 columns."""
     from rich.table import Table
 
     first, last = out["days"]
     table = Table(title=f"routing replay {first} to {last} ({out['model']})")
-    table.add_column("strategy")
-    for _, head, _ in COLUMNS:
-        table.add_column(head, justify="right")
-    for name, row in out["strategies"].items():
-        table.add_row(
-            name, *("" if row[k] is None else fmt.format(row[k]) for k, _, fmt in COLUMNS)
-        )
+    table.add_column("")
+    for name in out["strategies"]:
+        table.add_column(name, justify="right")
+    for key, head, fmt in ROWS:
+        cells = [row.get(key) for row in out["strategies"].values()]
+        table.add_row(head, *("" if c is None else fmt.format(c) for c in cells))
     return table
 
 
@@ -57,7 +58,8 @@ def ab_lines(ab: dict[str, Any]) -> list[str]:
         m = ab[metric]
         lo, hi = m["ci95"]
         lines.append(
-            f"  {metric.replace('_', ' ')}: {m[b]:.4f} - {m[a]:.4f} = {m['difference']:+.4f} "
+            f"  {metric.replace('_', ' ')}: {b} {m[b]:.4f} - {a} {m[a]:.4f} = "
+            f"{m['difference']:+.4f} "
             f"[{lo:+.4f}, {hi:+.4f}]"
         )
     return lines
@@ -94,8 +96,13 @@ def evaluate(
         f"{a['max_next_day_drop']:.3f} ({a['worst_group']})",
         markup=False,
     )
-    if out["unassigned"]:
-        console.print(f"{len(out['unassigned'])} order(s) left unassigned, with reasons (--json)")
+    for row in out["extrapolation"]:
+        console.print(
+            f"  models against the truth where the rule chose the node {row['rule_share']} of "
+            f"the time: {row['options']:,} options, cost MAE {row['cost_mae']:.3f}, "
+            f"90% delivery quantile covers {row['days_q90_coverage']:.1%}",
+            markup=False,
+        )
 
 
 def train(settings) -> None:

@@ -308,7 +308,8 @@ class RoutingPromotionConf(_Strict):
     gates: list[str] = Field(
         default_factory=lambda: ["routing_cheaper", "routing_feasible", "routing_fairness"]
     )
-    margin: Annotated[float, Field(ge=0, lt=1)] = 0.005
+    # A negative margin asks the challenger to be that much cheaper than the champion.
+    margin: Annotated[float, Field(gt=-1, lt=1)] = 0.005
     max_next_day_drop: Annotated[float, Field(ge=0, le=1)] = 0.05
 
 

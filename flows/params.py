@@ -154,6 +154,13 @@ class ConsolidateParams(_Params):
     ship_date: dt.date | None = Field(default=None, description="[today, UTC]")
 
 
+class RouteParams(_Params):
+    days: int | None = Field(
+        default=None, ge=1, description="Held-out days to replay [conf/routing.yaml holdout_days]"
+    )
+    reason: str | None = Field(default=None, description="A note recorded with the promotion")
+
+
 class PipelineParams(_Params):
     ingest: IngestParams = IngestParams()
     features: FeaturesParams = FeaturesParams()
@@ -161,6 +168,7 @@ class PipelineParams(_Params):
     audit: AuditParams = AuditParams()
     promote: PromoteParams = PromoteParams(reason="pipeline")
     score: ScoreParams = ScoreParams()
+    route: RouteParams = RouteParams(reason="pipeline")
 
 
 PARAMS: dict[str, type[_Params]] = {
@@ -172,6 +180,7 @@ PARAMS: dict[str, type[_Params]] = {
     "score": ScoreParams,
     "pipeline": PipelineParams,
     "consolidate": ConsolidateParams,
+    "route": RouteParams,
 }
 
 

@@ -30,6 +30,7 @@ from cadence.flows.params import (
     IngestParams,
     PipelineParams,
     PromoteParams,
+    RouteParams,
     ScoreParams,
     TrainParams,
 )
@@ -385,6 +386,10 @@ def pipeline(params: PipelineParams = PipelineParams()) -> dict[str, Any]:
     out["audit"] = audit(params.audit)
     out["promote"] = promote(params.promote)
     out["score"] = score(params.score)
+    from cadence.flows.steps.routing import not_ready
+
+    why = not_ready(settings, settings.decisions())
+    out["route"] = {"skipped": why} if why else route(params.route)
     return out
 
 
@@ -420,6 +425,56 @@ def consolidate(params: ConsolidateParams = ConsolidateParams()) -> dict[str, An
     return summary
 
 
+# --- routing ------------------------------------------------------------------------------
+
+
+@task(name="train_routing", cache_policy=NONE)
+def _train_routing(settings: Settings) -> dict[str, Any]:
+    from cadence.flows.steps import routing as step
+
+    return step.train(settings, settings.decisions(), report=_report("train routing"))
+
+
+@task(name="promote_routing", cache_policy=NONE)
+def _promote_routing(settings: Settings, reason: str | None) -> dict[str, Any]:
+    from cadence.flows.steps import routing as step
+
+    promoted, results, version = step.promote(
+        settings, settings.decisions(), reason, report=_report("promote routing")
+    )
+    return {"promoted": promoted, "version": version, "gates": [r.__dict__ for r in results]}
+
+
+@task(name="evaluate_routing", cache_policy=NONE)
+def _evaluate_routing(settings: Settings, days: int) -> dict[str, Any]:
+    from cadence.flows.steps import routing as step
+
+    return step.evaluate(settings, settings.decisions(), days, None, report=_report("route"))
+
+
+@flow(name="route")
+def route(params: RouteParams = RouteParams()) -> dict[str, Any]:
+    """Train the routing models, run their gates (champion only if all pass), and replay the
+    held-out days through nearest, greedy, optimal and clairvoyant routing."""
+    settings = Settings()
+    conf = settings.decisions()
+    conf.check()
+    days = params.days or conf.routing.holdout_days
+    out: dict[str, Any] = {"train": _outside(settings, _train_routing)(settings)}
+    out["promote"] = _outside(settings, _promote_routing)(settings, params.reason)
+    out["evaluate"] = _outside(settings, _evaluate_routing)(settings, days)
+    s = out["evaluate"]["strategies"]
+    get_run_logger().info(
+        "routing v%s: optimal %.3f per order against nearest %.3f (%+.1f%%), next day %.1f%%",
+        out["train"]["version"],
+        s["optimal"]["cost_per_order"],
+        s["nearest"]["cost_per_order"],
+        100 * s["optimal"]["cost_vs_nearest"],
+        100 * s["optimal"]["next_day_rate"],
+    )
+    return out
+
+
 FLOWS = {
     "ingest": ingest,
     "build_features": build_features,
@@ -429,4 +484,5 @@ FLOWS = {
     "score": score,
     "pipeline": pipeline,
     "consolidate": consolidate,
+    "route": route,
 }

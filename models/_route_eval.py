@@ -310,3 +310,85 @@ def ab_readout(
             ],
         }
     return out
+
+
+def extrapolation(
+    router: Router,
+    batches: Iterable[Batch],
+    stored,
+    net: Network,
+    weather,
+    node_features,
+    truth: Truth,
+    shares: pd.Series,
+) -> pd.DataFrame:
+    """The models against the truth on every node and carrier that could have shipped the
+    held-out orders (first wave each), by how often the legacy rule chose that node for that
+    destination city in the training history: where the history is thin, the models guess."""
+    from cadence.models._route_code import predict, quantile_column
+    from cadence.models._route_inputs import pair_frame
+    from cadence.models._route_models import RULE_BUCKETS
+
+    q_hi = quantile_column(max(stored.settings["quantiles"]))
+    parts = []
+    for batch in batches:
+        whole = router.whole(batch, batch.stock)
+        r, n = np.nonzero(whole)
+        if not r.size:
+            continue
+        lines = _lines_by_order_rows(batch)
+        rows = router.parcel_rows(batch, r, n, [lines[i] for i in r], np.zeros(r.size))
+        saved = router.search
+        router.search = type(saved)(**{**saved.__dict__, "waves": 1})
+        try:
+            rows = router.with_waves_and_carriers(rows, "allowed")
+        finally:
+            router.search = saved
+        frame = pair_frame(
+            net,
+            rows,
+            rows.node.to_numpy(),
+            rows.carrier.to_numpy(),
+            rows.wave_us.to_numpy(),
+            weather,
+            node_features,
+        )
+        p = predict(stored, frame)
+        t = truth(rows)
+        wait = (rows.wave_us.to_numpy() - rows.ordered_us.to_numpy()) / DAY_US
+        parts.append(
+            pd.DataFrame(
+                {
+                    "dest_city": rows.dest_city.to_numpy(),
+                    "node": rows.node.to_numpy(),
+                    "error": p.cost.to_numpy() - (t.cost - t.damage_loss).to_numpy(),
+                    "covered": (t.days.to_numpy() - wait) <= p[q_hi].to_numpy(),
+                }
+            )
+        )
+    if not parts:
+        return pd.DataFrame()
+    f = pd.concat(parts, ignore_index=True)
+    key = pd.MultiIndex.from_arrays([f.dest_city, f.node])
+    share = shares.reindex(key).fillna(0.0).to_numpy()
+    bucket = np.digitize(share, RULE_BUCKETS[1:-1])
+    out = []
+    for b in range(len(RULE_BUCKETS) - 1):
+        m = bucket == b
+        if m.any():
+            out.append(
+                {
+                    "rule_share": f"{RULE_BUCKETS[b]:.0%}-{RULE_BUCKETS[b + 1]:.0%}",
+                    "options": int(m.sum()),
+                    "cost_mae": round(float(np.abs(f.error[m]).mean()), 4),
+                    "cost_bias": round(float(f.error[m].mean()), 4),
+                    f"{q_hi}_coverage": round(float(f.covered[m].mean()), 4),
+                }
+            )
+    return pd.DataFrame(out)
+
+
+def _lines_by_order_rows(batch: Batch) -> list[np.ndarray]:
+    from cadence.models._route_plan import _lines_by_order
+
+    return _lines_by_order(batch.line_order, len(batch.orders))

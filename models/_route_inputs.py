@@ -99,6 +99,8 @@ class Network:
     @classmethod
     def from_raw(cls, raw: Path, *, lead_hours: float, min_carrier_parcels: int) -> Network:
         lacking = missing_tables(raw)
+        if not (raw / "orders.parquet").exists():
+            raise RoutingDataError(f"no data in {raw}: generate a world or import an order log")
         if lacking:
             raise RoutingDataError(
                 f"routing needs the tables {', '.join(lacking)} in {raw}, which an order log "

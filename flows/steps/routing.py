@@ -7,6 +7,7 @@ shop only; an imported order log has no nodes, stock or parcels and is refused w
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,17 +51,14 @@ def holdout_start(settings: Settings, days: int) -> pd.Timestamp:
 
 def truth_for(settings: Settings, net: Network):
     """The world's own cost and time for any parcel: the judge of a replay."""
+    import pyarrow.parquet as pq
+
     from cadence.ingest._manifest import read_manifest
     from cadence.world import Fulfilment, Parcels
     from cadence.world._routing import city_index
 
+    truth_for_check(settings)
     manifest = read_manifest(settings.raw_dir)
-    if manifest is None or manifest.source != "world":
-        raise RoutingDataError(
-            "route evaluate replays decisions against the simulated world's true costs and "
-            "times; this workspace holds an imported order log, which has no such truth"
-        )
-    import pyarrow.parquet as pq
 
     judge = Fulfilment(
         manifest.seed,
@@ -107,10 +105,10 @@ def training_data(settings: Settings, net: Network, holdout_days: int):
     frame, targets = history(settings.raw_dir, net, weather, node_features(settings))
     cut = holdout_start(settings, holdout_days).value // 1000
     train = targets.ordered_us.to_numpy() < cut
-    if train.sum() < 1000:
+    if train.sum() < MIN_PARCELS:
         raise RoutingDataError(
             f"only {int(train.sum())} delivered parcels before the held-out {holdout_days} days; "
-            "routing needs at least 1,000 to learn from"
+            f"routing needs at least {MIN_PARCELS:,} to learn from"
         )
     return frame, targets, train, weather
 
@@ -281,16 +279,25 @@ def replay_days(
     def on_day(day: pd.Timestamp) -> None:
         report(Progress("route", f"{day:%Y-%m-%d} replayed", next(done), days))
 
-    outcomes, notes = replay(
-        dates,
-        lambda d: day_batch(settings.raw_dir, net, d, orders, stock_of),
-        router,
-        estimate,
-        truth,
-        strategies,
-        on_day,
-    )
-    return outcomes, notes, dates, net
+    batches: list = []
+
+    def batch_of(d: pd.Timestamp):
+        batches.append(day_batch(settings.raw_dir, net, d, orders, stock_of))
+        return batches[-1]
+
+    outcomes, notes = replay(dates, batch_of, router, estimate, truth, strategies, on_day)
+    return outcomes, notes, dates, Replayed(net, router, truth, weather, batches)
+
+
+@dataclass
+class Replayed:
+    """What a replay was made with, for the reports beside it."""
+
+    net: Network
+    router: Any
+    truth: Any
+    weather: pd.DataFrame
+    batches: list
 
 
 def order_attributes(settings: Settings, order_ids: np.ndarray, columns: list[str]) -> pd.DataFrame:
@@ -311,7 +318,7 @@ def order_attributes(settings: Settings, order_ids: np.ndarray, columns: list[st
         how="left",
     )
     out["region"] = addr.region.to_numpy()
-    out["city_tier"] = addr.city_tier.to_numpy()
+    out["city_tier"] = addr.city_tier.astype("Int64").to_numpy()
     return out.drop(columns="user_id")
 
 
@@ -321,14 +328,28 @@ def evaluate(
     """The strategy table over the last `days` held-out days, the A/B read-out, the models'
     error against the truth by how often the rule chose the node, and the routing audit."""
     from cadence.audits._routing import routing_groups, worst_next_day_drop
-    from cadence.models._route_eval import ab_readout, summary
+    from cadence.models._route_eval import ab_readout, extrapolation, summary
+    from cadence.models._route_models import rule_share
     from cadence.models._route_plan import STRATEGIES
 
     t0 = time.perf_counter()
     network(settings, conf.routing)  # the data first: an order log alone cannot be routed
     uri, stored = resolve_model(settings, model)
-    outcomes, notes, dates, _ = replay_days(settings, conf, stored, days, STRATEGIES, report=report)
+    outcomes, notes, dates, used = replay_days(
+        settings, conf, stored, days, STRATEGIES, report=report
+    )
     table = summary(outcomes, notes)
+    _, targets, train_mask, _ = training_data(settings, used.net, conf.routing.holdout_days)
+    reach = extrapolation(
+        used.router,
+        used.batches,
+        stored,
+        used.net,
+        used.weather,
+        node_features(settings),
+        used.truth,
+        rule_share(targets[train_mask]),
+    )
     columns = ["region", "city_tier", *conf.audits.sensitive]
     ids = outcomes["nearest"].order_id.to_numpy()
     groups = routing_groups(outcomes, order_attributes(settings, ids, columns), columns)
@@ -344,6 +365,7 @@ def evaluate(
             "max_next_day_drop": round(drop, 4),
             "worst_group": worst,
         },
+        "extrapolation": reach.to_dict(orient="records"),
         "unassigned": [{"order_id": k, "reason": v} for k, v in sorted(unassigned.items())],
         "seconds": seconds_since(t0),
     }
@@ -417,3 +439,47 @@ def rollback(settings: Settings, reason: str) -> tuple[str, str]:
         raise RoutingDataError("no routing model yet: run `cadence train routing` first")
     _configure(settings)
     return roll(NAME, reason)
+
+
+def not_ready(settings: Settings, conf) -> str | None:
+    """Why routing cannot run on this workspace (no nodes or parcels, too few of them, no
+    world to judge a replay), or None."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        network(settings, conf.routing)
+        truth_for_check(settings)
+        cut = holdout_start(settings, conf.routing.holdout_days)
+    except RoutingDataError as exc:
+        return str(exc)
+    orders = pq.read_table(settings.raw_dir / "orders.parquet", columns=["order_id", "ordered_at"])
+    early = orders.filter(pc.less(orders["ordered_at"], pa_scalar(cut)))["order_id"]
+    ships = pq.read_table(settings.raw_dir / "shipments.parquet", columns=["order_id"])
+    n = int(pc.sum(pc.is_in(ships["order_id"], early)).as_py() or 0)
+    if n < MIN_PARCELS:
+        return (
+            f"only {n} parcels before the held-out {conf.routing.holdout_days} days; routing "
+            f"needs at least {MIN_PARCELS:,} to learn from"
+        )
+    return None
+
+
+MIN_PARCELS = 1000
+
+
+def truth_for_check(settings: Settings) -> None:
+    from cadence.ingest._manifest import read_manifest
+
+    manifest = read_manifest(settings.raw_dir)
+    if manifest is None or manifest.source != "world":
+        raise RoutingDataError(
+            "routing is judged against the simulated world's true costs and times; this "
+            "workspace holds an imported order log, which has no such truth"
+        )
+
+
+def pa_scalar(t: pd.Timestamp):
+    import pyarrow as pa
+
+    return pa.scalar(t.to_pydatetime(), pa.timestamp("us", tz="UTC"))

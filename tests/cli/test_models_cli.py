@@ -440,6 +440,10 @@ def _service_on_an_imported_log(home: Path, conf: Path, scored: pd.DataFrame) ->
     assert r.exit_code == 2 and "dispatch waves and shipment history" in r.output
     r = _run(home, conf, "merge", "simulate", "--days", "14")
     assert r.exit_code == 2 and "imported order log, which cannot answer offers" in r.output
+    # Routing learns from nodes, stock and parcels; an order log has none of them.
+    for args in (("train", "routing"), ("route", "evaluate", "--days", "3")):
+        r = _run(home, conf, *args)
+        assert r.exit_code == 2 and "which an order log alone does not have" in r.output, args
 
 
 def test_the_7_day_horizon_is_a_registered_model_of_its_own(life):

@@ -1,0 +1,119 @@
+"""`cadence train / promote / rollback routing` and `cadence route evaluate` on a small world."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from cadence.cli.app import app
+
+pytestmark = pytest.mark.e2e
+
+runner = CliRunner()
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def _conf(folder: Path, **routing) -> Path:
+    """conf/ with routing.yaml sized for the model world: two held-out weeks, small boosters."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in CONF.glob("*.yaml"):
+        shutil.copy(f, folder / f.name)
+    data = yaml.safe_load((folder / "routing.yaml").read_text())
+    data["holdout_days"] = 14
+    data["models"].update(n_estimators=80, n_jobs=1)
+    # Two weeks of a small world leave groups of a few dozen orders; their next-day rates
+    # swing too much for the default limit.
+    data["promotion"]["max_next_day_drop"] = 0.5
+    for key, value in routing.items():
+        section, name = key.split(".")
+        data[section][name] = value
+    (folder / "routing.yaml").write_text(yaml.safe_dump(data))
+    return folder
+
+
+def _run(home: Path, conf: Path, *args: str):
+    env = {"CADENCE_HOME": str(home), "CADENCE_CONF": str(conf), "MLFLOW_TRACKING_URI": ""}
+    return runner.invoke(app, list(args), env=env)
+
+
+@pytest.fixture(scope="module")
+def routed(model_home, tmp_path_factory) -> dict:
+    home = tmp_path_factory.mktemp("routing-cli")
+    for part in ("raw", "truth", "features"):
+        shutil.copytree(model_home / part, home / part)
+    conf = _conf(home.parent / f"{home.name}-conf")
+    # A challenger that must cost at least a fifth less than the champion cannot pass.
+    strict = _conf(home.parent / f"{home.name}-strict", **{"promotion.margin": -0.2})
+    steps = {"home": home}
+    steps["evaluate_first"] = _run(home, conf, "route", "evaluate", "--days", "2")
+    steps["train"] = _run(home, conf, "train", "routing")
+    steps["evaluate_wrong"] = _run(home, conf, "evaluate", "routing")
+    steps["too_many_days"] = _run(home, conf, "route", "evaluate", "--days", "30")
+    steps["evaluate"] = _run(home, conf, "route", "evaluate", "--days", "3", "--json")
+    steps["table"] = _run(home, conf, "route", "evaluate", "--days", "2")
+    steps["promote"] = _run(home, conf, "promote", "routing")
+    steps["train_again"] = _run(home, conf, "train", "routing")
+    steps["promote_strict"] = _run(home, strict, "promote", "routing")
+    steps["promote_again"] = _run(home, conf, "promote", "routing", "--reason", "weekly")
+    steps["rollback"] = _run(home, conf, "rollback", "routing", "--reason", "bad week")
+    return steps
+
+
+def test_nothing_to_evaluate_before_training(routed):
+    r = routed["evaluate_first"]
+    assert r.exit_code == 2 and "run `cadence train routing` first" in r.output
+
+
+def test_train_registers_a_challenger_and_reports_extrapolation(routed):
+    r = routed["train"]
+    assert r.exit_code == 0, r.output
+    assert "registered routing v1 as challenger" in r.output
+    assert "node chosen by the rule" in r.output
+    r = routed["evaluate_wrong"]
+    assert r.exit_code == 2 and "cadence route evaluate" in r.output
+    r = routed["too_many_days"]
+    assert r.exit_code == 2 and "held-out days only, 1 to 14" in r.output
+
+
+def test_evaluate_reports_every_strategy_in_the_json_the_issue_names(routed):
+    r = routed["evaluate"]
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert set(out["strategies"]) == {"nearest", "greedy", "optimal", "clairvoyant"}
+    keys = {"cost_per_order", "next_day_rate", "mean_delivery_days", "split_rate"}
+    keys |= {"capacity_violations", "orders"}
+    for name, row in out["strategies"].items():
+        assert keys <= set(row), name
+        assert row["orders"] > 0 and row["stock_violations"] == 0
+    for name in ("greedy", "optimal", "clairvoyant"):
+        assert out["strategies"][name]["capacity_violations"] == 0
+    assert out["strategies"]["nearest"]["cost_vs_nearest"] == 0
+    assert out["strategies"]["clairvoyant"]["gap_to_clairvoyant"] == 0
+    assert set(out["ab"]["arms"]) == {"nearest", "optimal"}
+    lo, hi = out["ab"]["cost_per_order"]["ci95"]
+    assert lo <= out["ab"]["cost_per_order"]["difference"] <= hi
+    groups = {(g["attribute"], g["strategy"]) for g in out["audit"]["groups"]}
+    assert ("gender", "optimal") in groups and ("region", "nearest") in groups
+    assert out["extrapolation"] and all(e["options"] > 0 for e in out["extrapolation"])
+    r = routed["table"]
+    assert r.exit_code == 0, r.output
+    assert "clairvoyant" in r.output and "A/B: orders randomised" in r.output
+
+
+def test_gates_promote_refuse_and_rollback(routed):
+    r = routed["promote"]
+    assert r.exit_code == 0, r.output
+    assert "routing_cheaper" in r.output and "routing v1 is champion" in r.output
+    assert routed["train_again"].exit_code == 0
+    r = routed["promote_strict"]
+    assert r.exit_code == 1 and "FAIL routing_cheaper" in r.output
+    r = routed["promote_again"]
+    assert r.exit_code == 0, r.output
+    assert "routing v2 is champion" in r.output
+    r = routed["rollback"]
+    assert r.exit_code == 0 and "v2 -> v1" in r.output
