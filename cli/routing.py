@@ -30,6 +30,12 @@ ROWS = (
 )
 
 
+ModelUri = Annotated[
+    str | None,
+    typer.Option("--model", help="Model URI.", show_default="the champion, else the challenger"),
+]
+
+
 def _errors() -> tuple[type[Exception], ...]:
     from mlflow.exceptions import MlflowException
 
@@ -68,10 +74,7 @@ def ab_lines(ab: dict[str, Any]) -> list[str]:
 def evaluate(
     ctx: typer.Context,
     days: Annotated[int, typer.Option(min=1, help="Held-out days to replay (the latest).")] = 7,
-    model: Annotated[
-        str | None,
-        typer.Option(help="Model URI.", show_default="the champion, else the challenger"),
-    ] = None,
+    model: ModelUri = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Replay held-out days through nearest, greedy, optimal and clairvoyant routing, each
@@ -161,3 +164,84 @@ def rollback(settings, reason: str) -> None:
     except _errors() as exc:
         fail(exc)
     console.print(f"champion routing: v{old} -> v{new} ({reason})")
+
+
+def plan(
+    ctx: typer.Context,
+    date: Annotated[str, typer.Option("--date", help="The day to plan, YYYY-MM-DD.")],
+    model: ModelUri = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Plan a day's orders with the optimal strategy: node, carrier and wave per parcel, the
+    predicted cost and days, and the reason in words (routing/plan-DATE.parquet and .csv)."""
+    import datetime as dt
+
+    from cadence.flows.steps import routing as step
+
+    try:
+        day = dt.date.fromisoformat(date)
+    except ValueError:
+        fail(f"--date {date!r}: expected YYYY-MM-DD")
+    settings = ctx.obj
+    try:
+        with progress("planning") as report:
+            out = step.plan_day(settings, settings.decisions(), day, model, report=report)
+    except _errors() as exc:
+        fail(exc)
+    if as_json:
+        typer.echo(json.dumps(out, indent=2, default=str))
+        return
+    console.print(
+        f"{out['date']}: {out['orders']:,} orders in {out['parcels']:,} parcels, predicted cost "
+        f"{out['predicted_cost']:,.2f} ({out['model']}; {out['solver']}); "
+        f"{len(out['unassigned'])} unassigned",
+        markup=False,
+    )
+    for u in out["unassigned"]:
+        console.print(f"  order {u['order_id']}: {u['reason']}", markup=False)
+    for f in out["files"]:
+        console.print(f"plan: {f}", markup=False)
+
+
+route_app.command("plan")(plan)
+
+
+def forecast_command(
+    ctx: typer.Context,
+    days: Annotated[int, typer.Option(min=1, help="Held-out days to replay (the latest).")] = 28,
+    model: ModelUri = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The 72-hour regional demand forecast's error on held-out days (beside last week's mean),
+    and its pre-positioning transfers replayed: optimal routing with and without them."""
+    from cadence.flows.steps import routing as step
+
+    settings = ctx.obj
+    try:
+        with progress("forecasting") as report:
+            out = step.prepositioning(settings, settings.decisions(), days, model, report=report)
+    except _errors() as exc:
+        fail(exc)
+    if as_json:
+        typer.echo(json.dumps(out, indent=2, default=str))
+        return
+    f = out["forecast"]
+    for name in ("forecast", "naive"):
+        m = f[name]
+        console.print(
+            f"{name} ({f['horizon_days']} days ahead, {m['origins']} origins, {m['pairs']:,} "
+            f"region x SKU pairs): WAPE {m['wape']:.3f}, MAE {m['mae']:.3f} units",
+            markup=False,
+        )
+    p = out["prepositioning"]
+    console.print(
+        f"transfers {out['days'][0]} to {out['days'][1]}: {p['transfers_units']:,} units moved "
+        f"for {p['transfer_cost']:,.2f}; shipping saved {p['shipping_saved']:,.2f}, net "
+        f"{p['net_saving']:+,.2f} over {p['orders']:,} orders; cost per order "
+        f"{p['cost_per_order_without']:.3f} -> {p['cost_per_order_with']:.3f}, next day "
+        f"{p['next_day_without']:.1%} -> {p['next_day_with']:.1%}",
+        markup=False,
+    )
+
+
+route_app.command("forecast")(forecast_command)

@@ -273,6 +273,7 @@ class AuditsConf(_Strict):
 
 
 class RoutingModelsConf(_Strict):
+    min_parcels: Positive = 1000
     n_estimators: Positive = 400
     learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.08
     max_depth: Positive = 6
@@ -313,6 +314,16 @@ class RoutingPromotionConf(_Strict):
     max_next_day_drop: Annotated[float, Field(ge=0, le=1)] = 0.05
 
 
+class RoutingPrepositioningConf(_Strict):
+    horizon_days: Annotated[int, Field(ge=1, le=14)] = 3
+    window_days: Positive = 28
+    season_days: Positive = 84
+    cover: Annotated[float, Field(gt=0)] = 1.0
+    cost_per_kg: Annotated[float, Field(ge=0)] = 0.6
+    cost_per_unit: Annotated[float, Field(ge=0)] = 0.2
+    saving_per_unit: Annotated[float, Field(ge=0)] = 3.0
+
+
 class RoutingConf(_Strict):
     holdout_days: Positive = 28
     wave_lead_hours: Annotated[float, Field(ge=0, le=24)] = 1.0
@@ -321,6 +332,7 @@ class RoutingConf(_Strict):
     candidates: RoutingCandidatesConf = RoutingCandidatesConf()
     optimiser: RoutingOptimiserConf = RoutingOptimiserConf()
     promotion: RoutingPromotionConf = RoutingPromotionConf()
+    prepositioning: RoutingPrepositioningConf = RoutingPrepositioningConf()
 
     @model_validator(mode="after")
     def _quantiles_rise(self) -> RoutingConf:

@@ -336,14 +336,8 @@ def extrapolation(
         r, n = np.nonzero(whole)
         if not r.size:
             continue
-        lines = _lines_by_order_rows(batch)
-        rows = router.parcel_rows(batch, r, n, [lines[i] for i in r], np.zeros(r.size))
-        saved = router.search
-        router.search = type(saved)(**{**saved.__dict__, "waves": 1})
-        try:
-            rows = router.with_waves_and_carriers(rows, "allowed")
-        finally:
-            router.search = saved
+        opt, wave, carrier = router.expand(batch, r, n, 1)
+        rows = router.rows(batch, r[opt], n[opt], np.zeros(opt.size), carrier, wave)
         frame = pair_frame(
             net,
             rows,
@@ -388,7 +382,67 @@ def extrapolation(
     return pd.DataFrame(out)
 
 
-def _lines_by_order_rows(batch: Batch) -> list[np.ndarray]:
-    from cadence.models._route_plan import _lines_by_order
+def _units_taken(batch: Batch, plan: Plan, shape) -> np.ndarray:
+    taken = np.zeros(shape, dtype=np.int64)
+    lines = np.flatnonzero(plan.line_parcel >= 0)
+    node = plan.parcel_node[plan.line_parcel[lines]]
+    np.add.at(taken, (node, batch.line_sku[lines]), batch.line_qty[lines])
+    return taken
 
-    return _lines_by_order(batch.line_order, len(batch.orders))
+
+def replay_prepositioned(
+    days: list[pd.Timestamp],
+    batches: Callable[[pd.Timestamp], Batch],
+    router: Router,
+    estimate: Estimate,
+    truth: Truth,
+    propose: Callable[[pd.Timestamp, np.ndarray], pd.DataFrame],
+    horizon_days: int,
+) -> dict:
+    """`optimal` over the days twice: as the stock was, and with the transfers `propose` makes
+    each `horizon_days` (arriving that morning). Transferred units a plan takes are gone the
+    next day; units taken from a donor stay missing for the window."""
+    base_used: dict = {}
+    moved_used: dict = {}
+    costs = {"without": [], "with": []}
+    transfer_cost = 0.0
+    units = 0
+    delta = None
+    for i, day in enumerate(days):
+        batch = batches(day)
+        if i % horizon_days == 0:
+            moves = propose(day, batch.stock)
+            delta = np.zeros_like(batch.stock)
+            if len(moves):
+                np.subtract.at(delta, (moves.from_node, moves.sku), moves.units)
+                np.add.at(delta, (moves.to_node, moves.sku), moves.units)
+                transfer_cost += float(moves.cost.sum())
+                units += int(moves.units.sum())
+        for name, used, stock in (
+            ("without", base_used, batch.stock),
+            ("with", moved_used, np.maximum(batch.stock + delta, 0)),
+        ):
+            b = Batch(**{**batch.__dict__, "stock": stock, "used": used})
+            plan = router.plan("optimal", b, estimate)
+            router.commit(b, plan)
+            out = order_outcomes(b, plan, truth)
+            costs[name].append(out[out.assigned][["order_id", "cost", "next_day"]])
+            if name == "with":
+                beyond = np.maximum(_units_taken(b, plan, stock.shape) - batch.stock, 0)
+                delta = np.where(delta > 0, np.maximum(delta - beyond, 0), delta)
+    f = {k: pd.concat(v, ignore_index=True) for k, v in costs.items()}
+    both = f["without"].merge(f["with"], on="order_id", suffixes=("_without", "_with"))
+    saved = float(both.cost_without.sum() - both.cost_with.sum())
+    return {
+        "orders": int(len(both)),
+        "transfers_units": units,
+        "transfer_cost": round(transfer_cost, 2),
+        "shipping_saved": round(saved, 2),
+        "net_saving": round(saved - transfer_cost, 2),
+        "cost_per_order_without": round(float(both.cost_without.mean()), 4),
+        "cost_per_order_with": round(
+            float((both.cost_with.sum() + transfer_cost) / max(len(both), 1)), 4
+        ),
+        "next_day_without": round(float(both.next_day_without.mean()), 4),
+        "next_day_with": round(float(both.next_day_with.mean()), 4),
+    }

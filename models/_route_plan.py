@@ -104,6 +104,9 @@ class Plan:
     seconds: float = 0.0
     stock_violations: int = 0
     capacity_violations: int = 0
+    # The chosen parcels' rows with what the estimate expected, and every candidate weighed.
+    chosen: pd.DataFrame | None = None
+    candidates: pd.DataFrame | None = None
 
 
 # An estimate scores parcel rows (one per order row, node, carrier, wave, contents): it returns
@@ -125,24 +128,35 @@ def model_estimate(
     q_mid = quantile_column(min(stored.settings["quantiles"], key=lambda q: abs(q - 0.5)))
 
     def estimate(rows: pd.DataFrame) -> pd.DataFrame:
+        # The models do not read the wave (it is a schedule added to their days), so each
+        # (order, parcel, node, carrier) is predicted once, whatever waves it is weighed in.
+        key = (
+            (rows.order_row.to_numpy(np.int64) * 64 + rows.part.to_numpy(np.int64)) * net.n
+            + rows.node.to_numpy(np.int64)
+        ) * len(CARRIERS) + rows.carrier.to_numpy(np.int64)
+        _, first, back = np.unique(key, return_index=True, return_inverse=True)
+        one = rows.iloc[first]
         frame = pair_frame(
             net,
-            rows,
-            rows.node.to_numpy(),
-            rows.carrier.to_numpy(),
-            rows.wave_us.to_numpy(),
+            one,
+            one.node.to_numpy(),
+            one.carrier.to_numpy(),
+            one.wave_us.to_numpy(),
             weather,
             node_features,
         )
         p = predict(stored, frame)
+        cost = p.cost.to_numpy() + damage_weight * p.damage.to_numpy() * one.value.to_numpy() * (
+            refund_share
+        )
         wait = (rows.wave_us.to_numpy() - rows.ordered_us.to_numpy()) / DAY_US
-        hi = rows.wave_us.to_numpy() + (p[q_hi].to_numpy() * DAY_US).astype(np.int64)
+        hi = rows.wave_us.to_numpy() + (p[q_hi].to_numpy()[back] * DAY_US).astype(np.int64)
         return pd.DataFrame(
             {
-                "cost": p.cost.to_numpy()
-                + damage_weight * p.damage.to_numpy() * rows.value.to_numpy() * refund_share,
-                "days": wait + p[q_mid].to_numpy(),
+                "cost": cost[back],
+                "days": wait + p[q_mid].to_numpy()[back],
                 "late": (hi > rows.promise_us.to_numpy()).astype(np.float64),
+                "latest_us": hi,
             },
             index=rows.index,
         )
@@ -162,16 +176,6 @@ def orders_objective(
         + obj.late_penalty * est.late.to_numpy()
         + obj.store_penalty * store
     )
-
-
-def _contents(batch: Batch, lines: np.ndarray) -> dict[str, float]:
-    return {
-        "weight_kg": float(batch.line_weight[lines].sum()),
-        "volume_cm3": float(batch.line_volume[lines].sum()),
-        "fragile": float(batch.line_fragile[lines].any()),
-        "units": float(batch.line_qty[lines].sum()),
-        "value": float(batch.line_value[lines].sum()),
-    }
 
 
 class Router:
@@ -233,114 +237,128 @@ class Router:
 
     # --- candidates -----------------------------------------------------------------------
 
-    def parcel_rows(self, batch: Batch, order_rows, nodes, lines_of, part) -> pd.DataFrame:
-        """One row per parcel option with the order's columns, node and contents."""
-        o = batch.orders.iloc[np.asarray(order_rows)]
-        rows = o.reset_index(drop=True).copy()
-        contents = pd.DataFrame([_contents(batch, ls) for ls in lines_of])
-        for c in contents.columns:
-            rows[c] = contents[c].to_numpy() if len(contents) else np.zeros(0)
-        rows["node"] = np.asarray(nodes, dtype=np.int64)
-        rows["part"] = np.asarray(part, dtype=np.int64)
-        rows["order_row"] = np.asarray(order_rows, dtype=np.int64)
-        return rows
-
-    def with_waves_and_carriers(
-        self, rows: pd.DataFrame, carriers: str | np.ndarray
-    ) -> pd.DataFrame:
-        """Each parcel option times the first `waves` waves it can reach, times each carrier
-        the shop ships that zone with (`carriers="allowed"`) or a fixed carrier per row."""
-        k = self.search.waves
-        waves = self.net.waves_after(rows.node.to_numpy(), rows.ordered_us.to_numpy(), k)
-        rep = rows.loc[rows.index.repeat(k)].reset_index(drop=True)
-        rep["option"] = np.repeat(np.arange(len(rows)), k)
-        rep["wave_us"] = waves.reshape(-1)
-        rep = rep[rep.wave_us < np.iinfo(np.int64).max].reset_index(drop=True)
-        zone = self.net.zone(
-            rep.node.to_numpy(), rep.dest_city.to_numpy(), rep.dest_province.to_numpy()
+    def rows(self, batch: Batch, order_row, node, part, carrier, wave_us, contents=None):
+        """Parcel rows: the order's columns (contents overridden for a split's parcels), the
+        node, carrier, wave and the parcel's place in its order."""
+        order_row = np.asarray(order_row, dtype=np.int64)
+        o = batch.orders
+        cols = {c: o[c].to_numpy()[order_row] for c in o.columns}
+        if contents is not None:
+            cols.update(contents)
+        cols.update(
+            order_row=order_row,
+            node=np.asarray(node, dtype=np.int64),
+            part=np.asarray(part, dtype=np.int64),
+            carrier=np.asarray(carrier, dtype=np.int64),
+            wave_us=np.asarray(wave_us, dtype=np.int64),
         )
-        if isinstance(carriers, str):
-            allowed = self.net.carriers_by_zone[zone]  # (rows, carriers)
-            r, c = np.nonzero(allowed)
-            rep = rep.iloc[r].reset_index(drop=True)
-            rep["carrier"] = c
-        else:
-            rep["carrier"] = np.asarray(carriers)[rep.option.to_numpy()]
-        return rep
+        return pd.DataFrame(cols)
 
-    def best_carrier(self, rep: pd.DataFrame, estimate: Estimate) -> pd.DataFrame:
-        """Per (option, wave): the carrier with the lowest objective, and that objective."""
-        if rep.empty:
-            return rep.assign(objective=np.zeros(0))
-        est = estimate(rep)
-        rep = rep.assign(objective=orders_objective(self.obj, self.net, rep, est))
-        best = rep.groupby(["option", "wave_us"]).objective.idxmin()
-        return rep.loc[best.to_numpy()].reset_index(drop=True)
+    def expand(self, batch: Batch, order_row, node, waves: int, carrier=None):
+        """Each option (order, node) times its first `waves` reachable waves, times every
+        carrier the shop ships that zone with (or the given carrier per option). Returns the
+        option index, wave cut-off and carrier of every combination."""
+        ordered = batch.orders.ordered_us.to_numpy()[order_row]
+        cut = self.net.waves_after(node, ordered, waves)
+        opt = np.repeat(np.arange(node.size), waves)
+        wave = cut.reshape(-1)
+        keep = wave < np.iinfo(np.int64).max
+        opt, wave = opt[keep], wave[keep]
+        if carrier is not None:
+            return opt, wave, np.asarray(carrier)[opt]
+        o = batch.orders
+        zone = self.net.zone(
+            node[opt],
+            o.dest_city.to_numpy()[order_row[opt]],
+            o.dest_province.to_numpy()[order_row[opt]],
+        )
+        i, c = np.nonzero(self.net.carriers_by_zone[zone])
+        return opt[i], wave[i], c
+
+    def best(self, batch: Batch, order_row, node, part, waves: int, estimate, contents=None):
+        """Per (option, wave): the carrier with the lowest objective, as parcel rows with
+        `option` and `objective`."""
+        opt, wave, carrier = self.expand(batch, order_row, node, waves)
+        if not opt.size:
+            return pd.DataFrame(columns=["option", "order_row", "node", "part", "wave_us"])
+        picked = None if contents is None else {k: v[opt] for k, v in contents.items()}
+        rows = self.rows(batch, order_row[opt], node[opt], part[opt], carrier, wave, picked)
+        rows["option"] = opt
+        est = estimate(rows)
+        rows["objective"] = orders_objective(self.obj, self.net, rows, est)
+        rows["est_cost"] = est.cost.to_numpy()
+        rows["est_days"] = est.days.to_numpy()
+        rows["est_latest_us"] = est.latest_us.to_numpy() if "latest_us" in est else -1
+        order = np.lexsort((rows.objective.to_numpy(), wave, opt))
+        rows = rows.iloc[order]
+        first = np.r_[True, (np.diff(opt[order]) != 0) | (np.diff(wave[order]) != 0)]
+        return rows[first].reset_index(drop=True)
 
     def candidates(self, batch: Batch, estimate: Estimate, *, all_nodes: bool) -> pd.DataFrame:
-        """Parcel options of every candidate: one row per parcel with `cand`, its order row,
-        node, carrier, wave, part, the lines it carries (`lines`), and the objective."""
+        """Parcel rows of every candidate: `cand`, its order row, node, carrier, wave, part,
+        `objective`, and `lines` (None: all the order's lines; else the parcel's)."""
         n_o = len(batch.orders)
         skip = self.unservable(batch)
-        whole = self.whole(batch, batch.stock)
+        served = np.ones(n_o, dtype=bool)
+        served[list(skip)] = False
+        whole = self.whole(batch, batch.stock) & served[:, None]
         dist = self.distance(batch)
-        lines_by_order = _lines_by_order(batch.line_order, n_o)
-        order_rows, nodes, lines_of = [], [], []
-        for r in range(n_o):
-            if r in skip:
-                continue
-            can = np.flatnonzero(whole[r])
-            if can.size:
-                if not all_nodes and can.size > self.search.nodes_per_order:
-                    can = can[
-                        np.argsort(dist[r, can], kind="stable")[: self.search.nodes_per_order]
-                    ]
-                order_rows += [r] * can.size
-                nodes += list(can)
-                lines_of += [lines_by_order[r]] * can.size
-        whole_rows = self.parcel_rows(batch, order_rows, nodes, lines_of, np.zeros(len(nodes)))
-        whole_rows["lines"] = lines_of
-        rep = self.with_waves_and_carriers(whole_rows, "allowed")
-        best = self.best_carrier(rep, estimate)
+        if all_nodes or self.search.nodes_per_order >= self.net.n:
+            r, n = np.nonzero(whole)
+        else:
+            k = self.search.nodes_per_order
+            d = np.where(whole, dist, np.inf)
+            idx = np.argpartition(d, k - 1, axis=1)[:, :k]
+            valid = np.isfinite(np.take_along_axis(d, idx, axis=1))
+            r = np.repeat(np.arange(n_o), k)[valid.reshape(-1)]
+            n = idx.reshape(-1)[valid.reshape(-1)]
+        best = self.best(batch, r, n, np.zeros(r.size, np.int64), self.search.waves, estimate)
         best["cand"] = np.arange(len(best))
-        best["lines"] = [whole_rows.lines.iloc[i] for i in best.option.to_numpy()]
+        best["lines"] = None
         parts = [best]
 
-        # Splits, only for orders no single node holds.
-        split_orders = [r for r in range(n_o) if r not in skip and not whole[r].any()]
+        # Splits, only for orders no single node holds: their parcels leave with the first
+        # wave they reach, by their best carrier.
+        split_orders = np.flatnonzero(served & ~whole.any(axis=1))
         next_cand = len(best)
+        lines_by_order = _lines_by_order(batch.line_order, n_o) if split_orders.size else []
         for how in ("nearest", "fewest"):
-            rows = []
-            for r in split_orders:
+            groups = [
+                (r, node, ls, p)
+                for r in split_orders
                 for p, (node, ls) in enumerate(
                     self.split(batch, r, lines_by_order[r], dist[r], how)
-                ):
-                    rows.append((r, node, ls, p))
-            if not rows:
+                )
+            ]
+            if not groups:
                 continue
-            pr = self.parcel_rows(
+            lines_of = [g[2] for g in groups]
+            contents = {
+                k: np.array([v[ls].sum() for ls in lines_of], dtype=np.float64)
+                for k, v in (
+                    ("weight_kg", batch.line_weight),
+                    ("volume_cm3", batch.line_volume),
+                    ("units", batch.line_qty),
+                    ("value", batch.line_value),
+                )
+            }
+            contents["fragile"] = np.array([float(batch.line_fragile[ls].any()) for ls in lines_of])
+            sb = self.best(
                 batch,
-                [x[0] for x in rows],
-                [x[1] for x in rows],
-                [x[2] for x in rows],
-                [x[3] for x in rows],
+                np.array([g[0] for g in groups], dtype=np.int64),
+                np.array([g[1] for g in groups], dtype=np.int64),
+                np.array([g[3] for g in groups], dtype=np.int64),
+                1,
+                estimate,
+                contents,
             )
-            pr["lines"] = [x[2] for x in rows]
-            # A split's parcels leave with the first wave they reach, by their best carrier.
-            saved = self.search
-            self.search = Search(**{**saved.__dict__, "waves": 1})
-            try:
-                rep = self.with_waves_and_carriers(pr, "allowed")
-            finally:
-                self.search = saved
-            sb = self.best_carrier(rep, estimate)
-            sb["lines"] = [pr.lines.iloc[i] for i in sb.option.to_numpy()]
-            first = {r: next_cand + i for i, r in enumerate(split_orders)}
+            sb["lines"] = [lines_of[i] for i in sb.option.to_numpy()]
+            first = {int(r): next_cand + i for i, r in enumerate(split_orders)}
             sb["cand"] = sb.order_row.map(first).to_numpy()
-            next_cand += len(split_orders)
+            next_cand += split_orders.size
             parts.append(sb)
         out = pd.concat(parts, ignore_index=True)
-        n_parcels = out.groupby("cand").cand.transform("size")
+        n_parcels = out.groupby("cand").cand.transform("size").to_numpy()
         out["objective"] = out.objective + self.obj.split_penalty * (n_parcels - 1) / n_parcels
         return out
 
@@ -366,60 +384,82 @@ class Router:
 
     # --- solving ----------------------------------------------------------------------------
 
-    def problem(self, batch: Batch, cands: pd.DataFrame) -> tuple[Problem, list[tuple[int, int]]]:
+    def problem(self, batch: Batch, cands: pd.DataFrame) -> Problem:
         n_sku = batch.stock.shape[1]
-        cand_ids = np.sort(cands.cand.unique())
+        cand_ids, pos = np.unique(cands.cand.to_numpy(), return_inverse=True)
         k = cand_ids.size
-        pos = np.full(cand_ids.max() + 1 if k else 0, -1)
-        pos[cand_ids] = np.arange(k)
-        first = cands.groupby("cand").order_row.first()
-        cand_order = first.reindex(cand_ids).to_numpy()
-        cand_cost = cands.groupby("cand").objective.sum().reindex(cand_ids).to_numpy()
-        # Stock: units per (node, sku) each candidate takes.
-        c_rows, keys, qty = [], [], []
-        for c, node, ls in zip(
-            cands.cand.to_numpy(), cands.node.to_numpy(), cands.lines, strict=True
-        ):
-            c_rows.append(np.full(ls.size, pos[c]))
-            keys.append(node * n_sku + batch.line_sku[ls])
-            qty.append(batch.line_qty[ls])
-        c_rows = np.concatenate(c_rows) if c_rows else np.zeros(0, int)
-        keys = np.concatenate(keys) if keys else np.zeros(0, int)
-        qty = np.concatenate(qty) if qty else np.zeros(0)
+        order_row = cands.order_row.to_numpy(np.int64)
+        cand_order = np.zeros(k, dtype=np.int64)
+        cand_order[pos] = order_row
+        cand_cost = np.bincount(pos, weights=cands.objective.to_numpy(), minlength=k)
+        # Stock: units per (node, sku) each candidate takes; a whole-order parcel takes all its
+        # order's lines.
+        c_rows, l_idx = self._parcel_lines(batch, cands, pos)
+        node = cands.node.to_numpy(np.int64)
+        parcel_of_line = np.repeat(np.arange(len(cands)), self._line_counts(batch, cands))
+        keys = node[parcel_of_line] * n_sku + batch.line_sku[l_idx]
         ukeys, kinv = np.unique(keys, return_inverse=True)
-        stock_use = sparse.csr_array((qty.astype(float), (c_rows, kinv)), shape=(k, ukeys.size))
+        stock_use = sparse.csr_array(
+            (batch.line_qty[l_idx].astype(float), (c_rows, kinv)), shape=(k, ukeys.size)
+        )
         stock = batch.stock.reshape(-1)[ukeys].astype(float)
         # Capacity: parcels per (node, wave).
-        slots = list(
-            zip(cands.node.to_numpy().tolist(), cands.wave_us.to_numpy().tolist(), strict=True)
-        )
-        uslots = sorted(set(slots))
-        sid = {s: i for i, s in enumerate(uslots)}
+        wave = cands.wave_us.to_numpy(np.int64)
+        slots, sinv = np.unique(np.stack([node, wave], axis=1), axis=0, return_inverse=True)
         slot_use = sparse.csr_array(
-            (np.ones(len(slots)), (pos[cands.cand.to_numpy()], [sid[s] for s in slots])),
-            shape=(k, len(uslots)),
+            (np.ones(len(cands)), (pos, sinv.reshape(-1))), shape=(k, len(slots))
         )
-        capacity = np.array([self.capacity_left(batch, s) for s in uslots], dtype=float)
-        arrival = batch.orders.ordered_us.to_numpy()
-        return (
-            Problem(
-                n_orders=len(batch.orders),
-                cand_order=cand_order.astype(np.int64),
-                cand_cost=cand_cost.astype(float),
-                stock_use=stock_use,
-                stock=stock,
-                slot_use=slot_use,
-                capacity=capacity,
-                arrival=arrival,
-                unserved_cost=self.search.unserved_cost,
-            ),
-            uslots,
+        capacity = self.capacity_left_many(batch, slots[:, 0], slots[:, 1]).astype(float)
+        return Problem(
+            n_orders=len(batch.orders),
+            cand_order=cand_order,
+            cand_cost=cand_cost,
+            stock_use=stock_use,
+            stock=stock,
+            slot_use=slot_use,
+            capacity=capacity,
+            arrival=batch.orders.ordered_us.to_numpy(),
+            unserved_cost=self.search.unserved_cost,
         )
 
+    def _line_counts(self, batch: Batch, cands: pd.DataFrame) -> np.ndarray:
+        per_order = np.bincount(batch.line_order, minlength=len(batch.orders))
+        explicit = cands.lines.to_numpy()
+        whole = np.array([ls is None for ls in explicit])
+        counts = per_order[cands.order_row.to_numpy(np.int64)]
+        if (~whole).any():
+            counts[~whole] = [ls.size for ls in explicit[~whole]]
+        return counts
+
+    def _parcel_lines(self, batch: Batch, cands: pd.DataFrame, pos: np.ndarray):
+        """For every line every parcel carries: the parcel's candidate position, the line."""
+        counts = self._line_counts(batch, cands)
+        order = np.argsort(batch.line_order, kind="stable")
+        starts = np.searchsorted(batch.line_order[order], np.arange(len(batch.orders)))
+        explicit = cands.lines.to_numpy()
+        whole = np.array([ls is None for ls in explicit], dtype=bool)
+        total = int(counts.sum())
+        # A ragged arange: the k-th line of parcel i is order[starts[o_i] + k].
+        first = np.repeat(np.cumsum(counts) - counts, counts)
+        within = np.arange(total) - first
+        parcel = np.repeat(np.arange(len(cands)), counts)
+        o_row = cands.order_row.to_numpy(np.int64)[parcel]
+        lines = order[np.minimum(starts[o_row] + within, max(order.size - 1, 0))]
+        if (~whole).any():
+            mask = ~whole[parcel]
+            lines[mask] = np.concatenate(list(explicit[~whole]))
+        return pos[parcel], lines
+
+    def capacity_left_many(self, batch: Batch, node: np.ndarray, wave_us: np.ndarray):
+        _, w = self.net.slot_of(node, wave_us)
+        left = self.net.wave_capacity[node, w].astype(np.int64)
+        if batch.used:
+            used = [batch.used.get((int(a), int(b)), 0) for a, b in zip(node, wave_us, strict=True)]
+            left = left - np.asarray(used, dtype=np.int64)
+        return left
+
     def capacity_left(self, batch: Batch, slot: tuple[int, int]) -> int:
-        node, wave_us = slot
-        _, w = self.net.slot_of(np.array([node]), np.array([wave_us]))
-        return int(self.net.wave_capacity[node, w[0]]) - batch.used.get(slot, 0)
+        return int(self.capacity_left_many(batch, np.array([slot[0]]), np.array([slot[1]]))[0])
 
     def plan(
         self, strategy: str, batch: Batch, estimate: Estimate, truth: Estimate | None = None
@@ -435,7 +475,7 @@ class Router:
         unassigned = self.unservable(batch)
         if cands.empty:
             return self._empty(strategy, batch, unassigned)
-        problem, _ = self.problem(batch, cands)
+        problem = self.problem(batch, cands)
         if strategy == "greedy":
             sol = solve_greedy(problem)
         else:
@@ -449,13 +489,14 @@ class Router:
     def _from_solution(
         self, strategy, batch, cands, problem: Problem, sol: Solution, unassigned
     ) -> Plan:
-        cand_ids = np.sort(cands.cand.unique())
-        chosen_ids = set(cand_ids[sol.chosen[sol.chosen >= 0]].tolist())
-        chosen = cands[cands.cand.isin(chosen_ids)]
+        cand_ids = np.unique(cands.cand.to_numpy())
+        chosen = cands[np.isin(cands.cand.to_numpy(), cand_ids[sol.chosen[sol.chosen >= 0]])]
         for r in np.flatnonzero(sol.chosen < 0):
             unassigned.setdefault(int(r), "no node with stock and dispatch capacity left")
         stock_v, cap_v = violations(problem, sol.chosen)
-        plan = self._plan_from_rows(strategy, batch, chosen, unassigned)
+        plan = self._plan_from_rows(strategy, batch, chosen.reset_index(drop=True), unassigned)
+        plan.chosen = chosen.reset_index(drop=True)
+        plan.candidates = cands
         plan.predicted_objective = sol.objective
         plan.method, plan.gap, plan.seconds = sol.method, sol.gap, sol.seconds
         plan.stock_violations, plan.capacity_violations = stock_v, cap_v
@@ -463,8 +504,9 @@ class Router:
 
     def _plan_from_rows(self, strategy, batch: Batch, rows: pd.DataFrame, unassigned) -> Plan:
         line_parcel = np.full(batch.line_order.size, -1, dtype=np.int64)
-        for i, ls in enumerate(rows.lines):
-            line_parcel[ls] = i
+        if len(rows):
+            parcel, lines = self._parcel_lines(batch, rows, np.arange(len(rows)))
+            line_parcel[lines] = parcel
         return Plan(
             strategy=strategy,
             parcel_order=rows.order_row.to_numpy(np.int64),
@@ -487,7 +529,7 @@ class Router:
         stock = batch.stock.copy()
         dist = self.distance(batch)
         lines_by_order = _lines_by_order(batch.line_order, n_o)
-        rows = []
+        parcels: list[tuple[int, int, np.ndarray | None, int]] = []
         for r in np.argsort(batch.orders.ordered_us.to_numpy(), kind="stable"):
             r = int(r)
             if r in unassigned:
@@ -506,26 +548,19 @@ class Router:
                 np.subtract.at(
                     stock, (node, batch.line_sku[part_lines]), batch.line_qty[part_lines]
                 )
-                rows.append((r, node, part_lines, p))
-        pr = self.parcel_rows(
-            batch,
-            [x[0] for x in rows],
-            [x[1] for x in rows],
-            [x[2] for x in rows],
-            [x[3] for x in rows],
+                parcels.append((r, node, None if len(groups) == 1 else part_lines, p))
+        r = np.array([x[0] for x in parcels], dtype=np.int64)
+        node = np.array([x[1] for x in parcels], dtype=np.int64)
+        part = np.array([x[3] for x in parcels], dtype=np.int64)
+        o = batch.orders
+        zone = self.net.zone(node, o.dest_city.to_numpy()[r], o.dest_province.to_numpy()[r])
+        carrier = self.usual_carrier[zone] if r.size else np.zeros(0, dtype=np.int64)
+        wave = self.net.waves_after(node, o.ordered_us.to_numpy()[r], 1)[:, 0]
+        rows = pd.DataFrame(
+            {"order_row": r, "node": node, "part": part, "carrier": carrier, "wave_us": wave}
         )
-        pr["lines"] = [x[2] for x in rows]
-        if len(pr):
-            zone = self.net.zone(
-                pr.node.to_numpy(), pr.dest_city.to_numpy(), pr.dest_province.to_numpy()
-            )
-            pr["carrier"] = self.usual_carrier[zone]
-            pr["wave_us"] = self.net.waves_after(pr.node.to_numpy(), pr.ordered_us.to_numpy(), 1)[
-                :, 0
-            ]
-        else:
-            pr["carrier"] = pr["wave_us"] = np.zeros(0, dtype=np.int64)
-        plan = self._plan_from_rows("nearest", batch, pr, unassigned)
+        rows["lines"] = [x[2] for x in parcels]
+        plan = self._plan_from_rows("nearest", batch, rows, unassigned)
         plan.method = "rule"
         plan.capacity_violations = self._over_capacity(batch, plan)
         plan.stock_violations = 0
@@ -533,13 +568,12 @@ class Router:
 
     def _over_capacity(self, batch: Batch, plan: Plan) -> int:
         """Waves the plan fills past their capacity."""
-        slots = pd.Series(
-            list(zip(plan.parcel_node.tolist(), plan.parcel_wave.tolist(), strict=True))
-        )
-        if slots.empty:
+        if not plan.parcel_node.size:
             return 0
-        counts = slots.value_counts()
-        return int(sum(n > self.capacity_left(batch, s) for s, n in counts.items()))
+        slots, counts = np.unique(
+            np.stack([plan.parcel_node, plan.parcel_wave], axis=1), axis=0, return_counts=True
+        )
+        return int((counts > self.capacity_left_many(batch, slots[:, 0], slots[:, 1])).sum())
 
     def commit(self, batch: Batch, plan: Plan) -> None:
         """Counts the plan's parcels against its waves' capacity (for the next batch)."""

@@ -80,13 +80,19 @@ def flow_conf(folder: Path, **world) -> Path:
         "world": {**FLOW_WORLD, **world},
         "models": yaml.safe_load((folder / "models.yaml").read_text()),
         "flows": yaml.safe_load((folder / "flows.yaml").read_text()),
+        "routing": yaml.safe_load((folder / "routing.yaml").read_text()),
     }
     data["models"]["horizon_days"] = 7
     data["models"]["training"]["min_buyers"] = 200
     data["models"]["promotion"]["max_ece"] = 0.1
     data["flows"]["retries"] = 0
     data["flows"]["retry_delay_seconds"] = 0
-    for name in ("world", "models", "flows"):
+    # A week held out and smaller boosters: routing is trained, gated and replayed quickly.
+    data["routing"]["holdout_days"] = 7
+    data["routing"]["models"]["n_estimators"] = 60
+    data["routing"]["models"]["min_parcels"] = 300
+    data["routing"]["promotion"]["max_next_day_drop"] = 0.5
+    for name in ("world", "models", "flows", "routing"):
         (folder / f"{name}.yaml").write_text(yaml.safe_dump(data[name]))
     return folder
 

@@ -6,6 +6,7 @@ shop only; an imported order log has no nodes, stock or parcels and is refused w
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,7 @@ def truth_for(settings: Settings, net: Network):
                 "days": (out.delivered_us - ordered) / DAY_US,
                 "late": (out.delivered_us > rows.promise_us.to_numpy()).astype(np.float64),
                 "delivered_us": out.delivered_us,
+                "latest_us": out.delivered_us,
             },
             index=rows.index,
         )
@@ -99,16 +101,17 @@ def truth_for(settings: Settings, net: Network):
     return truth
 
 
-def training_data(settings: Settings, net: Network, holdout_days: int):
+def training_data(settings: Settings, net: Network, holdout_days: int, min_parcels: int = 1):
     """The history's parcels as rows: before the held-out days for training, and in them."""
     weather = storms(settings.raw_dir)
     frame, targets = history(settings.raw_dir, net, weather, node_features(settings))
     cut = holdout_start(settings, holdout_days).value // 1000
     train = targets.ordered_us.to_numpy() < cut
-    if train.sum() < MIN_PARCELS:
+    if train.sum() < min_parcels:
         raise RoutingDataError(
             f"only {int(train.sum())} delivered parcels before the held-out {holdout_days} days; "
-            f"routing needs at least {MIN_PARCELS:,} to learn from"
+            f"routing needs at least {min_parcels:,} to learn from "
+            "(conf/routing.yaml models.min_parcels)"
         )
     return frame, targets, train, weather
 
@@ -148,7 +151,9 @@ def train(settings: Settings, conf, *, report: Report = silent) -> dict[str, Any
     rc = conf.routing
     report(Progress("train routing", "reading the parcels", 0, 3))
     net = network(settings, rc)
-    frame, targets, train_mask, _ = training_data(settings, net, rc.holdout_days)
+    frame, targets, train_mask, _ = training_data(
+        settings, net, rc.holdout_days, rc.models.min_parcels
+    )
     features = [c for c in frame.columns if c not in NOT_FEATURES]
     report(Progress("train routing", f"fitting on {int(train_mask.sum()):,} parcels", 1, 3))
     stored = fit(
@@ -253,11 +258,7 @@ def replay_days(
     from cadence.models._route_plan import model_estimate
 
     rc = conf.routing
-    if not 1 <= days <= rc.holdout_days:
-        raise RoutingDataError(
-            f"--days {days}: the replay covers held-out days only, 1 to {rc.holdout_days} "
-            "(conf/routing.yaml holdout_days)"
-        )
+    check_days(days, rc.holdout_days)
     net = network(settings, rc)
     truth = truth_for(settings, net)
     weather = storms(settings.raw_dir)
@@ -298,6 +299,14 @@ class Replayed:
     truth: Any
     weather: pd.DataFrame
     batches: list
+
+
+def check_days(days: int, holdout_days: int) -> None:
+    if not 1 <= days <= holdout_days:
+        raise RoutingDataError(
+            f"--days {days}: the replay covers held-out days only, 1 to {holdout_days} "
+            "(conf/routing.yaml holdout_days)"
+        )
 
 
 def order_attributes(settings: Settings, order_ids: np.ndarray, columns: list[str]) -> pd.DataFrame:
@@ -457,15 +466,13 @@ def not_ready(settings: Settings, conf) -> str | None:
     early = orders.filter(pc.less(orders["ordered_at"], pa_scalar(cut)))["order_id"]
     ships = pq.read_table(settings.raw_dir / "shipments.parquet", columns=["order_id"])
     n = int(pc.sum(pc.is_in(ships["order_id"], early)).as_py() or 0)
-    if n < MIN_PARCELS:
+    least = conf.routing.models.min_parcels
+    if n < least:
         return (
             f"only {n} parcels before the held-out {conf.routing.holdout_days} days; routing "
-            f"needs at least {MIN_PARCELS:,} to learn from"
+            f"needs at least {least:,} to learn from (conf/routing.yaml models.min_parcels)"
         )
     return None
-
-
-MIN_PARCELS = 1000
 
 
 def truth_for_check(settings: Settings) -> None:
@@ -483,3 +490,216 @@ def pa_scalar(t: pd.Timestamp):
     import pyarrow as pa
 
     return pa.scalar(t.to_pydatetime(), pa.timestamp("us", tz="UTC"))
+
+
+def plan_day(
+    settings: Settings, conf, date: dt.date, model: str | None, *, report: Report = silent
+) -> dict[str, Any]:
+    """The day's assignment by the `optimal` strategy with the champion (else the challenger):
+    per parcel the node, carrier, wave, predicted cost and days, and the reason in words; each
+    order no node can serve listed with its reason. Written to `routing/plan-DATE.parquet` and
+    `.csv` in the workspace (whole files or nothing)."""
+    from cadence.models._route_eval import day_batch, stock_reader
+    from cadence.models._route_plan import model_estimate
+
+    rc = conf.routing
+    net = network(settings, rc)
+    uri, stored = resolve_model(settings, model)
+    orders = pd.read_parquet(settings.raw_dir / "orders.parquet")
+    day = pd.Timestamp(date).tz_localize("UTC")
+    batch = day_batch(settings.raw_dir, net, day, orders, stock_reader(settings.raw_dir, net))
+    if batch.orders.empty:
+        raise RoutingDataError(f"--date {date}: no shipped orders on that day in the data")
+    weather = storms(settings.raw_dir)
+    estimate = model_estimate(
+        stored,
+        net,
+        weather,
+        node_features(settings),
+        net.damage_refund_share,
+        rc.objective.damage_weight,
+    )
+    router = router_for(rc)(net)
+    report(Progress("route plan", f"planning {len(batch.orders):,} orders"))
+    plan = router.plan("optimal", batch, estimate)
+    frame = _plan_frame(net, batch, plan)
+    out_dir = settings.home / "routing"
+    written = _write_plan(out_dir, date, frame)
+    return {
+        "date": f"{date:%Y-%m-%d}",
+        "model": uri,
+        "orders": int(len(batch.orders)),
+        "parcels": int((frame.node_id != "").sum()),
+        "unassigned": [
+            {"order_id": int(batch.orders.order_id.iloc[r]), "reason": why}
+            for r, why in sorted(plan.unassigned.items())
+        ],
+        "predicted_cost": round(float(frame.predicted_cost.sum()), 2),
+        "solver": plan.method,
+        "gap": plan.gap,
+        "stock_violations": plan.stock_violations,
+        "capacity_violations": plan.capacity_violations,
+        "files": [str(p) for p in written],
+    }
+
+
+ZONE_WORDS = ("same city", "same province", "another region", "a remote province")
+
+
+def _plan_frame(net: Network, batch, plan) -> pd.DataFrame:
+    """One row per parcel (and per unassigned order), the reason in words."""
+    from cadence.models._route_inputs import CARRIERS, haversine
+
+    o = batch.orders
+    c = plan.chosen if plan.chosen is not None else pd.DataFrame()
+    rows = []
+    cands = plan.candidates
+    for _, p in c.iterrows():
+        r = int(p.order_row)
+        node = int(p.node)
+        zone = int(net.zone(np.array([node]), [o.dest_city.iloc[r]], [o.dest_province.iloc[r]])[0])
+        km = float(haversine(o.dest_lat.iloc[r], o.dest_lon.iloc[r], net.lat[node], net.lon[node]))
+        wave = pd.Timestamp(int(p.wave_us), unit="us", tz="UTC")
+        latest = pd.Timestamp(int(p.est_latest_us), unit="us", tz="UTC")
+        promise = pd.Timestamp(int(o.promise_us.iloc[r]), unit="us", tz="UTC")
+        mine = cands[cands.order_row == r]
+        nearest = None
+        if len(mine):
+            d = haversine(
+                o.dest_lat.iloc[r],
+                o.dest_lon.iloc[r],
+                net.lat[mine.node.to_numpy()],
+                net.lon[mine.node.to_numpy()],
+            )
+            nearest = mine.iloc[int(np.argmin(d))]
+        reason = (
+            f"{net.node_id[node]} ({ZONE_WORDS[zone]}, {km:.0f} km) by {CARRIERS[int(p.carrier)]}, "
+            f"wave {wave:%d %b %H:%M}: predicted {p.est_cost:.2f}, arriving by "
+            f"{latest:%d %b %H:%M} (upper quantile), promised by {promise:%d %b %H:%M}"
+        )
+        if nearest is not None and int(nearest.node) != node:
+            reason += (
+                f"; the nearest node holding it, {net.node_id[int(nearest.node)]}, would cost "
+                f"{nearest.est_cost:.2f}"
+            )
+        rows.append(
+            {
+                "order_id": int(o.order_id.iloc[r]),
+                "parcel": int(p.part),
+                "node_id": str(net.node_id[node]),
+                "carrier": CARRIERS[int(p.carrier)],
+                "wave_at": wave,
+                "predicted_cost": float(p.est_cost),
+                "predicted_days": float(p.est_days),
+                "arrives_by": latest,
+                "promised_by": promise,
+                "reason": reason,
+            }
+        )
+    for r, why in sorted(plan.unassigned.items()):
+        rows.append(
+            {
+                "order_id": int(o.order_id.iloc[r]),
+                "parcel": 0,
+                "node_id": "",
+                "carrier": "",
+                "wave_at": pd.NaT,
+                "predicted_cost": 0.0,
+                "predicted_days": float("nan"),
+                "arrives_by": pd.NaT,
+                "promised_by": pd.Timestamp(int(o.promise_us.iloc[r]), unit="us", tz="UTC"),
+                "reason": f"unassigned: {why}",
+            }
+        )
+    return pd.DataFrame(rows).sort_values(["order_id", "parcel"]).reset_index(drop=True)
+
+
+def _write_plan(folder: Path, date: dt.date, frame: pd.DataFrame) -> list[Path]:
+    """Both files written beside their final names and renamed, so a failure leaves neither
+    half-written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    final = [folder / f"plan-{date:%Y-%m-%d}.parquet", folder / f"plan-{date:%Y-%m-%d}.csv"]
+    tmp = [p.with_name(f".{p.name}.tmp") for p in final]
+    try:
+        frame.to_parquet(tmp[0], index=False)
+        frame.to_csv(tmp[1], index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
+        for t, f in zip(tmp, final, strict=True):
+            t.replace(f)
+    finally:
+        for t in tmp:
+            t.unlink(missing_ok=True)
+    return final
+
+
+def prepositioning(
+    settings: Settings, conf, days: int, model: str | None, *, report: Report = silent
+) -> dict[str, Any]:
+    """The 72-hour regional forecast's error on the held-out days (beside the naive one), and
+    the transfers it proposes replayed: `optimal` with and without them, their cost counted."""
+    from cadence.models._route_eval import day_batch, replay_prepositioned, stock_reader
+    from cadence.models._route_forecast import (
+        ForecastConf,
+        TransferConf,
+        daily_demand,
+        errors,
+        forecast,
+        transfers,
+    )
+    from cadence.models._route_inputs import order_context, order_lines
+    from cadence.models._route_plan import model_estimate
+
+    t0 = time.perf_counter()
+    rc = conf.routing
+    check_days(days, rc.holdout_days)
+    net = network(settings, rc)
+    truth = truth_for(settings, net)
+    uri, stored = resolve_model(settings, model)
+    pc = rc.prepositioning
+    fconf = ForecastConf(pc.horizon_days, pc.window_days, pc.season_days)
+    tconf = TransferConf(pc.cover, pc.cost_per_kg, pc.cost_per_unit, pc.saving_per_unit)
+    raw = settings.raw_dir
+    orders = pd.read_parquet(raw / "orders.parquet")
+    shipped = orders[orders.channel.fillna("") != "store"].reset_index(drop=True)
+    ctx = order_context(raw, shipped)
+    demand = daily_demand(
+        shipped.assign(region=ctx.dest_region_name.to_numpy()),
+        order_lines(raw)[["order_id", "sku", "quantity"]],
+    )
+    first = holdout_start(settings, days)
+    dates = [first + pd.Timedelta(days=i) for i in range(days)]
+    origins = [d.date() for d in dates[:: fconf.horizon_days]]
+    report(Progress("forecast", f"forecast errors over {len(origins)} origins"))
+    errs = errors(demand, origins, fconf)
+    products = pd.read_parquet(raw / "products.parquet", columns=["sku", "weight_kg"])
+    sku_index = {s: i for i, s in enumerate(products.sku)}
+    weight = products.weight_kg.to_numpy()
+
+    def propose(day: pd.Timestamp, stock: np.ndarray) -> pd.DataFrame:
+        return transfers(net, stock, forecast(demand, day.date(), fconf), sku_index, weight, tconf)
+
+    estimate = model_estimate(
+        stored,
+        net,
+        storms(raw),
+        node_features(settings),
+        net.damage_refund_share,
+        rc.objective.damage_weight,
+    )
+    stock_of = stock_reader(raw, net)
+    report(Progress("forecast", f"replaying {days} days with and without transfers"))
+    replayed = replay_prepositioned(
+        dates,
+        lambda d: day_batch(raw, net, d, orders, stock_of),
+        router_for(rc)(net),
+        estimate,
+        truth,
+        propose,
+        fconf.horizon_days,
+    )
+    return {
+        "model": uri,
+        "days": [f"{dates[0]:%Y-%m-%d}", f"{dates[-1]:%Y-%m-%d}"],
+        "forecast": {"horizon_days": fconf.horizon_days, **errs},
+        "prepositioning": replayed,
+        "seconds": seconds_since(t0),
+    }

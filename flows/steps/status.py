@@ -90,7 +90,9 @@ def models(settings: Settings) -> list[dict[str, Any]]:
                     "roc_auc": metrics.get("model.roc_auc"),
                     "bgnbd_roc_auc": metrics.get("bgnbd.roc_auc"),
                     "ece": metrics.get("model.ece"),
-                    "test_window": v.tags.get("test_window"),
+                    # A routing model is judged on the days held out from its holdout_from.
+                    "test_window": v.tags.get("test_window")
+                    or (f"from {v.tags['holdout_from']}" if "holdout_from" in v.tags else None),
                     "audit": v.tags.get("audit_verdict"),
                 }
             )

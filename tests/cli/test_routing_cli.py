@@ -56,6 +56,10 @@ def routed(model_home, tmp_path_factory) -> dict:
     steps["too_many_days"] = _run(home, conf, "route", "evaluate", "--days", "30")
     steps["evaluate"] = _run(home, conf, "route", "evaluate", "--days", "3", "--json")
     steps["table"] = _run(home, conf, "route", "evaluate", "--days", "2")
+    steps["plan"] = _run(home, conf, "route", "plan", "--date", "2025-08-20", "--json")
+    steps["plan_bad_date"] = _run(home, conf, "route", "plan", "--date", "20-08-2025")
+    steps["plan_no_orders"] = _run(home, conf, "route", "plan", "--date", "2024-01-01")
+    steps["forecast"] = _run(home, conf, "route", "forecast", "--days", "6", "--json")
     steps["promote"] = _run(home, conf, "promote", "routing")
     steps["train_again"] = _run(home, conf, "train", "routing")
     steps["promote_strict"] = _run(home, strict, "promote", "routing")
@@ -117,3 +121,36 @@ def test_gates_promote_refuse_and_rollback(routed):
     assert "routing v2 is champion" in r.output
     r = routed["rollback"]
     assert r.exit_code == 0 and "v2 -> v1" in r.output
+
+
+def test_plan_writes_every_order_with_a_reason(routed):
+    import pandas as pd
+
+    r = routed["plan"]
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["stock_violations"] == 0 and out["capacity_violations"] == 0
+    parquet, csv = (Path(f) for f in out["files"])
+    assert parquet.name == "plan-2025-08-20.parquet" and csv.exists()
+    plan = pd.read_parquet(parquet)
+    assert plan.order_id.nunique() == out["orders"]
+    assert plan.reason.str.len().gt(20).all()
+    shipped = plan[plan.node_id != ""]
+    assert len(shipped) == out["parcels"] and shipped.predicted_cost.gt(0).all()
+    assert not list(parquet.parent.glob(".*.tmp"))
+    r = routed["plan_bad_date"]
+    assert r.exit_code == 2 and "expected YYYY-MM-DD" in r.output
+    r = routed["plan_no_orders"]
+    assert r.exit_code == 2 and "no shipped orders on that day" in r.output
+
+
+def test_forecast_reports_its_error_and_what_transfers_saved(routed):
+    r = routed["forecast"]
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    f = out["forecast"]
+    assert f["horizon_days"] == 3 and f["forecast"]["origins"] == 2
+    assert f["forecast"]["pairs"] == f["naive"]["pairs"] > 0
+    p = out["prepositioning"]
+    assert p["orders"] > 0 and p["transfer_cost"] >= 0
+    assert p["net_saving"] == pytest.approx(p["shipping_saved"] - p["transfer_cost"], abs=0.02)

@@ -95,6 +95,12 @@ def test_pipeline_runs_every_flow_in_order(first_run):
         home / "features", home / "feast", "sqlite", "repurchase_scores_v1", [user]
     )
     assert online.p_order_7d.iloc[0] == pytest.approx(scored.p_order_7d.iloc[0])
+    # Routing: trained, gated and replayed on the held-out week.
+    route = out["route"]
+    assert route["train"]["version"] == "1" and route["promote"]["promoted"]
+    strategies = route["evaluate"]["strategies"]
+    assert set(strategies) == {"nearest", "greedy", "optimal", "clairvoyant"}
+    assert strategies["optimal"]["capacity_violations"] == 0
 
 
 def test_a_fault_leaves_champion_and_list_and_the_rerun_resumes(first_run, monkeypatch):
@@ -162,6 +168,10 @@ def test_demo_prints_the_summary_and_where_things_are(prefect_api, tmp_path, mon
     # The simulated merge campaign's read-out, nothing merged without a confirmation.
     assert "merge campaign: 28 days from" in r.output
     assert "merged without confirmation: 0" in r.output
+    # Routing trained and gated, and the strategies side by side.
+    assert "routing v1 is champion" in r.output
+    for text in ("nearest", "greedy", "optimal", "clairvoyant", "next-day rate", "A/B"):
+        assert text in r.output, text
     # Library chatter went to the workspace log, not the terminal.
     assert "Successfully registered model" not in r.output
 
@@ -215,7 +225,9 @@ def test_status_shows_the_workspace_at_a_glance(first_run, tmp_path):
     assert s["features"]["user_features"] >= 200 and s["features"]["stale"] is False
     assert s["feast"]["registry_updated"] and s["feast"]["online_updated"]
     champions = [m for m in s["models"] if "champion" in m["aliases"]]
-    assert len(champions) == 1 and 0.5 < champions[0]["roc_auc"] <= 1
+    assert {m["name"] for m in champions} == {"repurchase", "routing"}
+    (repurchase,) = [m for m in champions if m["name"] == "repurchase"]
+    assert 0.5 < repurchase["roc_auc"] <= 1
     assert s["list"]["rows"] > 100
     text = runner.invoke(app, ["status"], env={**env, "MLFLOW_TRACKING_URI": ""})
     assert "registered models" in text.output and "champion" in text.output
