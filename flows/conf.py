@@ -275,13 +275,15 @@ class AuditsConf(_Strict):
 class RoutingModelsConf(_Strict):
     min_parcels: Positive = 1000
     n_estimators: Positive = 400
-    learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.08
-    max_depth: Positive = 6
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.2
+    max_depth: Positive = 8
     early_stopping_rounds: Positive = 30
     valid_share: Share = 0.15
     quantiles: list[Share] = Field(default_factory=lambda: [0.5, 0.9], min_length=1)
     seed: Annotated[int, Field(ge=0)] = 0
     n_jobs: Positive = 2
+    damage_max_depth: Positive = 3
+    damage_learning_rate: Annotated[float, Field(gt=0, le=1)] = 0.05
 
 
 class RoutingObjectiveConf(_Strict):
@@ -303,6 +305,7 @@ class RoutingOptimiserConf(_Strict):
     time_limit_seconds: Annotated[float, Field(gt=0)] = 20.0
     mip_rel_gap: Annotated[float, Field(ge=0, lt=1)] = 1e-4
     unserved_cost: Annotated[float, Field(gt=0)] = 1000.0
+    max_mip_candidates: Positive = 50_000
 
 
 class RoutingPromotionConf(_Strict):

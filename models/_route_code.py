@@ -1,11 +1,12 @@
 """The routing models as MLflow stores and serves them; MLflow logs this very file as the model.
 
 A registered `routing` model is this code and four artifacts in open formats: `cost.ubj` (the
-parcel's shipping cost), `delivery.ubj` (days from the dispatch wave's cut-off to delivery, one
-output per quantile), `damage.ubj` (the chance the parcel arrives damaged) and `settings.json`
-(features, quantiles, thread count). Like the repurchase model's code, it imports only numpy,
-pandas, xgboost and mlflow, never `cadence`, so a registered model carries its own copy of the
-prediction maths and nothing is pickled.
+parcel's shipping cost, on the log1p scale when `settings["cost_scale"]` says so),
+`delivery.ubj` (days from the dispatch wave's cut-off to delivery, one output per quantile),
+`damage.ubj` (the chance the parcel arrives damaged) and `settings.json` (features, quantiles,
+thread count). Like the repurchase model's code, it imports only numpy, pandas, xgboost and
+mlflow, never `cadence`, so a registered model carries its own copy of the prediction maths
+and nothing is pickled.
 """
 
 from __future__ import annotations
@@ -62,14 +63,17 @@ def predict(stored: Stored, frame: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(
             f"the routing model needs {len(missing)} column(s) the frame lacks: {missing[:5]}"
         )
-    dm = xgb.DMatrix(frame[s["features"]].to_numpy(np.float32), nthread=s["n_jobs"])
-    out = {"cost": np.maximum(stored.cost.predict(dm), 0.0)}
-    days = np.asarray(stored.delivery.predict(dm)).reshape(len(frame), -1)
+    x = frame[s["features"]].to_numpy(np.float32)
+    cost = stored.cost.inplace_predict(x)
+    if s.get("cost_scale") == "log1p":
+        cost = np.expm1(cost)
+    out = {"cost": np.maximum(cost, 0.0)}
+    days = np.asarray(stored.delivery.inplace_predict(x)).reshape(len(frame), -1)
     # Quantile outputs are fitted apart and may cross; sorting keeps them a distribution.
     days = np.maximum(np.sort(days, axis=1), 0.0)
     for i, q in enumerate(s["quantiles"]):
         out[quantile_column(q)] = days[:, i]
-    out["damage"] = stored.damage.predict(dm)
+    out["damage"] = stored.damage.inplace_predict(x)
     return pd.DataFrame(out, index=frame.index)
 
 

@@ -269,13 +269,22 @@ def storms(raw: Path) -> pd.DataFrame:
     return w
 
 
-def storm_at(weather: pd.DataFrame, day: pd.Series, region) -> np.ndarray:
-    if weather.empty:
-        return np.zeros(len(day), dtype=np.float64)
-    key = pd.MultiIndex.from_arrays([weather.date, weather.region])
-    lookup = pd.Series(weather.storm.to_numpy(), index=key)
-    got = lookup.reindex(pd.MultiIndex.from_arrays([np.asarray(day), np.asarray(region)]))
-    return got.fillna(False).to_numpy(dtype=np.float64)
+def storm_at(weather: pd.DataFrame, day_us: np.ndarray, region) -> np.ndarray:
+    """1.0 where the weather feed has a storm in `region` on the (UTC) day of `day_us`."""
+    day_us = np.asarray(day_us, dtype=np.int64)
+    if weather.empty or not day_us.size:
+        return np.zeros(day_us.size, dtype=np.float64)
+    w = weather[weather.storm.astype(bool)]
+    if w.empty:
+        return np.zeros(day_us.size, dtype=np.float64)
+    regions = {r: i for i, r in enumerate(sorted(set(weather.region)))}
+    storm_day = (
+        pd.to_datetime(pd.Series(w.date)).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
+    ).astype(np.int64).to_numpy() // DAY_US
+    key = storm_day * 64 + w.region.map(regions).to_numpy()
+    r = pd.Series(np.asarray(region)).map(regions).fillna(-1).to_numpy(np.int64)
+    asked = (day_us // DAY_US) * 64 + r
+    return np.isin(asked, key).astype(np.float64) * (r >= 0)
 
 
 def pair_frame(
@@ -307,9 +316,8 @@ def pair_frame(
         node
     ]
     out["wait_hours"] = (np.asarray(wave_us) - ordered) / HOUR_US
-    day = pd.to_datetime(ordered, unit="us").date
-    out["storm_origin"] = storm_at(weather, pd.Series(day), net.region[node])
-    out["storm_dest"] = storm_at(weather, pd.Series(day), orders.dest_region_name.to_numpy())
+    out["storm_origin"] = storm_at(weather, ordered, net.region[node])
+    out["storm_dest"] = storm_at(weather, ordered, orders.dest_region_name.to_numpy())
     frame = pd.DataFrame(out)
     if node_features is not None:
         frame = _with_node_features(frame, node, ordered, net, node_features)

@@ -145,7 +145,13 @@ def solve_greedy(problem: Problem) -> Solution:
     return _solution(problem, chosen, "greedy", "greedy", None, start)
 
 
-def solve_mip(problem: Problem, *, time_limit: float = 10.0, mip_rel_gap: float = 1e-4) -> Solution:
+def solve_mip(
+    problem: Problem,
+    *,
+    time_limit: float = 10.0,
+    mip_rel_gap: float = 1e-4,
+    max_mip_candidates: int = 50_000,
+) -> Solution:
     """Minimises the chosen candidates' cost plus `unserved_cost` per unassigned order (see the
     module's docstring for the decomposition). `time_limit` (seconds) bounds the whole call: the
     solver gets what preparing and greedy left of it. Never returns worse than `solve_greedy`
@@ -190,6 +196,21 @@ def solve_mip(problem: Problem, *, time_limit: float = 10.0, mip_rel_gap: float 
 
     mip_orders = np.unique(cand_order[xs])
     fixed_total = math.fsum(np.delete(outside_cost, mip_orders).tolist())
+    if xs.size > max_mip_candidates:
+        return _lp_rounded(
+            problem,
+            prep,
+            xs,
+            mip_orders,
+            outside,
+            outside_cost,
+            contested,
+            fixed_total,
+            greedy,
+            greedy_total,
+            time_limit=max(time_limit - (time.perf_counter() - start), 1e-3),
+            start=start,
+        )
     res = _solve(
         prep,
         xs,
@@ -378,10 +399,12 @@ def _solve(
     *,
     time_limit: float,
     mip_rel_gap: float,
+    integral: bool = True,
 ) -> OptimizeResult:
     """min x_cost.x + outside_cost.u with, per order, sum x + u = 1 and, per contested
     resource, use.x <= available. u stands for the order's best choice outside the solver (an
-    uncontested candidate, or unassigned); it need not be integer, as x is."""
+    uncontested candidate, or unassigned); it need not be integer, as x is. With `integral`
+    false, the linear relaxation: its optimum bounds the program's from below."""
     nx, m = xs.size, outside_cost.size
     block = sp.coo_array(prep.use[xs][:, resources])
     rows = np.concatenate([x_order, np.arange(m), m + block.col.astype(np.int64)])
@@ -392,11 +415,77 @@ def _solve(
     upper = np.concatenate([np.ones(m), prep.available[resources]])
     return milp(
         np.concatenate([x_cost, outside_cost]),
-        integrality=np.concatenate([np.ones(nx), np.zeros(m)]),
+        integrality=np.concatenate([np.full(nx, 1 if integral else 0), np.zeros(m)]),
         bounds=Bounds(0, 1),
         constraints=LinearConstraint(a, lower, upper),
         options={"disp": False, "time_limit": time_limit, "mip_rel_gap": mip_rel_gap},
     )
+
+
+def _lp_rounded(
+    problem: Problem,
+    prep: _Prepared,
+    xs: np.ndarray,
+    mip_orders: np.ndarray,
+    outside: np.ndarray,
+    outside_cost: np.ndarray,
+    contested: np.ndarray,
+    fixed_total: float,
+    greedy: Solution,
+    greedy_total: float,
+    *,
+    time_limit: float,
+    start: float,
+) -> Solution:
+    """Too many contested candidates for branch and bound in the time: the linear relaxation
+    is solved instead, and rounded by a first-fit pass that takes candidates in order of their
+    relaxed value (then cost); an order left out takes its best uncontested choice. The
+    relaxation's optimum bounds the gap. Greedy's plan is returned when it is no worse."""
+    cand_order, cost = problem.cand_order, problem.cand_cost
+    res = _solve(
+        prep,
+        xs,
+        np.searchsorted(mip_orders, cand_order[xs]),
+        cost[xs],
+        outside_cost[mip_orders],
+        np.flatnonzero(contested),
+        time_limit=time_limit,
+        mip_rel_gap=0.0,
+        integral=False,
+    )
+    status = _status_text(res.status, res.message)
+    if res.x is None:
+        return replace(
+            greedy,
+            method=f"greedy (lp fallback: {status}, no solution)",
+            seconds=time.perf_counter() - start,
+        )
+    bound = fixed_total + float(res.fun)
+    x = np.asarray(res.x[: xs.size])
+    ranked = xs[np.lexsort((xs, cost[xs], -np.round(x, 9)))]
+    sub = sp.csr_array(prep.use[ranked][:, np.flatnonzero(contested)])
+    indptr, indices, data = sub.indptr.tolist(), sub.indices.tolist(), sub.data.tolist()
+    limit = prep.limit[contested].tolist()
+    used = [0.0] * len(limit)
+    chosen = outside.copy()
+    served: set[int] = set()
+    for row, (c, o) in enumerate(zip(ranked.tolist(), cand_order[ranked].tolist(), strict=True)):
+        # A candidate dearer than the order's uncontested choice is never worth its room.
+        if o in served or cost[c] > outside_cost[o]:
+            continue
+        lo, hi = indptr[row], indptr[row + 1]
+        if all(used[indices[p]] + data[p] <= limit[indices[p]] for p in range(lo, hi)):
+            for p in range(lo, hi):
+                used[indices[p]] += data[p]
+            chosen[o] = c
+            served.add(o)
+    rounded = _solution(problem, chosen, "lp rounding", status, None, start)
+    total = _penalised(problem, rounded)
+    if violations(problem, chosen) != (0, 0) or total > greedy_total:
+        return replace(
+            greedy, method="greedy (lp rounding no better)", gap=_gap(greedy_total, bound)
+        )
+    return replace(rounded, gap=_gap(total, bound))
 
 
 def _status_text(status: int, message: str) -> str:

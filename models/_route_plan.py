@@ -64,6 +64,7 @@ class Search:
     time_limit_seconds: float = 20.0
     mip_rel_gap: float = 1e-4
     unserved_cost: float = 1000.0
+    max_mip_candidates: int = 50_000
 
 
 @dataclass
@@ -114,6 +115,63 @@ class Plan:
 Estimate = Callable[[pd.DataFrame], pd.DataFrame]
 
 
+class ModelEstimate:
+    """What the learned models expect: cost plus expected damage loss, days at the median,
+    and a miss when the upper quantile arrives after the promise. The models do not read the
+    wave (it is a schedule added to their days), so `parts` predicts each (order, parcel,
+    node, carrier) once and the router weighs its waves with arithmetic."""
+
+    def __init__(self, stored, net, weather, node_features, refund_share, damage_weight) -> None:
+        self.stored, self.net, self.weather, self.node_features = (
+            stored,
+            net,
+            weather,
+            node_features,
+        )
+        self.refund_share, self.damage_weight = refund_share, damage_weight
+        qs = stored.settings["quantiles"]
+        self.q_hi = quantile_column(max(qs))
+        self.q_mid = quantile_column(min(qs, key=lambda q: abs(q - 0.5)))
+
+    def parts(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row: cost with the expected damage loss, median and upper days after the cut-off."""
+        frame = pair_frame(
+            self.net,
+            rows,
+            rows.node.to_numpy(),
+            rows.carrier.to_numpy(),
+            rows.wave_us.to_numpy(),
+            self.weather,
+            self.node_features,
+        )
+        p = predict(self.stored, frame)
+        cost = (
+            p.cost.to_numpy()
+            + self.damage_weight * p.damage.to_numpy() * rows.value.to_numpy() * (self.refund_share)
+        )
+        return cost, p[self.q_mid].to_numpy(), p[self.q_hi].to_numpy()
+
+    def __call__(self, rows: pd.DataFrame) -> pd.DataFrame:
+        net = self.net
+        key = (
+            (rows.order_row.to_numpy(np.int64) * 64 + rows.part.to_numpy(np.int64)) * net.n
+            + rows.node.to_numpy(np.int64)
+        ) * len(CARRIERS) + rows.carrier.to_numpy(np.int64)
+        _, first, back = np.unique(key, return_index=True, return_inverse=True)
+        cost, mid, hi_days = self.parts(rows.iloc[first])
+        wait = (rows.wave_us.to_numpy() - rows.ordered_us.to_numpy()) / DAY_US
+        hi = rows.wave_us.to_numpy() + (hi_days[back] * DAY_US).astype(np.int64)
+        return pd.DataFrame(
+            {
+                "cost": cost[back],
+                "days": wait + mid[back],
+                "late": (hi > rows.promise_us.to_numpy()).astype(np.float64),
+                "latest_us": hi,
+            },
+            index=rows.index,
+        )
+
+
 def model_estimate(
     stored: Stored,
     net: Network,
@@ -121,47 +179,8 @@ def model_estimate(
     node_features,
     refund_share: float,
     damage_weight: float,
-) -> Estimate:
-    """What the learned models expect: cost plus expected damage loss, days at the median,
-    and a miss when the upper quantile arrives after the promise."""
-    q_hi = quantile_column(max(stored.settings["quantiles"]))
-    q_mid = quantile_column(min(stored.settings["quantiles"], key=lambda q: abs(q - 0.5)))
-
-    def estimate(rows: pd.DataFrame) -> pd.DataFrame:
-        # The models do not read the wave (it is a schedule added to their days), so each
-        # (order, parcel, node, carrier) is predicted once, whatever waves it is weighed in.
-        key = (
-            (rows.order_row.to_numpy(np.int64) * 64 + rows.part.to_numpy(np.int64)) * net.n
-            + rows.node.to_numpy(np.int64)
-        ) * len(CARRIERS) + rows.carrier.to_numpy(np.int64)
-        _, first, back = np.unique(key, return_index=True, return_inverse=True)
-        one = rows.iloc[first]
-        frame = pair_frame(
-            net,
-            one,
-            one.node.to_numpy(),
-            one.carrier.to_numpy(),
-            one.wave_us.to_numpy(),
-            weather,
-            node_features,
-        )
-        p = predict(stored, frame)
-        cost = p.cost.to_numpy() + damage_weight * p.damage.to_numpy() * one.value.to_numpy() * (
-            refund_share
-        )
-        wait = (rows.wave_us.to_numpy() - rows.ordered_us.to_numpy()) / DAY_US
-        hi = rows.wave_us.to_numpy() + (p[q_hi].to_numpy()[back] * DAY_US).astype(np.int64)
-        return pd.DataFrame(
-            {
-                "cost": cost[back],
-                "days": wait + p[q_mid].to_numpy()[back],
-                "late": (hi > rows.promise_us.to_numpy()).astype(np.float64),
-                "latest_us": hi,
-            },
-            index=rows.index,
-        )
-
-    return estimate
+) -> ModelEstimate:
+    return ModelEstimate(stored, net, weather, node_features, refund_share, damage_weight)
 
 
 def orders_objective(
@@ -278,6 +297,8 @@ class Router:
     def best(self, batch: Batch, order_row, node, part, waves: int, estimate, contents=None):
         """Per (option, wave): the carrier with the lowest objective, as parcel rows with
         `option` and `objective`."""
+        if isinstance(estimate, ModelEstimate):
+            return self._best_by_parts(batch, order_row, node, part, waves, estimate, contents)
         opt, wave, carrier = self.expand(batch, order_row, node, waves)
         if not opt.size:
             return pd.DataFrame(columns=["option", "order_row", "node", "part", "wave_us"])
@@ -293,6 +314,62 @@ class Router:
         rows = rows.iloc[order]
         first = np.r_[True, (np.diff(opt[order]) != 0) | (np.diff(wave[order]) != 0)]
         return rows[first].reset_index(drop=True)
+
+    def _best_by_parts(self, batch, order_row, node, part, waves, estimate, contents):
+        """`best` for the learned models: one prediction per (option, carrier), the waves
+        weighed with arithmetic, and no row built for a combination that loses."""
+        o = batch.orders
+        zone = self.net.zone(
+            node, o.dest_city.to_numpy()[order_row], o.dest_province.to_numpy()[order_row]
+        )
+        i, c = np.nonzero(self.net.carriers_by_zone[zone])
+        picked = None if contents is None else {k: v[i] for k, v in contents.items()}
+        rows = self.rows(batch, order_row[i], node[i], part[i], c, np.zeros(i.size), picked)
+        cost, mid, hi = estimate.parts(rows)
+        ordered = o.ordered_us.to_numpy()[order_row]
+        cut = self.net.waves_after(node, ordered, waves)  # (options, waves)
+        never = cut == np.iinfo(np.int64).max
+        wave = cut[i]
+        days = (wave - ordered[i, None]) / DAY_US + mid[:, None]
+        latest = wave + (hi[:, None] * DAY_US).astype(np.int64)
+        late = latest > o.promise_us.to_numpy()[order_row[i], None]
+        store = (self.net.kind[node[i]] == 2)[:, None]
+        obj = (
+            cost[:, None]
+            + self.obj.per_day * days
+            + self.obj.late_penalty * late
+            + self.obj.store_penalty * store
+        )
+        obj[never[i]] = np.inf
+        out = []
+        # `np.nonzero` lists each option's carriers together, options in order: the cheapest
+        # carrier per option is a minimum over each run.
+        starts = np.flatnonzero(np.r_[True, i[1:] != i[:-1]]) if i.size else i
+        runs = np.diff(np.r_[starts, i.size])
+        for w in range(waves):
+            col = obj[:, w]
+            low = np.minimum.reduceat(col, starts) if i.size else col
+            at = np.flatnonzero(col == np.repeat(low, runs))
+            first = at[np.r_[True, i[at][1:] != i[at][:-1]]] if at.size else at
+            first = first[np.isfinite(col[first])]
+            out.append(
+                pd.DataFrame(
+                    {
+                        "option": i[first],
+                        "order_row": order_row[i[first]],
+                        "node": node[i[first]],
+                        "part": part[i[first]],
+                        "carrier": c[first],
+                        "wave_us": wave[first, w],
+                        "objective": obj[first, w],
+                        "est_cost": cost[first],
+                        "est_days": days[first, w],
+                        "est_latest_us": latest[first, w],
+                    }
+                )
+            )
+        rows = pd.concat(out, ignore_index=True)
+        return rows.sort_values(["option", "wave_us"], kind="stable").reset_index(drop=True)
 
     def candidates(self, batch: Batch, estimate: Estimate, *, all_nodes: bool) -> pd.DataFrame:
         """Parcel rows of every candidate: `cand`, its order row, node, carrier, wave, part,
@@ -483,6 +560,7 @@ class Router:
                 problem,
                 time_limit=self.search.time_limit_seconds,
                 mip_rel_gap=self.search.mip_rel_gap,
+                max_mip_candidates=self.search.max_mip_candidates,
             )
         return self._from_solution(strategy, batch, cands, problem, sol, unassigned)
 

@@ -137,6 +137,8 @@ def _boost(conf):
         early_stopping_rounds=m.early_stopping_rounds,
         seed=m.seed,
         n_jobs=m.n_jobs,
+        damage_max_depth=m.damage_max_depth,
+        damage_learning_rate=m.damage_learning_rate,
     )
 
 
@@ -219,6 +221,7 @@ def router_for(rc):
             time_limit_seconds=rc.optimiser.time_limit_seconds,
             mip_rel_gap=rc.optimiser.mip_rel_gap,
             unserved_cost=rc.optimiser.unserved_cost,
+            max_mip_candidates=rc.optimiser.max_mip_candidates,
         ),
     )
 

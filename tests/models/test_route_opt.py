@@ -438,3 +438,30 @@ def test_an_overbooked_slot_counts_as_full_and_unlimited_stock_as_unlimited():
     # whose candidate is cheaper (one order goes unserved either way)
     np.testing.assert_array_equal(solve_greedy(problem).chosen, [1, -1])
     np.testing.assert_array_equal(solve_mip(problem).chosen, [-1, 2])
+
+
+def test_a_batch_too_big_for_branch_and_bound_is_rounded_from_its_relaxation():
+    rounded = 0
+    for seed in range(20):
+        problem = random_problem(
+            seed,
+            n_orders=60,
+            n_cands=5,
+            n_nodes=4,
+            n_skus=8,
+            n_waves=2,
+            stock_share=0.5,
+            capacity_share=0.5,
+        )
+        greedy = solve_greedy(problem)
+        lp = solve_mip(problem, max_mip_candidates=0)
+        assert_consistent(problem, lp)
+        assert penalised(problem, lp) <= penalised(problem, greedy)
+        assert lp.method in ("lp rounding", "greedy (lp rounding no better)", "mip")
+        if lp.method != "mip":
+            assert lp.gap is not None and lp.gap >= 0
+            # The relaxation bounds the exact optimum from below.
+            exact = solve_mip(problem)
+            assert penalised(problem, exact) <= penalised(problem, lp) + 1e-9
+        rounded += lp.method == "lp rounding"
+    assert rounded > 0
