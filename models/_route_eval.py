@@ -13,7 +13,6 @@ the two arms' cost per order and next-day rate, with 95% bootstrap intervals ove
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -154,13 +153,6 @@ def settle(router: Router, batch: Batch, plan: Plan) -> None:
             plan.parcel_wave[over] + 60_000_000 - int(router.net.lead_hours * 3.6e9),
             1,
         )[:, 0]
-
-
-@dataclass
-class Outcomes:
-    """Per order of one strategy: true cost, days to the last parcel, next-day, late, parcels."""
-
-    frame: pd.DataFrame
 
 
 def order_outcomes(batch: Batch, plan: Plan, truth: Truth) -> pd.DataFrame:

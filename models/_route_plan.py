@@ -663,7 +663,3 @@ def _lines_by_order(line_order: np.ndarray, n_orders: int) -> list[np.ndarray]:
     order = np.argsort(line_order, kind="stable")
     bounds = np.searchsorted(line_order[order], np.arange(n_orders + 1))
     return [order[bounds[i] : bounds[i + 1]] for i in range(n_orders)]
-
-
-def carrier_names(idx: np.ndarray) -> np.ndarray:
-    return np.asarray(CARRIERS)[idx]
