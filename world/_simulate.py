@@ -184,7 +184,10 @@ class _Shop:
                 if keep:
                     self.history[name].append(table)
                 yield name, table
-            yield "weather", _weather_table(self.cfg, self.storm)
+            weather = _weather_table(self.cfg, self.storm)
+            if keep:
+                self.history["weather"].append(weather)
+            yield "weather", weather
         self.pool = ThreadPoolExecutor(max_workers=1)
         try:
             for name, table in self._run(first, until, on_day, policy):

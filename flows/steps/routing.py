@@ -1,7 +1,9 @@
-"""Routing's steps: train and register the models, replay held-out days through the strategies.
+"""Routing's steps: train, gate and roll back the models; replay held-out days through the
+strategies; plan a day; forecast regional demand and replay its transfers.
 
-The replay needs the world's truth to score counterfactual choices, so it runs on a simulated
-shop only; an imported order log has no nodes, stock or parcels and is refused with the reason.
+Training and planning need a shop's nodes, stock and parcels: an imported order log alone has
+none and is refused with the reason. The replays also need the world's truth to score
+counterfactual choices, so they run on a simulated shop only.
 """
 
 from __future__ import annotations

@@ -113,6 +113,7 @@ def test_the_policy_sees_only_what_the_shop_knew_that_morning():
                 "shipments": view.table("shipments").to_pandas(),
                 "returns": view.table("returns").to_pandas(),
                 "contacts": view.table("service_contacts").to_pandas(),
+                "weather": view.table("weather").to_pandas(),
                 "now": now,
             }
         return []
@@ -131,6 +132,9 @@ def test_the_policy_sees_only_what_the_shop_knew_that_morning():
     coupons = seen[30]["coupons"]
     assert (coupons.issued_at < seen[30]["now"]).all()
     assert (coupons.redeemed_at.dropna() < seen[30]["now"]).all()
+    # The weather feed: every region each day up to today's forecast, none after.
+    weather = seen[30]["weather"]
+    assert weather.date.max() == seen[30]["now"].date() and len(weather) == 31 * 7
     with pytest.raises(ValueError, match="no raw table 'truth_oracle'"):
         list(World(CFG, policy=lambda v: v.table("truth_oracle")).run(until=2))
 
