@@ -166,8 +166,8 @@ def deploy(
         ),
     ] = None,
 ) -> None:
-    """Register the scheduled deployments (score daily, train and promote weekly; cron in
-    conf/flows.yaml) on the Prefect server at PREFECT_API_URL."""
+    """Register the scheduled deployments (score daily; train, promote and route weekly; cron
+    in conf/flows.yaml) on the Prefect server at PREFECT_API_URL."""
     prefect_env(ctx.obj)
     from cadence.flows.deploy import DeployError, deploy_all
 

@@ -186,6 +186,7 @@ class SchedulesConf(_Strict):
     score: str = "0 5 * * *"
     train: str = "0 3 * * 1"
     promote: str = "0 4 * * 1"
+    route: str = "0 5 * * 2"
     timezone: str = "UTC"
 
 

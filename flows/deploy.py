@@ -2,8 +2,9 @@
 
 Prefect's temporary server cannot schedule, so deployments need a real one: PREFECT_API_URL,
 or, with `serve`, a `prefect server start` of our own whose database and log stay in the
-workspace (`<home>/prefect`). `score` runs daily, `train` and `promote` weekly (cron in
-conf/flows.yaml); `pipeline` has no schedule and runs on demand.
+workspace (`<home>/prefect`). `score` runs daily, `train` and `promote` weekly, and `route`
+(routing retrained, gated and replayed) weekly too (cron in conf/flows.yaml); `pipeline` has
+no schedule and runs on demand.
 
 Something must execute the runs. With a work pool, a worker does (`prefect worker start
 --pool NAME`): the deployments import the flows from the installed package and carry the
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from cadence.flows.settings import Settings
 
 # The deployments, in the order they are listed, each named after its flow: "score/score".
-SCHEDULED = ("score", "train", "promote")
+SCHEDULED = ("score", "train", "promote", "route")
 ON_DEMAND = ("pipeline",)
 TAGS = ["cadence"]
 

@@ -21,9 +21,14 @@ from tests.conftest import flow_conf
 pytestmark = pytest.mark.e2e
 
 # Not the shipped crons: the deployments must follow the conf they are given.
-CRON = {"score": "15 6 * * *", "train": "30 2 * * 3", "promote": "45 2 * * 3"}
+CRON = {
+    "score": "15 6 * * *",
+    "train": "30 2 * * 3",
+    "promote": "45 2 * * 3",
+    "route": "0 4 * * 4",
+}
 TIMEZONE = "Europe/Paris"
-NAMES = ["score/score", "train/train", "promote/promote", "pipeline/pipeline"]
+NAMES = ["score/score", "train/train", "promote/promote", "route/route", "pipeline/pipeline"]
 
 
 @pytest.fixture(scope="module")
