@@ -36,7 +36,7 @@ from cadence.audits._mitigate import (
 # Sections an audit will hold once their stage exists; until then they say so.
 NOT_YET = {
     "merging": "not yet audited: the merge service has made no offers yet",
-    "routing": "not yet audited: order routing does not exist yet",
+    "routing": "not yet audited: routing has not been replayed (`cadence route evaluate`)",
 }
 
 
@@ -254,10 +254,12 @@ def audit(
     offers: pd.DataFrame | None = None,
     offered: np.ndarray | None = None,
     merging: dict[str, Any] | None = None,
+    routing: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The targeting audit of one model on its test rows, the mitigation beside it (fitted on
     the calibration rows, when given), and incentive parity. `offered`: the decisions of a
-    post-processed variant, in place of `p >= threshold`."""
+    post-processed variant, in place of `p >= threshold`. `routing`: the latest routing
+    replay's groups, shown for the reviewer (routing's own promotion gate judges them)."""
     resample = Resample.of(test.user_ids.to_numpy(), settings.resamples, settings.seed)
     offered = test.p >= threshold if offered is None else np.asarray(offered, bool)
     sections = _sections(test, offered, test_groups, settings, resample)
@@ -281,6 +283,8 @@ def audit(
         doc["not_passing"].append(
             {"grouping": "offers", "check": "incentive_parity", "status": FAIL}
         )
+    if routing is not None:
+        doc["routing"] = routing
     if merging is not None:
         doc["merging"] = merging
         if merging["status"] == FAIL:

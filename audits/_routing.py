@@ -56,3 +56,27 @@ def worst_next_day_drop(groups: pd.DataFrame, base: str, router: str) -> tuple[f
     if value <= 0:
         return 0.0, "no group's next-day rate fell"
     return value, f"{attribute}={group}"
+
+
+def routing_section(evaluation: dict | None, *, limit: float) -> dict | None:
+    """The audit's routing section from a saved `route evaluate` read-out (None: none saved):
+    per group, nearest beside the router, and the largest fall in a next-day rate against
+    `limit` (routing's promotion gate)."""
+    if not evaluation:
+        return None
+    audit = evaluation["audit"]
+    first, last = evaluation["days"]
+    drop = float(audit["max_next_day_drop"])
+    rows = sorted(
+        (g for g in audit["groups"] if g.get("reported", True)),
+        key=lambda g: (g["attribute"], str(g["group"]), g["strategy"]),
+    )
+    return {
+        "status": "PASS" if drop <= limit else "WARN",
+        "note": (
+            f"{evaluation['model']} replayed {first} to {last} against nearest; the largest "
+            f"fall in a group's next-day rate is {drop:.3f} ({audit['worst_group']}; routing's "
+            f"gate allows {limit})"
+        ),
+        "groups": rows,
+    }

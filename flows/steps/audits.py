@@ -127,6 +127,16 @@ def service_offers(settings: Settings) -> pd.DataFrame | None:
     return offers.assign(confirmed=offers.offer_id.isin(confirmed.offer_id))
 
 
+def routing_of(settings: Settings, conf: Conf) -> dict[str, Any] | None:
+    """The audit's routing section, from the latest saved `route evaluate` read-out."""
+    from cadence.audits._routing import routing_section
+    from cadence.flows.steps.routing import latest_evaluation
+
+    return routing_section(
+        latest_evaluation(settings), limit=conf.routing.promotion.max_next_day_drop
+    )
+
+
 def merging_of(settings: Settings, conf: Conf, *, name: str) -> dict[str, Any] | None:
     """The audit's merging section: the service's offers per group, and cohort parity."""
     from cadence.audits._merging import merging_section
@@ -308,6 +318,7 @@ def run_audit(
         offers=_offers(settings.raw_dir),
         offered=offered,
         merging=merging_of(settings, conf, name=ctx.name),
+        routing=routing_of(settings, conf),
     )
     if post is not None:
         doc["mitigation"] = {

@@ -369,7 +369,7 @@ def evaluate(
     groups = routing_groups(outcomes, order_attributes(settings, ids, columns), columns)
     drop, worst = worst_next_day_drop(groups, "nearest", "optimal")
     unassigned = notes["optimal"]["unassigned"]
-    return {
+    out = {
         "model": uri,
         "days": [f"{dates[0]:%Y-%m-%d}", f"{dates[-1]:%Y-%m-%d}"],
         "strategies": table,
@@ -383,6 +383,34 @@ def evaluate(
         "unassigned": [{"order_id": k, "reason": v} for k, v in sorted(unassigned.items())],
         "seconds": seconds_since(t0),
     }
+    out["saved"] = str(_save_evaluation(settings, out))
+    return out
+
+
+def _save_evaluation(settings: Settings, out: dict[str, Any]) -> Path:
+    """The read-out in `reports/routing/`, for reviewers and the audit (whole file or none)."""
+    import json
+
+    folder = settings.home / "reports" / "routing"
+    folder.mkdir(parents=True, exist_ok=True)
+    first, last = out["days"]
+    path = folder / f"evaluate-{first}-to-{last}.json"
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(out, indent=1, default=str))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def latest_evaluation(settings: Settings) -> dict[str, Any] | None:
+    """The most recently written `route evaluate` read-out, or None."""
+    import json
+
+    folder = settings.home / "reports" / "routing"
+    saved = sorted(folder.glob("evaluate-*.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(saved[-1].read_text()) if saved else None
 
 
 def promote(

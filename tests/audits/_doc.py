@@ -26,7 +26,12 @@ SETTINGS = {
 
 
 def audit_document(
-    shift: float = 0.2, n: int = 12000, *, users_table: bool = True, merging: dict | None = None
+    shift: float = 0.2,
+    n: int = 12000,
+    *,
+    users_table: bool = True,
+    merging: dict | None = None,
+    routing: dict | None = None,
 ) -> dict:
     """`users_table=False`: an imported order log's audit, every grouping missing."""
     rng = np.random.default_rng(4)
@@ -65,6 +70,7 @@ def audit_document(
         calibration=cal,
         calibration_groups=groups(cal),
         merging=merging,
+        routing=routing,
     )
     doc.update(
         {

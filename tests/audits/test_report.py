@@ -36,7 +36,7 @@ def test_html_puts_the_verdict_first_and_says_what_is_not_audited(doc):
     assert f"Verdict: {doc['verdict']}" in html
     for said in (
         "not yet audited: the merge service has made no offers yet",
-        "not yet audited: order routing does not exist yet",
+        "not yet audited: routing has not been replayed (`cadence route evaluate`)",
         "no offers were sent yet",
         "too small to compare",
         "only as the post-processor&#39;s group input",

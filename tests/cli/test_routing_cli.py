@@ -104,6 +104,9 @@ def test_evaluate_reports_every_strategy_in_the_json_the_issue_names(routed):
     groups = {(g["attribute"], g["strategy"]) for g in out["audit"]["groups"]}
     assert ("gender", "optimal") in groups and ("region", "nearest") in groups
     assert out["extrapolation"] and all(e["options"] > 0 for e in out["extrapolation"])
+    # Kept for reviewers and the fairness audit's routing section.
+    saved = json.loads(Path(out["saved"]).read_text())
+    assert saved["strategies"] == out["strategies"] and saved["days"] == out["days"]
     r = routed["table"]
     assert r.exit_code == 0, r.output
     assert "clairvoyant" in r.output and "A/B: orders randomised" in r.output
