@@ -260,21 +260,13 @@ def replay_days(
 ):
     """The last `days` held-out days through `strategies`; per-strategy outcomes and notes."""
     from cadence.models._route_eval import day_batch, replay, stock_reader
-    from cadence.models._route_plan import model_estimate
 
     rc = conf.routing
     check_days(days, rc.holdout_days)
     net = network(settings, rc)
     truth = truth_for(settings, net)
     weather = storms(settings.raw_dir)
-    estimate = model_estimate(
-        stored,
-        net,
-        weather,
-        node_features(settings),
-        net.damage_refund_share,
-        rc.objective.damage_weight,
-    )
+    estimate = estimate_for(settings, rc, net, stored, weather)
     router = router_for(rc)(net)
     orders = pd.read_parquet(settings.raw_dir / "orders.parquet")
     stock_of = stock_reader(settings.raw_dir, net)
@@ -304,6 +296,20 @@ class Replayed:
     truth: Any
     weather: pd.DataFrame
     batches: list
+
+
+def estimate_for(settings: Settings, rc, net: Network, stored, weather: pd.DataFrame):
+    """What the learned models expect of any parcel, weighed as conf/routing.yaml says."""
+    from cadence.models._route_plan import model_estimate
+
+    return model_estimate(
+        stored,
+        net,
+        weather,
+        node_features(settings),
+        net.damage_refund_share,
+        rc.objective.damage_weight,
+    )
 
 
 def check_days(days: int, holdout_days: int) -> None:
@@ -533,7 +539,6 @@ def plan_day(
     order no node can serve listed with its reason. Written to `routing/plan-DATE.parquet` and
     `.csv` in the workspace (whole files or nothing)."""
     from cadence.models._route_eval import day_batch, stock_reader
-    from cadence.models._route_plan import model_estimate
 
     rc = conf.routing
     net = network(settings, rc)
@@ -544,14 +549,7 @@ def plan_day(
     if batch.orders.empty:
         raise RoutingDataError(f"--date {date}: no shipped orders on that day in the data")
     weather = storms(settings.raw_dir)
-    estimate = model_estimate(
-        stored,
-        net,
-        weather,
-        node_features(settings),
-        net.damage_refund_share,
-        rc.objective.damage_weight,
-    )
+    estimate = estimate_for(settings, rc, net, stored, weather)
     router = router_for(rc)(net)
     report(Progress("route plan", f"planning {len(batch.orders):,} orders"))
     plan = router.plan("optimal", batch, estimate)
@@ -679,7 +677,6 @@ def prepositioning(
         transfers,
     )
     from cadence.models._route_inputs import order_context, order_lines
-    from cadence.models._route_plan import model_estimate
 
     t0 = time.perf_counter()
     rc = conf.routing
@@ -710,14 +707,7 @@ def prepositioning(
     def propose(day: pd.Timestamp, stock: np.ndarray) -> pd.DataFrame:
         return transfers(net, stock, forecast(demand, day.date(), fconf), sku_index, weight, tconf)
 
-    estimate = model_estimate(
-        stored,
-        net,
-        storms(raw),
-        node_features(settings),
-        net.damage_refund_share,
-        rc.objective.damage_weight,
-    )
+    estimate = estimate_for(settings, rc, net, stored, storms(raw))
     stock_of = stock_reader(raw, net)
     report(Progress("forecast", f"replaying {days} days with and without transfers"))
     replayed = replay_prepositioned(
