@@ -17,7 +17,8 @@ with weights from `conf/routing.yaml`. The strategies:
   node still holding all of it (else each line to the nearest node holding it), in the first wave
   it can reach, by the carrier the shop uses most for that zone. It ignores capacity.
 - `greedy`: each order in arrival order takes its cheapest candidate that still fits.
-- `optimal`: the mixed-integer program over all orders' candidates (`_route_opt.solve_mip`).
+- `optimal`: the mixed-integer program over all orders' candidates (`_route_opt.solve_mip`;
+  a batch too big for branch and bound gets its linear relaxation rounded, the gap reported).
 - `clairvoyant`: the same program over every node, carrier and wave, scored by the truth.
 """
 
