@@ -269,22 +269,72 @@ def storms(raw: Path) -> pd.DataFrame:
     return w
 
 
-def storm_at(weather: pd.DataFrame, day_us: np.ndarray, region) -> np.ndarray:
-    """1.0 where the weather feed has a storm in `region` on the (UTC) day of `day_us`."""
-    day_us = np.asarray(day_us, dtype=np.int64)
-    if weather.empty or not day_us.size:
-        return np.zeros(day_us.size, dtype=np.float64)
-    w = weather[weather.storm.astype(bool)]
-    if w.empty:
-        return np.zeros(day_us.size, dtype=np.float64)
-    regions = {r: i for i, r in enumerate(sorted(set(weather.region)))}
-    storm_day = (
-        pd.to_datetime(pd.Series(w.date)).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
-    ).astype(np.int64).to_numpy() // DAY_US
-    key = storm_day * 64 + w.region.map(regions).to_numpy()
-    r = pd.Series(np.asarray(region)).map(regions).fillna(-1).to_numpy(np.int64)
-    asked = (day_us // DAY_US) * 64 + r
-    return np.isin(asked, key).astype(np.float64) * (r >= 0)
+class Storms:
+    """The weather feed's storm days as sorted integer keys (day * 64 + region), looked up
+    without pandas: a single decision reads it too."""
+
+    def __init__(self, weather: pd.DataFrame) -> None:
+        regions = sorted(set(weather.region)) if len(weather) else []
+        self.regions = {r: i for i, r in enumerate(regions)}
+        w = weather[weather.storm.astype(bool)] if len(weather) else weather
+        if len(w):
+            day = pd.to_datetime(pd.Series(w.date)).to_numpy().astype("datetime64[D]")
+            day = day.astype(np.int64)
+            self.keys = np.sort(day * 64 + w.region.map(self.regions).to_numpy(np.int64))
+        else:
+            self.keys = np.zeros(0, dtype=np.int64)
+
+    def at(self, day_us: np.ndarray, region) -> np.ndarray:
+        """1.0 where a storm is in `region` on the (UTC) day of `day_us`."""
+        day_us = np.asarray(day_us, dtype=np.int64)
+        if not self.keys.size or not day_us.size:
+            return np.zeros(day_us.size, dtype=np.float64)
+        r = np.array([self.regions.get(x, -1) for x in np.asarray(region)], dtype=np.int64)
+        asked = (day_us // DAY_US) * 64 + r
+        pos = np.minimum(np.searchsorted(self.keys, asked), self.keys.size - 1)
+        return ((self.keys[pos] == asked) & (r >= 0)).astype(np.float64)
+
+
+class NodeFeatures:
+    """The build's node features by (node, snapshot), looked up as of any instant: the last
+    snapshot at or before it (point in time), with sorted integer keys instead of a join."""
+
+    def __init__(self, nf: pd.DataFrame, net: Network) -> None:
+        self.columns = [c for c in nf.columns if c not in ("node_id", "snapshot_at")]
+        index = {n: i for i, n in enumerate(net.node_id)}
+        node = nf.node_id.map(index)
+        keep = node.notna().to_numpy()
+        t = nf.snapshot_at.astype("datetime64[us, UTC]").astype(np.int64).to_numpy()[keep]
+        n = node.to_numpy()[keep].astype(np.int64)
+        key = n * _NODE_STRIDE + t
+        order = np.argsort(key, kind="stable")
+        self.keys, self.node = key[order], n[order]
+        self.values = nf[self.columns].to_numpy(np.float64)[keep][order]
+
+    def at(self, node: np.ndarray, t_us: np.ndarray) -> np.ndarray:
+        """(rows, features): each node's features as of `t_us`; nan before its first snapshot."""
+        node = np.asarray(node, dtype=np.int64)
+        q = node * _NODE_STRIDE + np.asarray(t_us, dtype=np.int64)
+        pos = np.searchsorted(self.keys, q, side="right") - 1
+        ok = (pos >= 0) & (self.node[np.maximum(pos, 0)] == node)
+        out = np.full((node.size, len(self.columns)), np.nan)
+        out[ok] = self.values[pos[ok]]
+        return out
+
+
+# Node index times this plus microseconds since the epoch: one sortable key (below 2**63 for
+# thousands of nodes until the year 2100).
+_NODE_STRIDE = 1 << 52
+
+
+def storms_of(weather) -> Storms:
+    return weather if isinstance(weather, Storms) else Storms(weather)
+
+
+def node_features_of(nf, net: Network) -> NodeFeatures | None:
+    if nf is None or isinstance(nf, NodeFeatures):
+        return nf
+    return NodeFeatures(nf, net)
 
 
 def pair_frame(
@@ -293,12 +343,14 @@ def pair_frame(
     node: np.ndarray,
     carrier: np.ndarray,
     wave_us: np.ndarray,
-    weather: pd.DataFrame,
-    node_features: pd.DataFrame | None,
+    weather,
+    node_features,
 ) -> pd.DataFrame:
     """The models' input rows for parcels: `orders` holds one row per parcel with the order's
     columns (`ORDER_COLUMNS` and `ordered_us`, `dest_city`, `dest_province`, `dest_region_name`);
-    `node`, `carrier` and `wave_us` say where it leaves from, with whom, and when."""
+    `node`, `carrier` and `wave_us` say where it leaves from, with whom, and when. `weather` and
+    `node_features` are the feed and the build's node features, as frames or as their lookups
+    (`Storms`, `NodeFeatures`: made once, they serve every later call)."""
     node = np.asarray(node)
     ordered = orders.ordered_us.to_numpy()
     out = {c: orders[c].to_numpy(dtype=np.float64) for c in ORDER_COLUMNS}
@@ -316,30 +368,15 @@ def pair_frame(
         node
     ]
     out["wait_hours"] = (np.asarray(wave_us) - ordered) / HOUR_US
-    out["storm_origin"] = storm_at(weather, ordered, net.region[node])
-    out["storm_dest"] = storm_at(weather, ordered, orders.dest_region_name.to_numpy())
-    frame = pd.DataFrame(out)
-    if node_features is not None:
-        frame = _with_node_features(frame, node, ordered, net, node_features)
-    return frame
-
-
-def _with_node_features(frame, node, ordered_us, net: Network, nf: pd.DataFrame) -> pd.DataFrame:
-    """Each node's features as of the last snapshot at or before the order (point in time)."""
-    cols = [c for c in nf.columns if c not in ("node_id", "snapshot_at")]
-    snap_us = nf.snapshot_at.astype("datetime64[us, UTC]").astype(np.int64).to_numpy()
-    idx = {n: i for i, n in enumerate(net.node_id)}
-    nf_node = nf.node_id.map(idx).to_numpy()
-    key = pd.DataFrame({"node": node, "t": ordered_us, "row": np.arange(node.size)}).sort_values(
-        "t"
-    )
-    right = pd.DataFrame({"node": nf_node, "t": snap_us, **{c: nf[c].to_numpy() for c in cols}})
-    right = right.dropna(subset=["node"]).sort_values("t")
-    right["node"] = right.node.astype(node.dtype)
-    joined = pd.merge_asof(key, right, on="t", by="node").sort_values("row")
-    for c in cols:
-        frame[c] = joined[c].to_numpy(dtype=np.float64)
-    return frame
+    lookup = storms_of(weather)
+    out["storm_origin"] = lookup.at(ordered, net.region[node])
+    out["storm_dest"] = lookup.at(ordered, orders.dest_region_name.to_numpy())
+    nf = node_features_of(node_features, net)
+    if nf is not None:
+        values = nf.at(node, ordered)
+        for k, c in enumerate(nf.columns):
+            out[c] = values[:, k]
+    return pd.DataFrame(out)
 
 
 def order_lines(raw: Path, order_ids: np.ndarray | None = None) -> pd.DataFrame:

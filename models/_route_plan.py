@@ -37,7 +37,9 @@ from cadence.models._route_inputs import (
     DAY_US,
     Network,
     haversine,
+    node_features_of,
     pair_frame,
+    storms_of,
 )
 from cadence.models._route_opt import Problem, Solution, solve_greedy, solve_mip, violations
 
@@ -123,12 +125,10 @@ class ModelEstimate:
     node, carrier) once and the router weighs its waves with arithmetic."""
 
     def __init__(self, stored, net, weather, node_features, refund_share, damage_weight) -> None:
-        self.stored, self.net, self.weather, self.node_features = (
-            stored,
-            net,
-            weather,
-            node_features,
-        )
+        self.stored, self.net = stored, net
+        # Made once: every decision then looks them up without pandas.
+        self.weather = storms_of(weather)
+        self.node_features = node_features_of(node_features, net)
         self.refund_share, self.damage_weight = refund_share, damage_weight
         qs = stored.settings["quantiles"]
         self.q_hi = quantile_column(max(qs))
