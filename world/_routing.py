@@ -7,14 +7,13 @@ strategy's own choices, the world's own tariff, transit and damage functions
 noise, damage) are drawn per order and parcel from keyed streams, never per node, so every
 strategy meets the same luck and their differences are the choices' alone.
 
-The shop's delivery promise for an order is set at checkout, before any routing: the promise of
-the best zone a warehouse (not a store) reaches for that destination. A parcel is next-day when
-it arrives before the end of the day after the order's.
+The shop's delivery promise is the shop's own (set at checkout, before any routing, from the
+best zone a warehouse reaches for the destination: `models._route_inputs.Network.promise_us`);
+a parcel is next-day when it arrives before the end of the day after the order's.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +26,6 @@ from cadence.world._logistics import (
     billed_weight,
     damage_prob,
     delivery_days,
-    legacy_carrier,
     shipping_cost,
     zone_of,
 )
@@ -103,19 +101,6 @@ class Fulfilment:
         out[inside] = self.storm[day[inside], self.geo.city_region[np.asarray(city)[inside]]]
         return out
 
-    def promise_us(self, dest_city: np.ndarray, ordered_us: np.ndarray) -> np.ndarray:
-        """The promise made at checkout: the end of the day that the best zone any warehouse
-        reaches for the destination allows (`PROMISE_DAYS`), counted from the order's day."""
-        warehouses = np.flatnonzero(self.node_kind < 2)
-        zones = zone_of(self.geo, self.node_city[warehouses][None, :], dest_city[:, None])
-        best = zones.min(axis=1)
-        day0 = np.asarray(ordered_us) // DAY_US * DAY_US
-        return day0 + (P.PROMISE_DAYS[best] + 1) * DAY_US
-
-    def shop_carrier(self, order_id: np.ndarray, part: np.ndarray, zone: np.ndarray):
-        """The carrier the shop's own rule picks (as in its history), drawn per parcel."""
-        return legacy_carrier(self._draw("route.carrier", order_id, part), zone)
-
     def outcome(self, p: Parcels) -> Outcome:
         zone = zone_of(self.geo, self.node_city[p.node], p.dest_city)
         kind = self.node_kind[p.node]
@@ -158,7 +143,3 @@ class Fulfilment:
 def city_index(names) -> np.ndarray:
     """The world's city index from its name (`city-07` -> 7)."""
     return np.array([int(str(n).rsplit("-", 1)[1]) for n in names], dtype=np.int64)
-
-
-def start_of_day_us(day: dt.date) -> int:
-    return int(np.datetime64(day, "D").astype("datetime64[us]").astype(np.int64))
