@@ -55,6 +55,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/bench_audit.py
 	$(BIN)/python bench/bench_consolidate.py
 	$(BIN)/python bench/bench_serving.py
+	$(BIN)/python bench/bench_routing.py
 
 clean:
 	rm -rf .cadence
