@@ -369,24 +369,33 @@ def _greedy(problem: Problem, prep: _Prepared) -> np.ndarray:
     rank = np.empty(n, dtype=np.int64)
     rank[np.lexsort((np.arange(n), problem.arrival))] = np.arange(n)
     cands = cands[np.lexsort((cands, cost[cands], rank[cand_order[cands]]))]
-    sub = sp.csr_array(prep.use[cands][:, np.flatnonzero(contested)])
+    _first_fit(prep, cands, cand_order, contested, chosen)
+    return chosen
+
+
+def _first_fit(
+    prep: _Prepared,
+    ranked: np.ndarray,
+    cand_order: np.ndarray,
+    contested: np.ndarray,
+    chosen: np.ndarray,
+) -> None:
+    """Candidates in `ranked` order: each order takes its first one that still fits the
+    contested resources (into `chosen`); an order none fits keeps what `chosen` held."""
+    sub = sp.csr_array(prep.use[ranked][:, np.flatnonzero(contested)])
     indptr, indices, data = sub.indptr.tolist(), sub.indices.tolist(), sub.data.tolist()
     limit = prep.limit[contested].tolist()
     used = [0.0] * len(limit)
     served = set()
-    for row, (c, o) in enumerate(zip(cands.tolist(), cand_order[cands].tolist(), strict=True)):
+    for row, (c, o) in enumerate(zip(ranked.tolist(), cand_order[ranked].tolist(), strict=True)):
         if o in served:
             continue
         lo, hi = indptr[row], indptr[row + 1]
-        for p in range(lo, hi):
-            if used[indices[p]] + data[p] > limit[indices[p]]:
-                break
-        else:
+        if all(used[indices[p]] + data[p] <= limit[indices[p]] for p in range(lo, hi)):
             for p in range(lo, hi):
                 used[indices[p]] += data[p]
             chosen[o] = c
             served.add(o)
-    return chosen
 
 
 def _solve(
@@ -462,23 +471,12 @@ def _lp_rounded(
         )
     bound = fixed_total + float(res.fun)
     x = np.asarray(res.x[: xs.size])
-    ranked = xs[np.lexsort((xs, cost[xs], -np.round(x, 9)))]
-    sub = sp.csr_array(prep.use[ranked][:, np.flatnonzero(contested)])
-    indptr, indices, data = sub.indptr.tolist(), sub.indices.tolist(), sub.data.tolist()
-    limit = prep.limit[contested].tolist()
-    used = [0.0] * len(limit)
+    # A candidate dearer than the order's uncontested choice is never worth its room.
+    keep = cost[xs] <= outside_cost[cand_order[xs]]
+    worth, relaxed = xs[keep], np.round(x, 9)[keep]
+    ranked = worth[np.lexsort((worth, cost[worth], -relaxed))]
     chosen = outside.copy()
-    served: set[int] = set()
-    for row, (c, o) in enumerate(zip(ranked.tolist(), cand_order[ranked].tolist(), strict=True)):
-        # A candidate dearer than the order's uncontested choice is never worth its room.
-        if o in served or cost[c] > outside_cost[o]:
-            continue
-        lo, hi = indptr[row], indptr[row + 1]
-        if all(used[indices[p]] + data[p] <= limit[indices[p]] for p in range(lo, hi)):
-            for p in range(lo, hi):
-                used[indices[p]] += data[p]
-            chosen[o] = c
-            served.add(o)
+    _first_fit(prep, ranked, cand_order, contested, chosen)
     rounded = _solution(problem, chosen, "lp rounding", status, None, start)
     total = _penalised(problem, rounded)
     if violations(problem, chosen) != (0, 0) or total > greedy_total:

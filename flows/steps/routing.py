@@ -256,14 +256,16 @@ def replay_days(
     days: int,
     strategies: tuple[str, ...],
     *,
+    net: Network | None = None,
     report: Report = silent,
 ):
-    """The last `days` held-out days through `strategies`; per-strategy outcomes and notes."""
+    """The last `days` held-out days through `strategies`; per-strategy outcomes and notes.
+    `net`: the network when the caller has read it already."""
     from cadence.models._route_eval import day_batch, replay, stock_reader
 
     rc = conf.routing
     check_days(days, rc.holdout_days)
-    net = network(settings, rc)
+    net = net or network(settings, rc)
     truth = truth_for(settings, net)
     weather = storms(settings.raw_dir)
     estimate = estimate_for(settings, rc, net, stored, weather)
@@ -353,10 +355,10 @@ def evaluate(
     from cadence.models._route_plan import STRATEGIES
 
     t0 = time.perf_counter()
-    network(settings, conf.routing)  # the data first: an order log alone cannot be routed
+    net = network(settings, conf.routing)  # the data first: an order log alone cannot be routed
     uri, stored = resolve_model(settings, model)
     outcomes, notes, dates, used = replay_days(
-        settings, conf, stored, days, STRATEGIES, report=report
+        settings, conf, stored, days, STRATEGIES, net=net, report=report
     )
     table = summary(outcomes, notes)
     _, targets, train_mask, _ = training_data(settings, used.net, conf.routing.holdout_days)
@@ -443,15 +445,22 @@ def promote(
         raise RoutingDataError("routing has no challenger: run `cadence train routing` first")
     days = rc.holdout_days
     challenger = load(f"models:/{NAME}@{CHALLENGER}")
+    net = network(settings, rc)
     out, notes, dates, _ = replay_days(
-        settings, conf, challenger, days, ("nearest", "optimal"), report=report
+        settings, conf, challenger, days, ("nearest", "optimal"), net=net, report=report
     )
     mine = summary(out, notes)["optimal"]
     champion_version = alias_version(NAME, CHAMPION)
     theirs = None
     if champion_version is not None:
         c_out, c_notes, _, _ = replay_days(
-            settings, conf, load(f"models:/{NAME}@{CHAMPION}"), days, ("optimal",), report=report
+            settings,
+            conf,
+            load(f"models:/{NAME}@{CHAMPION}"),
+            days,
+            ("optimal",),
+            net=net,
+            report=report,
         )
         theirs = summary(c_out, c_notes)["optimal"]
     columns = ["region", "city_tier", *conf.audits.sensitive]
