@@ -99,6 +99,15 @@ def evaluate(
         f"{a['max_next_day_drop']:.3f} ({a['worst_group']})",
         markup=False,
     )
+    e = out["eta"]
+    if e["inside"] is not None:
+        console.print(
+            f"arrival windows ({e['quantiles'][0]:.0%} to {e['quantiles'][1]:.0%} quantile, "
+            f"nominal {e['nominal']:.0%}, mean {e['mean_hours']:.1f} h): {e['inside']:.1%} of "
+            f"{e['parcels']:,} optimal parcels arrived inside, {e['early']:.1%} early, "
+            f"{e['late']:.1%} late",
+            markup=False,
+        )
     for row in out["extrapolation"]:
         console.print(
             f"  models against the truth where the rule chose the node {row['rule_share']} of "
@@ -245,3 +254,37 @@ def forecast_command(
 
 
 route_app.command("forecast")(forecast_command)
+
+
+def stock_command(
+    ctx: typer.Context,
+    date: Annotated[
+        str | None,
+        typer.Option("--date", help="The snapshot's day, YYYY-MM-DD.", show_default="the latest"),
+    ] = None,
+) -> None:
+    """Set the service's stock view (every node's on-hand units per SKU) from the data's
+    inventory snapshot; units held by routed orders stay held."""
+    import datetime as dt
+
+    from cadence.flows.steps import routing as step
+    from cadence.serving._db import DatabaseError
+
+    day = None
+    if date is not None:
+        try:
+            day = dt.date.fromisoformat(date)
+        except ValueError:
+            fail(f"--date {date!r}: expected YYYY-MM-DD")
+    try:
+        out = step.load_stock(ctx.obj, day)
+    except (DatabaseError, ValueError) as exc:
+        fail(exc)
+    console.print(
+        f"stock view set from the {out['date']} snapshot: {out['rows']:,} rows"
+        + (f"; {len(out['short'])} below what routed orders hold" if out["short"] else ""),
+        markup=False,
+    )
+
+
+route_app.command("stock")(stock_command)

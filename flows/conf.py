@@ -280,7 +280,7 @@ class RoutingModelsConf(_Strict):
     max_depth: Positive = 8
     early_stopping_rounds: Positive = 30
     valid_share: Share = 0.15
-    quantiles: list[Share] = Field(default_factory=lambda: [0.5, 0.9], min_length=1)
+    quantiles: list[Share] = Field(default_factory=lambda: [0.1, 0.5, 0.9], min_length=1)
     seed: Annotated[int, Field(ge=0)] = 0
     n_jobs: Positive = 2
     damage_max_depth: Positive = 3

@@ -155,7 +155,11 @@ def settle(router: Router, batch: Batch, plan: Plan) -> None:
         )[:, 0]
 
 
-def order_outcomes(batch: Batch, plan: Plan, truth: Truth) -> pd.DataFrame:
+def order_outcomes(
+    batch: Batch, plan: Plan, truth: Truth, parcels: list[pd.DataFrame] | None = None
+) -> pd.DataFrame:
+    """Per order: true cost, damage loss, arrival, parcels, days, next day and lateness.
+    `parcels`: where given, the plan's parcel rows with their true arrival are appended."""
     rows = parcels_of(batch, plan)
     served = pd.DataFrame(
         {"order_row": np.arange(len(batch.orders)), "order_id": batch.orders.order_id.to_numpy()}
@@ -169,6 +173,8 @@ def order_outcomes(batch: Batch, plan: Plan, truth: Truth) -> pd.DataFrame:
         damage_loss=t.damage_loss.to_numpy() if "damage_loss" in t else 0.0,
         delivered_us=t.delivered_us.to_numpy(),
     )
+    if parcels is not None:
+        parcels.append(rows)
     g = rows.groupby("order_row")
     per = pd.DataFrame(
         {
@@ -197,8 +203,10 @@ def replay(
     truth: Truth,
     strategies: tuple[str, ...] = STRATEGIES,
     on_day: Callable[[pd.Timestamp], None] | None = None,
+    parcels: dict[str, list[pd.DataFrame]] | None = None,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, dict]]:
-    """Every strategy over the days; returns per-strategy order outcomes and solver notes."""
+    """Every strategy over the days; returns per-strategy order outcomes and solver notes.
+    `parcels`: strategy -> a list the strategy's parcel rows (with true arrival) go to."""
     used: dict[str, dict] = {s: {} for s in strategies}
     results: dict[str, list[pd.DataFrame]] = {s: [] for s in strategies}
     notes: dict[str, dict] = {
@@ -228,7 +236,8 @@ def replay(
                 note["unassigned"][int(batch.orders.order_id.iloc[r])] = why
             settle(router, batch, plan)
             router.commit(batch, plan)
-            results[s].append(order_outcomes(batch, plan, truth).assign(day=day.date()))
+            kept = None if parcels is None else parcels.get(s)
+            results[s].append(order_outcomes(batch, plan, truth, kept).assign(day=day.date()))
         if on_day is not None:
             on_day(day)
     return {s: pd.concat(v, ignore_index=True) for s, v in results.items()}, notes

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from cadence.serving._tables import ROLES
 
@@ -207,3 +207,52 @@ class KeyCreated(BaseModel):
     role: str
     # Shown once: only its hash is kept.
     key: str
+
+
+# --- routing and the shared stock view -------------------------------------------------------
+
+
+class RouteLineIn(_In):
+    sku: Id
+    quantity: Annotated[int, Field(ge=1, le=1000)]
+
+
+class DestinationIn(_In):
+    city: Annotated[str, Field(min_length=1, max_length=64)]
+    # The address's coordinates when the shop has them; else the city's centre.
+    lat: Annotated[float, Field(ge=-90, le=90)] | None = None
+    lon: Annotated[float, Field(ge=-180, le=180)] | None = None
+
+
+class RouteIn(_In):
+    order_id: OrderId
+    destination: DestinationIn
+    lines: Annotated[list[RouteLineIn], Field(min_length=1, max_length=200)]
+    delivery: Literal["ship", "pickup"] = "ship"
+    # The store the shopper picks up from (pickup only).
+    store_id: Id | None = None
+    # When the order was placed; the service's clock when absent.
+    ordered_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _store_with_pickup(self) -> RouteIn:
+        if self.delivery == "pickup" and self.store_id is None:
+            raise ValueError("delivery 'pickup' needs a store_id")
+        if self.delivery == "ship" and self.store_id is not None:
+            raise ValueError("store_id is for delivery 'pickup' only")
+        return self
+
+
+class StockRowIn(_In):
+    node_id: Id
+    sku: Id
+    on_hand: Annotated[int, Field(ge=0, le=10**9)]
+
+
+class StockCountIn(_In):
+    items: Annotated[list[StockRowIn], Field(min_length=1, max_length=5000)]
+
+
+class SaleIn(_In):
+    node_id: Id
+    lines: Annotated[list[RouteLineIn], Field(min_length=1, max_length=200)]

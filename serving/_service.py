@@ -25,6 +25,7 @@ from cadence.serving._config import ServingConf
 from cadence.serving._keys import KeyCache
 from cadence.serving._metrics import Metrics
 from cadence.serving._plan import Logistics
+from cadence.serving._routing import Shop
 from cadence.serving._scores import OnlineScores
 
 
@@ -57,6 +58,9 @@ class Service:
     # The shop's nodes, waves, tariff and transit times, for consolidation (read on first use;
     # it raises `LogisticsMissing` for data without them).
     logistics: Callable[[], Logistics] | None = None
+    # The routing champion, network and catalogue (read on first use; it raises
+    # `RoutingMissing` when there is no routing model or no network).
+    routing: Callable[[], Shop] | None = None
     metrics: Metrics = field(default_factory=Metrics)
     keys: KeyCache = field(default_factory=KeyCache)
 

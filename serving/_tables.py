@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     Float,
@@ -259,3 +260,63 @@ class ParcelOrder(Base):
     plan_id: Mapped[int] = mapped_column(ForeignKey("plans.plan_id"), primary_key=True)
     order_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     parcel_id: Mapped[int] = mapped_column(Integer)
+
+
+class Stock(Base):
+    """One node's units of one SKU: what is on its shelves and how much of it open orders hold.
+
+    Every channel draws on the same row: an online order routed here reserves units, a store's
+    counter sale and a dispatch take them off the shelf. Each change is one conditional UPDATE
+    (`available >= wanted`), so two orders never take the last unit, whatever the interleaving.
+    """
+
+    __tablename__ = "stock"
+    __table_args__ = (
+        CheckConstraint("on_hand >= 0", name="ck_stock_on_hand"),
+        CheckConstraint("reserved >= 0", name="ck_stock_reserved"),
+    )
+
+    node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    on_hand: Mapped[int] = mapped_column(Integer)
+    reserved: Mapped[int] = mapped_column(Integer, default=0)
+    changed_at: Mapped[dt.datetime] = mapped_column(Stamp())
+
+
+class WaveLoad(Base):
+    """Parcels already given to one node's dispatch wave: the day's running total."""
+
+    __tablename__ = "wave_loads"
+
+    node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    wave_at: Mapped[dt.datetime] = mapped_column(Stamp(), primary_key=True)
+    parcels: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Route(Base):
+    """Where one order ships from (or is picked up): its parcels, their windows, its state."""
+
+    __tablename__ = "routes"
+
+    order_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    delivery: Mapped[str] = mapped_column(String(16))  # ship or pickup
+    # reserved, released (cancelled: units and capacity given back) or dispatched
+    state: Mapped[str] = mapped_column(String(16))
+    model_version: Mapped[str] = mapped_column(String(32))
+    routed_at: Mapped[dt.datetime] = mapped_column(Stamp())
+    promised_by: Mapped[dt.datetime] = mapped_column(Stamp())
+    changed_at: Mapped[dt.datetime] = mapped_column(Stamp())
+    # The decision as answered: parcels with node, carrier, wave, window and reason.
+    detail: Mapped[dict] = mapped_column(JSON)
+
+
+class Reservation(Base):
+    """Units of one SKU an order holds at one node, until released or dispatched."""
+
+    __tablename__ = "reservations"
+
+    order_id: Mapped[int] = mapped_column(ForeignKey("routes.order_id"), primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    wave_at: Mapped[dt.datetime] = mapped_column(Stamp())

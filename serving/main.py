@@ -17,6 +17,7 @@ from cadence.serving.api.routes import (
     health,
     offers,
     review,
+    routing,
     users,
 )
 
@@ -28,10 +29,11 @@ def create_app(service: Service) -> FastAPI:
         title="Cadence merge service",
         version="1",
         description="Offers to order early with explicit opt-in, exit conditions, "
-        "consolidation. Every route under /v1 needs an X-API-Key.",
+        "consolidation, order routing with a shared stock view. Every route under /v1 needs "
+        "an X-API-Key.",
     )
     app.state.service = service
-    for module in (health, offers, users, events, consolidations, review, admin):
+    for module in (health, offers, users, events, consolidations, routing, review, admin):
         app.include_router(module.router)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _invalid)

@@ -285,8 +285,11 @@ def replay_days(
         batches.append(day_batch(settings.raw_dir, net, d, orders, stock_of))
         return batches[-1]
 
-    outcomes, notes = replay(dates, batch_of, router, estimate, truth, strategies, on_day)
-    return outcomes, notes, dates, Replayed(net, router, truth, weather, batches)
+    parcels: dict[str, list] = {"optimal": []}
+    outcomes, notes = replay(
+        dates, batch_of, router, estimate, truth, strategies, on_day, parcels=parcels
+    )
+    return outcomes, notes, dates, Replayed(net, router, truth, weather, batches, estimate, parcels)
 
 
 @dataclass
@@ -298,6 +301,9 @@ class Replayed:
     truth: Any
     weather: pd.DataFrame
     batches: list
+    estimate: Any
+    # The optimal plans' parcels with their true arrival, for the windows' calibration.
+    parcels: dict[str, list]
 
 
 def estimate_for(settings: Settings, rc, net: Network, stored, weather: pd.DataFrame):
@@ -350,6 +356,7 @@ def evaluate(
     """The strategy table over the last `days` held-out days, the A/B read-out, the models'
     error against the truth by how often the rule chose the node, and the routing audit."""
     from cadence.audits._routing import routing_groups, worst_next_day_drop
+    from cadence.models._route_eta import calibration
     from cadence.models._route_eval import ab_readout, extrapolation, summary
     from cadence.models._route_models import rule_share
     from cadence.models._route_plan import STRATEGIES
@@ -377,6 +384,8 @@ def evaluate(
     groups = routing_groups(outcomes, order_attributes(settings, ids, columns), columns)
     drop, worst = worst_next_day_drop(groups, "nearest", "optimal")
     unassigned = notes["optimal"]["unassigned"]
+    kept = used.parcels["optimal"]
+    eta = calibration(used.estimate, pd.concat(kept, ignore_index=True) if kept else pd.DataFrame())
     out = {
         "model": uri,
         "days": [f"{dates[0]:%Y-%m-%d}", f"{dates[-1]:%Y-%m-%d}"],
@@ -388,6 +397,7 @@ def evaluate(
             "worst_group": worst,
         },
         "extrapolation": reach.to_dict(orient="records"),
+        "eta": eta,
         "unassigned": [{"order_id": k, "reason": v} for k, v in sorted(unassigned.items())],
         "seconds": seconds_since(t0),
     }
@@ -735,3 +745,92 @@ def prepositioning(
         "prepositioning": replayed,
         "seconds": seconds_since(t0),
     }
+
+
+def service_shop(settings: Settings, conf):
+    """What the service routes single orders with: the network, the champion's models (else
+    the challenger's), the catalogue, the cities shoppers live in, and the arrival windows'
+    calibration from the latest `route evaluate`. `RoutingMissing` says what is absent."""
+    from cadence.models._registry import CHALLENGER, CHAMPION, alias_version
+    from cadence.models._route_registry import NAME
+    from cadence.serving._routing import RoutingMissing, Shop
+
+    rc = conf.routing
+    try:
+        net = network(settings, rc)
+        uri, stored = resolve_model(settings, None)
+    except RoutingDataError as exc:
+        raise RoutingMissing(f"routing: {exc}") from exc
+    alias = uri.rsplit("@", 1)[-1]
+    version = alias_version(NAME, CHAMPION if alias == CHAMPION else CHALLENGER)
+    weather = storms(settings.raw_dir)
+    products, cities = catalogue(settings.raw_dir)
+    saved = latest_evaluation(settings)
+    return Shop(
+        net=net,
+        router=router_for(rc)(net),
+        estimate=estimate_for(settings, rc, net, stored, weather),
+        model_version=f"{NAME} v{version}" if version else uri,
+        products=products,
+        cities=cities,
+        calibration=(saved or {}).get("eta"),
+    )
+
+
+def catalogue(raw: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The products by SKU (unit price, weight, volume, fragility) and the cities shoppers live
+    in (province, region, tier, and their addresses' mean position)."""
+    products = pd.read_parquet(
+        raw / "products.parquet", columns=["sku", "price", "weight_kg", "volume_cm3", "fragile"]
+    ).rename(columns={"price": "unit_price"})
+    users = pd.read_parquet(
+        raw / "users.parquet", columns=["city", "province", "region", "city_tier", "lat", "lon"]
+    )
+    cities = users.groupby("city").agg(
+        province=("province", "first"),
+        region=("region", "first"),
+        tier=("city_tier", "first"),
+        lat=("lat", "mean"),
+        lon=("lon", "mean"),
+    )
+    products["sku"] = products.sku.astype(str)
+    return products.set_index("sku"), cities
+
+
+def load_stock(settings: Settings, date: dt.date | None) -> dict[str, Any]:
+    """The service's stock view set from the data's inventory snapshot of `date` (else the
+    latest): every node's on-hand units per SKU, as `PUT /v1/stock` would set them."""
+    from cadence.flows.steps.serving import database
+    from cadence.serving._db import sessions
+    from cadence.serving._records import Context
+    from cadence.serving._routing import set_stock
+
+    path = settings.raw_dir / "inventory.parquet"
+    if not path.exists():
+        raise RoutingDataError(f"{path}: no inventory table in the data; nothing to load")
+    inv = pd.read_parquet(path, columns=["date", "node_id", "sku", "on_hand"])
+    days = pd.to_datetime(inv.date).dt.date
+    day = days.max() if date is None else date
+    if date is not None and not (days == date).any():
+        raise RoutingDataError(
+            f"--date {date}: no inventory snapshot that day (the data has {days.min()} to "
+            f"{days.max()})"
+        )
+    snap = inv[days == day]
+    items = list(
+        zip(
+            snap.node_id.astype(str),
+            snap.sku.astype(str),
+            snap.on_hand.astype(int).tolist(),
+            strict=True,
+        )
+    )
+    engine = database(settings)
+    try:
+        with sessions(engine)() as session:
+            now = dt.datetime.now(dt.UTC)
+            ctx = Context(session, "cli", now, settings.decisions().serving, None)
+            out = set_stock(ctx, items)
+    finally:
+        engine.dispose()
+    return {"date": f"{day}", **out}

@@ -165,8 +165,18 @@ def build_service(settings: Settings, conf: Conf, *, today: str | None = None) -
             loaded.append(logistics(settings))
         return loaded[0]
 
+    shops = []
+
+    def routing_shop():
+        if not shops:
+            from cadence.flows.steps.routing import service_shop
+
+            shops.append(service_shop(settings, conf))
+        return shops[0]
+
     return Service(
         logistics=shop_logistics,
+        routing=routing_shop,
         engine=engine,
         sessions=factory,
         conf=conf.serving,
