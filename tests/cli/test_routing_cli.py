@@ -56,6 +56,9 @@ def routed(model_home, tmp_path_factory) -> dict:
     steps["too_many_days"] = _run(home, conf, "route", "evaluate", "--days", "30")
     steps["evaluate"] = _run(home, conf, "route", "evaluate", "--days", "3", "--json")
     steps["table"] = _run(home, conf, "route", "evaluate", "--days", "2")
+    steps["stock"] = _run(home, conf, "route", "stock")
+    steps["stock_bad_date"] = _run(home, conf, "route", "stock", "--date", "2020-01-01")
+    steps["service"] = _route_through_the_service(home, conf)
     steps["plan"] = _run(home, conf, "route", "plan", "--date", "2025-08-20", "--json")
     steps["plan_bad_date"] = _run(home, conf, "route", "plan", "--date", "20-08-2025")
     steps["plan_no_orders"] = _run(home, conf, "route", "plan", "--date", "2024-01-01")
@@ -66,6 +69,33 @@ def routed(model_home, tmp_path_factory) -> dict:
     steps["promote_again"] = _run(home, conf, "promote", "routing", "--reason", "weekly")
     steps["rollback"] = _run(home, conf, "rollback", "routing", "--reason", "bad week")
     return steps
+
+
+def _route_through_the_service(home: Path, conf: Path) -> dict:
+    """One order of a shopper's city, routed by the service built over the workspace (the
+    stock view just loaded), and its ETA."""
+    import pandas as pd
+    from fastapi.testclient import TestClient
+
+    from cadence.flows.settings import Settings
+    from cadence.flows.steps.serving import build_service, create_key
+    from cadence.serving.main import create_app
+
+    settings = Settings(home=home, conf=conf, mlflow_tracking_uri=None)
+    inv = pd.read_parquet(home / "raw" / "inventory.parquet")
+    last = inv[inv.date == inv.date.max()]
+    sku = str(last.groupby("sku").on_hand.sum().idxmax())
+    city = str(pd.read_parquet(home / "raw" / "users.parquet").city.iloc[0])
+    key = create_key(settings, "service")
+    service = build_service(settings, settings.decisions(), today=f"{inv.date.max():%Y-%m-%d}")
+    body = {"order_id": 1, "destination": {"city": city}, "lines": [{"sku": sku, "quantity": 1}]}
+    with TestClient(create_app(service)) as client:
+        client.headers["X-API-Key"] = key
+        routed = client.post("/v1/routes", json=body)
+        eta = client.get("/v1/orders/1/eta")
+        held = client.get("/v1/stock", params={"sku": sku, "limit": 1000})
+    service.engine.dispose()
+    return {"route": routed, "eta": eta, "stock": held}
 
 
 def test_nothing_to_evaluate_before_training(routed):
@@ -107,9 +137,30 @@ def test_evaluate_reports_every_strategy_in_the_json_the_issue_names(routed):
     # Kept for reviewers and the fairness audit's routing section.
     saved = json.loads(Path(out["saved"]).read_text())
     assert saved["strategies"] == out["strategies"] and saved["days"] == out["days"]
+    # The arrival windows span the 10% to 90% delivery quantiles; the replay says how they held.
+    eta = out["eta"]
+    assert eta["quantiles"] == [0.1, 0.9] and eta["parcels"] > 0
+    assert 0.3 < eta["inside"] <= 1 and eta["inside"] + eta["early"] + eta["late"] == 1
     r = routed["table"]
     assert r.exit_code == 0, r.output
     assert "clairvoyant" in r.output and "A/B: orders randomised" in r.output
+    assert "arrival windows" in r.output
+
+
+def test_the_service_routes_an_order_on_the_loaded_stock_view(routed):
+    r = routed["stock"]
+    assert r.exit_code == 0 and "stock view set from the" in r.output, r.output
+    r = routed["stock_bad_date"]
+    assert r.exit_code == 2 and "no inventory snapshot that day" in r.output, r.output
+    s = routed["service"]
+    assert s["route"].status_code == 201, s["route"].text
+    out = s["route"].json()
+    (parcel,) = out["parcels"]
+    assert out["model_version"].startswith("routing v") and parcel["window"]["from"]
+    eta = s["eta"].json()
+    assert eta["window"] == parcel["window"] and eta["calibration"]["inside"] > 0
+    rows = [r for r in s["stock"].json()["rows"] if r["node_id"] == parcel["node_id"]]
+    assert [r["reserved"] for r in rows] == [1]
 
 
 def test_gates_promote_refuse_and_rollback(routed):
