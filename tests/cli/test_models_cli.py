@@ -435,6 +435,15 @@ def _service_on_an_imported_log(home: Path, conf: Path, scored: pd.DataFrame) ->
             "/v1/consolidations", json={"ship_date": "2025-08-01"}, headers={"X-API-Key": key}
         )
         assert r.status_code == 409 and "no nodes, dispatch_waves, shipments" in r.text
+        order = {
+            "order_id": 1,
+            "destination": {"city": "x"},
+            "lines": [{"sku": "a", "quantity": 1}],
+        }
+        r = client.post("/v1/routes", json=order, headers={"X-API-Key": key})
+        assert r.status_code == 409 and "which an order log alone does not have" in r.text, r.text
+        r = client.get("/v1/orders/1/eta", headers={"X-API-Key": key})
+        assert r.status_code == 404
     service.engine.dispose()
     r = _run(home, conf, "consolidate", "--date", "2025-08-01")
     assert r.exit_code == 2 and "dispatch waves and shipment history" in r.output
@@ -444,6 +453,8 @@ def _service_on_an_imported_log(home: Path, conf: Path, scored: pd.DataFrame) ->
     for args in (("train", "routing"), ("route", "evaluate", "--days", "3")):
         r = _run(home, conf, *args)
         assert r.exit_code == 2 and "which an order log alone does not have" in r.output, args
+    r = _run(home, conf, "route", "stock")
+    assert r.exit_code == 2 and "no inventory table in the data" in r.output, r.output
 
 
 def test_the_7_day_horizon_is_a_registered_model_of_its_own(life):
