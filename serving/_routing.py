@@ -354,7 +354,7 @@ def route(ctx: Context, shop: Shop, order: OrderIn) -> tuple[dict, bool]:
             state="reserved",
             model_version=shop.model_version if order.delivery == "ship" else "",
             routed_at=ctx.now,
-            promised_by=_stamp(int(batch.orders.promise_us.iloc[0])),
+            promised_by=dt.datetime.fromisoformat(answer["promised_by"]),
             changed_at=ctx.now,
             detail={**answer, "request": order.request()},
         )
@@ -410,7 +410,12 @@ def _same_or_refuse(known: Route, order: OrderIn) -> dict:
 
 def _answer(shop: Shop, order: OrderIn, batch, skus, parcels) -> dict:
     net = shop.net
-    promise = _stamp(int(batch.orders.promise_us.iloc[0]))
+    # A pickup is promised for when the store has picked it; a shipment as at checkout.
+    promise = _stamp(
+        parcels[0]["wave_us"]
+        if order.delivery == "pickup"
+        else int(batch.orders.promise_us.iloc[0])
+    )
     out = []
     for p in parcels:
         node = p["node"]

@@ -199,7 +199,8 @@ def test_store_pickup_holds_the_units_at_the_chosen_store(api, routed, shop):
     assert r.status_code == 201, r.text
     (parcel,) = r.json()["parcels"]
     assert parcel["node_id"] == store and parcel["node_kind"] == "store"
-    assert parcel["carrier"] is None and "ready_at" in parcel
+    assert parcel["carrier"] is None and r.json()["promised_by"] == parcel["ready_at"]
+    assert dt.datetime.fromisoformat(parcel["ready_at"]) > NOW
     assert _stock(routed, store, a) == (2, 2)
     r = api.post("/v1/routes", json=_order(6, city, [(b, 1)], delivery="pickup", store_id=store))
     assert r.status_code == 409 and b in r.json()["message"]
