@@ -304,3 +304,43 @@ def test_racing_sales_and_orders_never_oversell(routed, shop):
     sold = got.count("sold")
     assert sold + got.count("held") == 3, got
     assert on_hand == 3 - sold and reserved == got.count("held")
+
+
+def test_generated_routing_requests_never_get_a_server_error(routed, keys, shop):
+    """Schemathesis on the routing and stock operations, with a routing model behind them."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    from cadence.serving._records import Context
+    from cadence.serving._routing import set_stock
+    from cadence.serving.main import create_app
+
+    city, node = _warehouse_city(shop)
+    (a,) = _skus(shop, 1)
+    with routed.sessions() as s:
+        set_stock(Context(s, "t", NOW, routed.conf, None), [(node, a, 50)])
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(routed))
+    failures, seen = [], {}
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if not operation.path.startswith(("/v1/routes", "/v1/orders", "/v1/stock")):
+            continue
+
+        @given(case=operation.as_strategy())
+        @settings(
+            max_examples=15,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def run(case):
+            case.headers = {**(case.headers or {}), "X-API-Key": keys["service"]}
+            response = case.call()
+            seen[case.path] = seen.get(case.path, 0) + 1
+            if response.status_code >= 500:
+                failures.append(f"{case.method} {case.formatted_path} -> {response.text[:300]}")
+
+        run()
+    assert len(seen) >= 6, seen
+    assert not failures, "\n".join(failures[:10])
