@@ -155,7 +155,7 @@ def _wave_loads(session: Session, shop: Shop, since: dt.datetime) -> dict[tuple[
     return out
 
 
-def _batch(shop: Shop, order: OrderIn, ordered_us: int, skus, qty, stock, used):
+def _batch(shop: Shop, order: OrderIn, placed_us: int, ordered_us: int, skus, qty, stock, used):
     from cadence.models._route_plan import Batch
 
     city = shop.cities.loc[order.city]
@@ -166,7 +166,7 @@ def _batch(shop: Shop, order: OrderIn, ordered_us: int, skus, qty, stock, used):
     value = products.unit_price.to_numpy(np.float64) * qty
     fragile = products.fragile.to_numpy(bool)
     promise = shop.net.promise_us(
-        np.array([ordered_us]), np.array([order.city]), np.array([city.province])
+        np.array([placed_us]), np.array([order.city]), np.array([city.province])
     )
     orders = pd.DataFrame(
         {
@@ -336,13 +336,14 @@ def route(ctx: Context, shop: Shop, order: OrderIn) -> tuple[dict, bool]:
     ordered = order.ordered_at or ctx.now
     if ordered.tzinfo is None:
         raise ServiceError(422, "invalid_request", "ordered_at: needs a time zone")
-    ordered_us = _us(ordered)
+    # Promised from when it was placed; routed from now, since no wave leaves in the past.
+    placed_us, ordered_us = _us(ordered), max(_us(ordered), _us(ctx.now))
     skus, qty = _merged(order)
     last = ""
     for _ in range(ATTEMPTS):
         stock = _free_stock(session, shop, skus)
         used = _wave_loads(session, shop, ordered - dt.timedelta(days=1))
-        batch = _batch(shop, order, ordered_us, skus, qty, stock, used)
+        batch = _batch(shop, order, placed_us, ordered_us, skus, qty, stock, used)
         parcels, why = _decide(shop, order, batch, skus)
         session.rollback()  # the reads' snapshot ends here; the writes start fresh
         if why is not None:
@@ -390,7 +391,7 @@ def route(ctx: Context, shop: Shop, order: OrderIn) -> tuple[dict, bool]:
                 nodes=sorted({u[0] for u in units}),
             )
             session.commit()
-            return row.detail, True
+            return answer, True
         session.rollback()
         last = short
     raise ServiceError(
@@ -405,7 +406,7 @@ def _same_or_refuse(known: Route, order: OrderIn) -> dict:
             "already_routed",
             f"order {order.order_id} was routed already with other contents or destination",
         )
-    return {**known.detail, "state": known.state}
+    return {**{k: v for k, v in known.detail.items() if k != "request"}, "state": known.state}
 
 
 def _answer(shop: Shop, order: OrderIn, batch, skus, parcels) -> dict:

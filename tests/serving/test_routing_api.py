@@ -344,3 +344,17 @@ def test_generated_routing_requests_never_get_a_server_error(routed, keys, shop)
         run()
     assert len(seen) >= 6, seen
     assert not failures, "\n".join(failures[:10])
+
+
+def test_an_order_placed_hours_ago_leaves_with_a_wave_still_to_come(api, shop):
+    city, node = _warehouse_city(shop)
+    (a,) = _skus(shop, 1)
+    _count(api, [(node, a, 3)])
+    placed = NOW - dt.timedelta(hours=20)
+    r = api.post("/v1/routes", json=_order(12, city, [(a, 1)], ordered_at=placed.isoformat()))
+    assert r.status_code == 201, r.text
+    out = r.json()
+    assert dt.datetime.fromisoformat(out["parcels"][0]["wave_at"]) > NOW
+    # The promise counts from when it was placed: a day earlier than an order placed now.
+    now = api.post("/v1/routes", json=_order(13, city, [(a, 1)])).json()
+    assert out["promised_by"] < now["promised_by"]
