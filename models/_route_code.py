@@ -57,24 +57,40 @@ def read(paths: Mapping[str, str]) -> Stored:
 def predict(stored: Stored, frame: pd.DataFrame) -> pd.DataFrame:
     """Per row: predicted cost, delivery days after the cut-off at each quantile (columns
     `days_q50`, `days_q90`, ...; never decreasing across quantiles), and damage chance."""
-    s = stored.settings
-    missing = [f for f in s["features"] if f not in frame]
+    return pd.DataFrame(predict_matrix(stored, matrix(stored, frame)), index=frame.index)
+
+
+def matrix(stored: Stored, columns) -> np.ndarray:
+    """The models' input rows as one float32 array (rows, features), row by row in memory as
+    XGBoost reads it. `columns` maps each feature to its values: a frame, or a dict of arrays."""
+    features = stored.settings["features"]
+    missing = [f for f in features if f not in columns]
     if missing:
         raise ValueError(
             f"the routing model needs {len(missing)} column(s) the frame lacks: {missing[:5]}"
         )
-    x = frame[s["features"]].to_numpy(np.float32)
+    n = len(columns[features[0]]) if features else 0
+    x = np.empty((n, len(features)), dtype=np.float32)
+    for j, f in enumerate(features):
+        x[:, j] = np.asarray(columns[f], dtype=np.float64)
+    return x
+
+
+def predict_matrix(stored: Stored, x: np.ndarray) -> dict[str, np.ndarray]:
+    """`predict` on a `matrix`: the same columns, as a dict of arrays."""
+    s = stored.settings
     cost = stored.cost.inplace_predict(x)
     if s.get("cost_scale") == "log1p":
         cost = np.expm1(cost)
     out = {"cost": np.maximum(cost, 0.0)}
-    days = np.asarray(stored.delivery.inplace_predict(x)).reshape(len(frame), -1)
+    days = np.asarray(stored.delivery.inplace_predict(x))
+    days = days.reshape(x.shape[0], -1) if x.shape[0] else days.reshape(0, len(s["quantiles"]))
     # Quantile outputs are fitted apart and may cross; sorting keeps them a distribution.
     days = np.maximum(np.sort(days, axis=1), 0.0)
     for i, q in enumerate(s["quantiles"]):
         out[quantile_column(q)] = days[:, i]
     out["damage"] = stored.damage.inplace_predict(x)
-    return pd.DataFrame(out, index=frame.index)
+    return out
 
 
 def quantile_column(q: float) -> str:

@@ -286,10 +286,26 @@ class Storms:
 
     def at(self, day_us: np.ndarray, region) -> np.ndarray:
         """1.0 where a storm is in `region` on the (UTC) day of `day_us`."""
+        if not self.keys.size:
+            return np.zeros(np.asarray(day_us).size, dtype=np.float64)
+        return self.at_codes(day_us, self.codes(region))
+
+    def codes(self, region) -> np.ndarray:
+        """The feed's index of each region name (-1: a region the feed never names)."""
+        region = np.asarray(region)
+        if region.size <= 64:
+            return np.array([self.regions.get(x, -1) for x in region], dtype=np.int64)
+        # Many rows name few regions: look each distinct name up once.
+        inverse, names = pd.factorize(region.reshape(-1), use_na_sentinel=True)
+        table = np.array([self.regions.get(x, -1) for x in names] + [-1], dtype=np.int64)
+        return table[inverse]
+
+    def at_codes(self, day_us: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """`at` with the regions given by their `codes`."""
         day_us = np.asarray(day_us, dtype=np.int64)
         if not self.keys.size or not day_us.size:
             return np.zeros(day_us.size, dtype=np.float64)
-        r = np.array([self.regions.get(x, -1) for x in np.asarray(region)], dtype=np.int64)
+        r = np.asarray(codes, dtype=np.int64)
         asked = (day_us // DAY_US) * 64 + r
         pos = np.minimum(np.searchsorted(self.keys, asked), self.keys.size - 1)
         return ((self.keys[pos] == asked) & (r >= 0)).astype(np.float64)
@@ -351,32 +367,96 @@ def pair_frame(
     `node`, `carrier` and `wave_us` say where it leaves from, with whom, and when. `weather` and
     `node_features` are the feed and the build's node features, as frames or as their lookups
     (`Storms`, `NodeFeatures`: made once, they serve every later call)."""
+    return pd.DataFrame(pair_columns(net, orders, node, carrier, wave_us, weather, node_features))
+
+
+def pair_columns(
+    net: Network,
+    orders,
+    node: np.ndarray,
+    carrier: np.ndarray,
+    wave_us: np.ndarray,
+    weather,
+    node_features,
+    *,
+    order_row: np.ndarray | None = None,
+    contents: dict[str, np.ndarray] | None = None,
+    zone: np.ndarray | None = None,
+    wanted=None,
+) -> dict[str, np.ndarray]:
+    """`pair_frame`'s columns as a dict of float64 arrays, in its order, with ways to do less:
+    with `order_row`, `orders` holds one row per order (a frame or a dict of arrays) and parcel
+    i is order `order_row[i]`, so what depends on the order alone is worked out once per order;
+    `contents` (per parcel: any of weight_kg, volume_cm3, units, value, fragile) overrides the
+    order's for parcels carrying part of it; `zone` gives the parcels' zones when the caller
+    has them; `wanted` (column names) leaves the other columns out."""
     node = np.asarray(node)
-    ordered = orders.ordered_us.to_numpy()
-    out = {c: orders[c].to_numpy(dtype=np.float64) for c in ORDER_COLUMNS}
-    out["distance_km"] = haversine(
-        orders.dest_lat.to_numpy(), orders.dest_lon.to_numpy(), net.lat[node], net.lon[node]
-    )
-    out["zone"] = net.zone(
-        node, orders.dest_city.to_numpy(), orders.dest_province.to_numpy()
-    ).astype(np.float64)
-    out["node_kind"] = net.kind[node].astype(np.float64)
-    out["carrier"] = np.asarray(carrier, dtype=np.float64)
-    out["node_lat"] = net.lat[node]
-    out["node_lon"] = net.lon[node]
-    out["node_region"] = np.array([net.regions.index(r) for r in net.region], dtype=np.float64)[
-        node
-    ]
-    out["wait_hours"] = (np.asarray(wave_us) - ordered) / HOUR_US
+    need = (lambda c: True) if wanted is None else set(wanted).__contains__
+    contents = contents or {}
+
+    def per_order(c: str, dtype=np.float64) -> np.ndarray:
+        col = orders[c]
+        if isinstance(col, pd.Series):
+            return col.to_numpy(dtype=dtype)
+        return np.asarray(col, dtype=dtype)
+
+    def per_parcel(values: np.ndarray) -> np.ndarray:
+        return values if order_row is None else values[order_row]
+
+    ordered = per_parcel(per_order("ordered_us", None))
+    out: dict[str, np.ndarray] = {}
+    for c in ORDER_COLUMNS:
+        if need(c):
+            out[c] = (
+                np.asarray(contents[c], dtype=np.float64)
+                if c in contents
+                else per_parcel(per_order(c))
+            )
+    if need("distance_km"):
+        out["distance_km"] = haversine(
+            per_parcel(per_order("dest_lat", None)),
+            per_parcel(per_order("dest_lon", None)),
+            net.lat[node],
+            net.lon[node],
+        )
+    if need("zone"):
+        if zone is None:
+            zone = net.zone(
+                node,
+                per_parcel(per_order("dest_city", None)),
+                per_parcel(per_order("dest_province", None)),
+            )
+        out["zone"] = np.asarray(zone).astype(np.float64)
+    if need("node_kind"):
+        out["node_kind"] = net.kind[node].astype(np.float64)
+    if need("carrier"):
+        out["carrier"] = np.asarray(carrier, dtype=np.float64)
+    if need("node_lat"):
+        out["node_lat"] = net.lat[node]
+    if need("node_lon"):
+        out["node_lon"] = net.lon[node]
+    if need("node_region"):
+        codes = np.array([net.regions.index(r) for r in net.region], dtype=np.float64)
+        out["node_region"] = codes[node]
+    if need("wait_hours"):
+        out["wait_hours"] = (np.asarray(wave_us) - ordered) / HOUR_US
     lookup = storms_of(weather)
-    out["storm_origin"] = lookup.at(ordered, net.region[node])
-    out["storm_dest"] = lookup.at(ordered, orders.dest_region_name.to_numpy())
+    if need("storm_origin"):
+        out["storm_origin"] = lookup.at_codes(ordered, lookup.codes(net.region)[node])
+    if need("storm_dest"):
+        if order_row is None:
+            out["storm_dest"] = lookup.at(ordered, per_order("dest_region_name", None))
+        else:
+            out["storm_dest"] = lookup.at(
+                per_order("ordered_us", None), per_order("dest_region_name", None)
+            )[order_row]
     nf = node_features_of(node_features, net)
-    if nf is not None:
+    if nf is not None and (wanted is None or any(need(c) for c in nf.columns)):
         values = nf.at(node, ordered)
         for k, c in enumerate(nf.columns):
-            out[c] = values[:, k]
-    return pd.DataFrame(out)
+            if need(c):
+                out[c] = values[:, k]
+    return out
 
 
 def order_lines(raw: Path, order_ids: np.ndarray | None = None) -> pd.DataFrame:

@@ -381,21 +381,94 @@ def _first_fit(
     chosen: np.ndarray,
 ) -> None:
     """Candidates in `ranked` order: each order takes its first one that still fits the
-    contested resources (into `chosen`); an order none fits keeps what `chosen` held."""
-    sub = sp.csr_array(prep.use[ranked][:, np.flatnonzero(contested)])
-    indptr, indices, data = sub.indptr.tolist(), sub.indices.tolist(), sub.data.tolist()
-    limit = prep.limit[contested].tolist()
-    used = [0.0] * len(limit)
-    served = set()
-    for row, (c, o) in enumerate(zip(ranked.tolist(), cand_order[ranked].tolist(), strict=True)):
-        if o in served:
+    contested resources (into `chosen`); an order none fits keeps what `chosen` held.
+
+    The pass runs over blocks of `ranked`. Uses only grow, so a candidate that does not fit
+    now never will: those are dropped first. The orders not yet served would each try their
+    first candidate left in the block; when all those together fit, the pass one by one would
+    take every one of them (each check passes if the total does, and the uses are added in
+    the same order), so they are taken at once. Otherwise the block shrinks, and a small
+    block that still does not fit goes one candidate at a time."""
+    indptr, indices, data = _on_columns(prep, contested)
+    limit = prep.limit[contested]
+    used = np.zeros(limit.size)
+    order_of = cand_order[ranked]
+    served = np.zeros(chosen.size, dtype=bool)
+    pos, step, n = 0, _BLOCK, ranked.size
+    while pos < n:
+        end = min(pos + step, n)
+        if end - pos > _SMALL_BLOCK:
+            rows = pos + np.flatnonzero(~served[order_of[pos:end]])
+            # A candidate that does not fit now never will: uses only grow.
+            at, counts = _entries(indptr, ranked[rows])
+            res = indices[at]
+            over = used[res] + data[at] > limit[res]
+            if over.any():
+                hit = np.repeat(np.arange(rows.size), counts)[over]
+                rows = rows[np.bincount(hit, minlength=rows.size) == 0]
+            _, first = np.unique(order_of[rows], return_index=True)
+            tries = rows[np.sort(first)]
+            at, _ = _entries(indptr, ranked[tries])
+            touched, loc = np.unique(indices[at], return_inverse=True)
+            trial = used[touched]
+            np.add.at(trial, loc, data[at])
+            if (trial <= limit[touched]).all():
+                used[touched] = trial
+                chosen[order_of[tries]] = ranked[tries]
+                served[order_of[tries]] = True
+                pos, step = end, step * 2
+            else:
+                step = max(step // 8, _SMALL_BLOCK)
             continue
-        lo, hi = indptr[row], indptr[row + 1]
-        if all(used[indices[p]] + data[p] <= limit[indices[p]] for p in range(lo, hi)):
-            for p in range(lo, hi):
-                used[indices[p]] += data[p]
-            chosen[o] = c
-            served.add(o)
+        at, counts = _entries(indptr, ranked[pos:end])
+        ind, dat = indices[at].tolist(), data[at].tolist()
+        ptr = np.r_[0, np.cumsum(counts)].tolist()
+        for k, (c, o) in enumerate(
+            zip(ranked[pos:end].tolist(), order_of[pos:end].tolist(), strict=True)
+        ):
+            if served[o]:
+                continue
+            lo, hi = ptr[k], ptr[k + 1]
+            if all(used[ind[p]] + dat[p] <= limit[ind[p]] for p in range(lo, hi)):
+                for p in range(lo, hi):
+                    used[ind[p]] += dat[p]
+                chosen[o] = c
+                served[o] = True
+        pos, step = end, 2 * _SMALL_BLOCK
+
+
+# `_first_fit`'s blocks: the size it starts from, and the size at or below which it goes one
+# candidate at a time.
+_BLOCK = 4096
+_SMALL_BLOCK = 64
+
+
+def _on_columns(prep: _Prepared, columns: np.ndarray):
+    """CSR arrays (indptr, indices, data) of `use` on the resources where `columns` is true,
+    numbered among those: `use[:, np.flatnonzero(columns)]`, entries of a candidate in their
+    stored order."""
+    use = prep.use
+    keep = columns[use.indices]
+    indptr = np.zeros(use.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(prep.nz_row[keep], minlength=use.shape[0]), out=indptr[1:])
+    number = np.cumsum(columns) - 1
+    return indptr, number[use.indices[keep]], use.data[keep]
+
+
+def _entries(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the entries of `rows` are stored, row after row, and how many each row has."""
+    starts = indptr[rows]
+    counts = indptr[rows + 1] - starts
+    return _ragged(starts, counts), counts
+
+
+def _ragged(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The concatenated ranges starts[i] .. starts[i] + counts[i] - 1."""
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(counts)
+    return np.arange(total) - np.repeat(ends - counts - starts, counts)
 
 
 def _solve(

@@ -31,19 +31,28 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from cadence.models._route_code import Stored, predict, quantile_column
+from cadence.models._route_code import (
+    BOOSTERS,
+    Stored,
+    matrix,
+    predict_matrix,
+    quantile_column,
+)
 from cadence.models._route_inputs import (
     CARRIERS,
     DAY_US,
     Network,
     haversine,
     node_features_of,
-    pair_frame,
+    pair_columns,
     storms_of,
 )
 from cadence.models._route_opt import Problem, Solution, solve_greedy, solve_mip, violations
 
 STRATEGIES = ("nearest", "greedy", "optimal", "clairvoyant")
+
+# Model inputs of at most this many rows are predicted on one thread (`ModelEstimate`).
+SMALL_PREDICTION_ROWS = 512
 
 
 @dataclass(frozen=True)
@@ -133,10 +142,11 @@ class ModelEstimate:
         qs = stored.settings["quantiles"]
         self.q_hi = quantile_column(max(qs))
         self.q_mid = quantile_column(min(qs, key=lambda q: abs(q - 0.5)))
+        self._one_thread: Stored | None = None  # made on the first small prediction
 
     def parts(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per row: cost with the expected damage loss, median and upper days after the cut-off."""
-        frame = pair_frame(
+        columns = pair_columns(
             self.net,
             rows,
             rows.node.to_numpy(),
@@ -144,13 +154,64 @@ class ModelEstimate:
             rows.wave_us.to_numpy(),
             self.weather,
             self.node_features,
+            wanted=self.stored.settings["features"],
         )
-        p = predict(self.stored, frame)
-        cost = (
-            p.cost.to_numpy()
-            + self.damage_weight * p.damage.to_numpy() * rows.value.to_numpy() * (self.refund_share)
+        return self._weigh(columns, rows.value.to_numpy())
+
+    def order_parts(
+        self,
+        orders,
+        order_row: np.ndarray,
+        node: np.ndarray,
+        carrier: np.ndarray,
+        contents: dict[str, np.ndarray] | None = None,
+        zone: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`parts` of parcels given as arrays, with no frame built: parcel i is order
+        `order_row[i]` (a row of `orders`, a frame or a dict of arrays) leaving `node[i]` with
+        `carrier[i]`, carrying what `contents` says (per parcel) or else its whole order;
+        `zone` when the caller has it."""
+        columns = pair_columns(
+            self.net,
+            orders,
+            node,
+            carrier,
+            np.zeros(np.asarray(node).size, dtype=np.int64),
+            self.weather,
+            self.node_features,
+            order_row=order_row,
+            contents=contents,
+            zone=zone,
+            wanted=self.stored.settings["features"],
         )
-        return cost, p[self.q_mid].to_numpy(), p[self.q_hi].to_numpy()
+        if contents is not None and "value" in contents:
+            value = np.asarray(contents["value"])
+        else:
+            value = np.asarray(orders["value"])[order_row]
+        return self._weigh(columns, value)
+
+    def _weigh(self, columns, value: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The three models on the rows' columns, once, as `parts` returns them."""
+        x = matrix(self.stored, columns)
+        p = predict_matrix(self._boosters(x.shape[0]), x)
+        cost = p["cost"] + self.damage_weight * p["damage"] * value * (self.refund_share)
+        return cost, p[self.q_mid], p[self.q_hi]
+
+    def _boosters(self, rows: int) -> Stored:
+        """The models to predict `rows` rows with. A few rows (one order's options) go to
+        copies of the boosters that use one thread: on so little work, waking and waiting for
+        a second thread costs more than it saves, and far more when the other cores are busy.
+        Each row's prediction is the same whatever the thread count."""
+        if rows > SMALL_PREDICTION_ROWS:
+            return self.stored
+        if self._one_thread is None:
+            copies = []
+            for name in BOOSTERS:
+                booster = getattr(self.stored, name).copy()
+                booster.set_param({"nthread": 1})
+                copies.append(booster)
+            self._one_thread = self.stored._replace(**dict(zip(BOOSTERS, copies, strict=True)))
+        return self._one_thread
 
     def __call__(self, rows: pd.DataFrame) -> pd.DataFrame:
         net = self.net
@@ -317,23 +378,29 @@ class Router:
         return rows[first].reset_index(drop=True)
 
     def _best_by_parts(self, batch, order_row, node, part, waves, estimate, contents):
-        """`best` for the learned models: one prediction per (option, carrier), the waves
-        weighed with arithmetic, and no row built for a combination that loses."""
-        o = batch.orders
-        zone = self.net.zone(
-            node, o.dest_city.to_numpy()[order_row], o.dest_province.to_numpy()[order_row]
+        """`best` for the learned models, as a frame."""
+        return pd.DataFrame(
+            self._best_columns(batch, order_row, node, part, waves, estimate, contents)
         )
+
+    def _best_columns(
+        self, batch, order_row, node, part, waves, estimate, contents, orders=None
+    ) -> dict[str, np.ndarray]:
+        """`best` for the learned models as a dict of arrays: one prediction per (option,
+        carrier), the waves weighed with arithmetic, and no row built for a combination that
+        loses. Rows come by option, then wave. `orders`: `_order_columns(batch)` if at hand."""
+        o = _order_columns(batch) if orders is None else orders
+        zone = self.net.zone(node, o["dest_city"][order_row], o["dest_province"][order_row])
         i, c = np.nonzero(self.net.carriers_by_zone[zone])
         picked = None if contents is None else {k: v[i] for k, v in contents.items()}
-        rows = self.rows(batch, order_row[i], node[i], part[i], c, np.zeros(i.size), picked)
-        cost, mid, hi = estimate.parts(rows)
-        ordered = o.ordered_us.to_numpy()[order_row]
+        cost, mid, hi = estimate.order_parts(o, order_row[i], node[i], c, picked, zone[i])
+        ordered = o["ordered_us"][order_row]
         cut = self.net.waves_after(node, ordered, waves)  # (options, waves)
         never = cut == np.iinfo(np.int64).max
         wave = cut[i]
         days = (wave - ordered[i, None]) / DAY_US + mid[:, None]
         latest = wave + (hi[:, None] * DAY_US).astype(np.int64)
-        late = latest > o.promise_us.to_numpy()[order_row[i], None]
+        late = latest > o["promise_us"][order_row[i], None]
         store = (self.net.kind[node[i]] == 2)[:, None]
         obj = (
             cost[:, None]
@@ -342,41 +409,45 @@ class Router:
             + self.obj.store_penalty * store
         )
         obj[never[i]] = np.inf
-        out = []
-        # `np.nonzero` lists each option's carriers together, options in order: the cheapest
-        # carrier per option is a minimum over each run.
-        starts = np.flatnonzero(np.r_[True, i[1:] != i[:-1]]) if i.size else i
-        runs = np.diff(np.r_[starts, i.size])
-        for w in range(waves):
-            col = obj[:, w]
-            low = np.minimum.reduceat(col, starts) if i.size else col
-            at = np.flatnonzero(col == np.repeat(low, runs))
-            first = at[np.r_[True, i[at][1:] != i[at][:-1]]] if at.size else at
-            first = first[np.isfinite(col[first])]
-            out.append(
-                pd.DataFrame(
-                    {
-                        "option": i[first],
-                        "order_row": order_row[i[first]],
-                        "node": node[i[first]],
-                        "part": part[i[first]],
-                        "carrier": c[first],
-                        "wave_us": wave[first, w],
-                        "objective": obj[first, w],
-                        "est_cost": cost[first],
-                        "est_days": days[first, w],
-                        "est_latest_us": latest[first, w],
-                    }
-                )
-            )
-        rows = pd.concat(out, ignore_index=True)
-        return rows.sort_values(["option", "wave_us"], kind="stable").reset_index(drop=True)
+        # `np.nonzero` lists each option's carriers together, options in order: per option and
+        # wave, the cheapest carrier (the first of equals) is a minimum over each run.
+        if i.size:
+            starts = np.flatnonzero(np.r_[True, i[1:] != i[:-1]])
+            low = np.minimum.reduceat(obj, starts, axis=0)
+            at = obj == np.repeat(low, np.diff(np.r_[starts, i.size]), axis=0)
+            row = np.where(at, np.arange(i.size)[:, None], i.size)
+            first = np.minimum.reduceat(row, starts, axis=0)  # (runs, waves); i.size: none
+            ok = first < i.size
+            first = np.minimum(first, i.size - 1)
+            ok &= np.isfinite(np.take_along_axis(obj, first, axis=0))
+            run, w = np.nonzero(ok)
+            f = first[run, w]
+        else:
+            f = w = i
+        return {
+            "option": i[f],
+            "order_row": order_row[i[f]],
+            "node": node[i[f]],
+            "part": part[i[f]],
+            "carrier": c[f],
+            "wave_us": wave[f, w],
+            "objective": obj[f, w],
+            "est_cost": cost[f],
+            "est_days": days[f, w],
+            "est_latest_us": latest[f, w],
+        }
 
     def candidates(self, batch: Batch, estimate: Estimate, *, all_nodes: bool) -> pd.DataFrame:
         """Parcel rows of every candidate: `cand`, its order row, node, carrier, wave, part,
         `objective`, and `lines` (None: all the order's lines; else the parcel's)."""
+        if isinstance(estimate, ModelEstimate):
+            return self._candidates(batch, estimate, all_nodes=all_nodes).frame()
+        return self._candidates_frame(batch, estimate, all_nodes=all_nodes)
+
+    def _options(self, batch: Batch, skip: dict[int, str], all_nodes: bool):
+        """The orders served, which nodes hold each whole, the distances, and the options:
+        (order row, node) pairs of a node holding the whole order, nearest first per order."""
         n_o = len(batch.orders)
-        skip = self.unservable(batch)
         served = np.ones(n_o, dtype=bool)
         served[list(skip)] = False
         whole = self.whole(batch, batch.stock) & served[:, None]
@@ -390,6 +461,96 @@ class Router:
             valid = np.isfinite(np.take_along_axis(d, idx, axis=1))
             r = np.repeat(np.arange(n_o), k)[valid.reshape(-1)]
             n = idx.reshape(-1)[valid.reshape(-1)]
+        return served, whole, dist, r, n
+
+    def _split_groups(self, batch: Batch, split_orders, lines_by_order, dist, how: str):
+        """The parcels of every split order (order row, node, lines, part), and their contents."""
+        groups = [
+            (r, node, ls, p)
+            for r in split_orders
+            for p, (node, ls) in enumerate(self.split(batch, r, lines_by_order[r], dist[r], how))
+        ]
+        lines_of = [g[2] for g in groups]
+        contents = {
+            k: np.array([v[ls].sum() for ls in lines_of], dtype=np.float64)
+            for k, v in (
+                ("weight_kg", batch.line_weight),
+                ("volume_cm3", batch.line_volume),
+                ("units", batch.line_qty),
+                ("value", batch.line_value),
+            )
+        }
+        contents["fragile"] = np.array([float(batch.line_fragile[ls].any()) for ls in lines_of])
+        return groups, lines_of, contents
+
+    def _candidates(
+        self,
+        batch: Batch,
+        estimate: ModelEstimate,
+        *,
+        all_nodes: bool,
+        skip: dict[int, str] | None = None,
+    ) -> _Parcels:
+        """`candidates` for the learned models, kept as arrays (`skip`: `unservable`'s)."""
+        n_o = len(batch.orders)
+        skip = self.unservable(batch) if skip is None else skip
+        served, whole, dist, r, n = self._options(batch, skip, all_nodes)
+        lines_per_order = np.bincount(batch.line_order, minlength=n_o)
+        orders = _order_columns(batch)
+        best = self._best_columns(
+            batch, r, n, np.zeros(r.size, np.int64), self.search.waves, estimate, None, orders
+        )
+        size = best["option"].size
+        best["cand"] = np.arange(size)
+        parts = [best]
+        lines = [np.full(size, None, dtype=object)]
+        explicit = [np.zeros(size, dtype=bool)]
+        n_lines = [lines_per_order[best["order_row"]]]
+
+        # Splits, only for orders no single node holds: their parcels leave with the first
+        # wave they reach, by their best carrier.
+        split_orders = np.flatnonzero(served & ~whole.any(axis=1))
+        next_cand = size
+        lines_by_order = _lines_by_order(batch.line_order, n_o) if split_orders.size else []
+        for how in ("nearest", "fewest") if split_orders.size else ():
+            groups, lines_of, contents = self._split_groups(
+                batch, split_orders, lines_by_order, dist, how
+            )
+            if not groups:
+                continue
+            sb = self._best_columns(
+                batch,
+                np.array([g[0] for g in groups], dtype=np.int64),
+                np.array([g[1] for g in groups], dtype=np.int64),
+                np.array([g[3] for g in groups], dtype=np.int64),
+                1,
+                estimate,
+                contents,
+                orders,
+            )
+            option = sb["option"]
+            sb["cand"] = next_cand + np.searchsorted(split_orders, sb["order_row"])
+            next_cand += split_orders.size
+            carried = np.empty(option.size, dtype=object)
+            for j, g in enumerate(option.tolist()):
+                carried[j] = lines_of[g]
+            parts.append(sb)
+            lines.append(carried)
+            explicit.append(np.ones(option.size, dtype=bool))
+            n_lines.append(np.array([ls.size for ls in lines_of], dtype=np.int64)[option])
+        cols = {c: np.concatenate([p[c] for p in parts]) for c in best}
+        _, inverse, counts = _unique_inverse(cols["cand"])
+        n_parcels = counts[inverse]
+        cols["objective"] = cols["objective"] + self.obj.split_penalty * (n_parcels - 1) / n_parcels
+        return _Parcels(
+            cols, np.concatenate(lines), np.concatenate(explicit), np.concatenate(n_lines)
+        )
+
+    def _candidates_frame(self, batch: Batch, estimate: Estimate, *, all_nodes: bool):
+        """`candidates` for any estimate, through frames."""
+        n_o = len(batch.orders)
+        skip = self.unservable(batch)
+        served, whole, dist, r, n = self._options(batch, skip, all_nodes)
         best = self.best(batch, r, n, np.zeros(r.size, np.int64), self.search.waves, estimate)
         best["cand"] = np.arange(len(best))
         best["lines"] = None
@@ -401,26 +562,11 @@ class Router:
         next_cand = len(best)
         lines_by_order = _lines_by_order(batch.line_order, n_o) if split_orders.size else []
         for how in ("nearest", "fewest"):
-            groups = [
-                (r, node, ls, p)
-                for r in split_orders
-                for p, (node, ls) in enumerate(
-                    self.split(batch, r, lines_by_order[r], dist[r], how)
-                )
-            ]
+            groups, lines_of, contents = self._split_groups(
+                batch, split_orders, lines_by_order, dist, how
+            )
             if not groups:
                 continue
-            lines_of = [g[2] for g in groups]
-            contents = {
-                k: np.array([v[ls].sum() for ls in lines_of], dtype=np.float64)
-                for k, v in (
-                    ("weight_kg", batch.line_weight),
-                    ("volume_cm3", batch.line_volume),
-                    ("units", batch.line_qty),
-                    ("value", batch.line_value),
-                )
-            }
-            contents["fragile"] = np.array([float(batch.line_fragile[ls].any()) for ls in lines_of])
             sb = self.best(
                 batch,
                 np.array([g[0] for g in groups], dtype=np.int64),
@@ -463,32 +609,34 @@ class Router:
     # --- solving ----------------------------------------------------------------------------
 
     def problem(self, batch: Batch, cands: pd.DataFrame) -> Problem:
+        """The optimiser's problem for `candidates`' rows."""
+        return self._problem(batch, _Parcels.of_frame(cands, batch))[0]
+
+    def _problem(self, batch: Batch, cands: _Parcels) -> tuple[Problem, np.ndarray]:
+        """The optimiser's problem, and each parcel row's candidate (its position in it)."""
         n_sku = batch.stock.shape[1]
-        cand_ids, pos = np.unique(cands.cand.to_numpy(), return_inverse=True)
+        cand_ids, pos, _ = _unique_inverse(cands["cand"])
         k = cand_ids.size
-        order_row = cands.order_row.to_numpy(np.int64)
+        order_row = cands["order_row"].astype(np.int64, copy=False)
         cand_order = np.zeros(k, dtype=np.int64)
         cand_order[pos] = order_row
-        cand_cost = np.bincount(pos, weights=cands.objective.to_numpy(), minlength=k)
+        cand_cost = np.bincount(pos, weights=cands["objective"], minlength=k)
         # Stock: units per (node, sku) each candidate takes; a whole-order parcel takes all its
         # order's lines.
-        c_rows, l_idx = self._parcel_lines(batch, cands, pos)
-        node = cands.node.to_numpy(np.int64)
-        parcel_of_line = np.repeat(np.arange(len(cands)), self._line_counts(batch, cands))
+        c_rows, l_idx, parcel_of_line = self._parcel_lines(batch, cands, pos)
+        node = cands["node"].astype(np.int64, copy=False)
         keys = node[parcel_of_line] * n_sku + batch.line_sku[l_idx]
-        ukeys, kinv = np.unique(keys, return_inverse=True)
+        ukeys, kinv, _ = _unique_inverse(keys, bound=self.net.n * n_sku)
         stock_use = sparse.csr_array(
             (batch.line_qty[l_idx].astype(float), (c_rows, kinv)), shape=(k, ukeys.size)
         )
         stock = batch.stock.reshape(-1)[ukeys].astype(float)
         # Capacity: parcels per (node, wave).
-        wave = cands.wave_us.to_numpy(np.int64)
-        slots, sinv = np.unique(np.stack([node, wave], axis=1), axis=0, return_inverse=True)
-        slot_use = sparse.csr_array(
-            (np.ones(len(cands)), (pos, sinv.reshape(-1))), shape=(k, len(slots))
-        )
-        capacity = self.capacity_left_many(batch, slots[:, 0], slots[:, 1]).astype(float)
-        return Problem(
+        wave = cands["wave_us"].astype(np.int64, copy=False)
+        slot_node, slot_wave, sinv = _slots(node, wave)
+        slot_use = sparse.csr_array((np.ones(len(cands)), (pos, sinv)), shape=(k, slot_node.size))
+        capacity = self.capacity_left_many(batch, slot_node, slot_wave).astype(float)
+        problem = Problem(
             n_orders=len(batch.orders),
             cand_order=cand_order,
             cand_cost=cand_cost,
@@ -499,34 +647,25 @@ class Router:
             arrival=batch.orders.ordered_us.to_numpy(),
             unserved_cost=self.search.unserved_cost,
         )
+        return problem, pos
 
-    def _line_counts(self, batch: Batch, cands: pd.DataFrame) -> np.ndarray:
-        per_order = np.bincount(batch.line_order, minlength=len(batch.orders))
-        explicit = cands.lines.to_numpy()
-        whole = np.array([ls is None for ls in explicit])
-        counts = per_order[cands.order_row.to_numpy(np.int64)]
-        if (~whole).any():
-            counts[~whole] = [ls.size for ls in explicit[~whole]]
-        return counts
-
-    def _parcel_lines(self, batch: Batch, cands: pd.DataFrame, pos: np.ndarray):
-        """For every line every parcel carries: the parcel's candidate position, the line."""
-        counts = self._line_counts(batch, cands)
+    def _parcel_lines(self, batch: Batch, cands: _Parcels, pos: np.ndarray):
+        """For every line every parcel carries: the parcel's candidate position, the line, and
+        the parcel."""
+        counts = cands.n_lines
         order = np.argsort(batch.line_order, kind="stable")
         starts = np.searchsorted(batch.line_order[order], np.arange(len(batch.orders)))
-        explicit = cands.lines.to_numpy()
-        whole = np.array([ls is None for ls in explicit], dtype=bool)
         total = int(counts.sum())
         # A ragged arange: the k-th line of parcel i is order[starts[o_i] + k].
         first = np.repeat(np.cumsum(counts) - counts, counts)
         within = np.arange(total) - first
         parcel = np.repeat(np.arange(len(cands)), counts)
-        o_row = cands.order_row.to_numpy(np.int64)[parcel]
+        o_row = cands["order_row"].astype(np.int64, copy=False)[parcel]
         lines = order[np.minimum(starts[o_row] + within, max(order.size - 1, 0))]
-        if (~whole).any():
-            mask = ~whole[parcel]
-            lines[mask] = np.concatenate(list(explicit[~whole]))
-        return pos[parcel], lines
+        if cands.explicit.any():
+            mask = cands.explicit[parcel]
+            lines[mask] = np.concatenate(list(cands.lines[cands.explicit]))
+        return pos[parcel], lines, parcel
 
     def capacity_left_many(self, batch: Batch, node: np.ndarray, wave_us: np.ndarray):
         _, w = self.net.slot_of(node, wave_us)
@@ -544,16 +683,21 @@ class Router:
     ) -> Plan:
         if strategy == "nearest":
             return self.nearest(batch)
+        unassigned = self.unservable(batch)
         if strategy == "clairvoyant":
             if truth is None:
                 raise ValueError("the clairvoyant strategy needs the truth")
-            cands = self.candidates(batch, truth, all_nodes=True)
+            estimate, all_nodes = truth, True
         else:
-            cands = self.candidates(batch, estimate, all_nodes=False)
-        unassigned = self.unservable(batch)
-        if cands.empty:
+            all_nodes = False
+        if isinstance(estimate, ModelEstimate):
+            cands = self._candidates(batch, estimate, all_nodes=all_nodes, skip=dict(unassigned))
+        else:
+            frame = self._candidates_frame(batch, estimate, all_nodes=all_nodes)
+            cands = _Parcels.of_frame(frame, batch)
+        if not len(cands):
             return self._empty(strategy, batch, unassigned)
-        problem = self.problem(batch, cands)
+        problem, pos = self._problem(batch, cands)
         if strategy == "greedy":
             sol = solve_greedy(problem)
         else:
@@ -563,36 +707,37 @@ class Router:
                 mip_rel_gap=self.search.mip_rel_gap,
                 max_mip_candidates=self.search.max_mip_candidates,
             )
-        return self._from_solution(strategy, batch, cands, problem, sol, unassigned)
+        return self._from_solution(strategy, batch, cands, problem, sol, unassigned, pos)
 
     def _from_solution(
-        self, strategy, batch, cands, problem: Problem, sol: Solution, unassigned
+        self, strategy, batch, cands: _Parcels, problem: Problem, sol: Solution, unassigned, pos
     ) -> Plan:
-        cand_ids = np.unique(cands.cand.to_numpy())
-        chosen = cands[np.isin(cands.cand.to_numpy(), cand_ids[sol.chosen[sol.chosen >= 0]])]
+        picked = np.zeros(problem.cand_order.size, dtype=bool)
+        picked[sol.chosen[sol.chosen >= 0]] = True
+        chosen = cands.take(picked[pos])
         for r in np.flatnonzero(sol.chosen < 0):
             unassigned.setdefault(int(r), "no node with stock and dispatch capacity left")
         stock_v, cap_v = violations(problem, sol.chosen)
-        plan = self._plan_from_rows(strategy, batch, chosen.reset_index(drop=True), unassigned)
-        plan.chosen = chosen.reset_index(drop=True)
-        plan.candidates = cands
+        plan = self._plan_from_rows(strategy, batch, chosen, unassigned)
+        plan.chosen = chosen.frame()
+        plan.candidates = cands.frame()
         plan.predicted_objective = sol.objective
         plan.method, plan.gap, plan.seconds = sol.method, sol.gap, sol.seconds
         plan.stock_violations, plan.capacity_violations = stock_v, cap_v
         return plan
 
-    def _plan_from_rows(self, strategy, batch: Batch, rows: pd.DataFrame, unassigned) -> Plan:
+    def _plan_from_rows(self, strategy, batch: Batch, rows: _Parcels, unassigned) -> Plan:
         line_parcel = np.full(batch.line_order.size, -1, dtype=np.int64)
         if len(rows):
-            parcel, lines = self._parcel_lines(batch, rows, np.arange(len(rows)))
+            parcel, lines, _ = self._parcel_lines(batch, rows, np.arange(len(rows)))
             line_parcel[lines] = parcel
         return Plan(
             strategy=strategy,
-            parcel_order=rows.order_row.to_numpy(np.int64),
-            parcel_node=rows.node.to_numpy(np.int64),
-            parcel_carrier=rows.carrier.to_numpy(np.int64),
-            parcel_wave=rows.wave_us.to_numpy(np.int64),
-            parcel_part=rows.part.to_numpy(np.int64),
+            parcel_order=rows["order_row"].astype(np.int64),
+            parcel_node=rows["node"].astype(np.int64),
+            parcel_carrier=rows["carrier"].astype(np.int64),
+            parcel_wave=rows["wave_us"].astype(np.int64),
+            parcel_part=rows["part"].astype(np.int64),
             line_parcel=line_parcel,
             unassigned=unassigned,
         )
@@ -635,10 +780,14 @@ class Router:
         zone = self.net.zone(node, o.dest_city.to_numpy()[r], o.dest_province.to_numpy()[r])
         carrier = self.usual_carrier[zone] if r.size else np.zeros(0, dtype=np.int64)
         wave = self.net.waves_after(node, o.ordered_us.to_numpy()[r], 1)[:, 0]
-        rows = pd.DataFrame(
-            {"order_row": r, "node": node, "part": part, "carrier": carrier, "wave_us": wave}
-        )
-        rows["lines"] = [x[2] for x in parcels]
+        lines = np.empty(len(parcels), dtype=object)
+        for j, x in enumerate(parcels):
+            lines[j] = x[2]
+        explicit = np.array([x[2] is not None for x in parcels], dtype=bool)
+        n_lines = np.bincount(batch.line_order, minlength=n_o)[r]
+        n_lines[explicit] = [ls.size for ls in lines[explicit]]
+        cols = {"order_row": r, "node": node, "part": part, "carrier": carrier, "wave_us": wave}
+        rows = _Parcels(cols, lines, explicit, n_lines)
         plan = self._plan_from_rows("nearest", batch, rows, unassigned)
         plan.method = "rule"
         plan.capacity_violations = self._over_capacity(batch, plan)
@@ -660,7 +809,101 @@ class Router:
             batch.used[s] = batch.used.get(s, 0) + 1
 
 
+def _order_columns(batch: Batch) -> dict[str, np.ndarray]:
+    """The batch's order columns as arrays, each read from the frame once."""
+    o = batch.orders
+    return {c: o[c].to_numpy() for c in o.columns}
+
+
 def _lines_by_order(line_order: np.ndarray, n_orders: int) -> list[np.ndarray]:
     order = np.argsort(line_order, kind="stable")
     bounds = np.searchsorted(line_order[order], np.arange(n_orders + 1))
     return [order[bounds[i] : bounds[i + 1]] for i in range(n_orders)]
+
+
+class _Parcels:
+    """Parcel rows as NumPy arrays, the frame `Router.candidates` returns made only when asked
+    for. `cols`: every column of that frame but `lines`, in the frame's order; beside them, per
+    parcel, `lines` (None when it carries all its order's lines, else those it carries),
+    `explicit` (it lists its lines) and `n_lines` (how many lines it carries)."""
+
+    def __init__(
+        self,
+        cols: dict[str, np.ndarray],
+        lines: np.ndarray,
+        explicit: np.ndarray,
+        n_lines: np.ndarray,
+        source: pd.DataFrame | None = None,
+    ) -> None:
+        self.cols, self.lines, self.explicit, self.n_lines = cols, lines, explicit, n_lines
+        self.source = source
+
+    @classmethod
+    def of_frame(cls, rows: pd.DataFrame, batch: Batch) -> _Parcels:
+        """The rows of a frame with `order_row` and `lines` (the frame is kept for `frame`)."""
+        cols = {c: rows[c].to_numpy() for c in rows.columns if c != "lines"}
+        if "lines" in rows:
+            lines = rows["lines"].to_numpy()
+        else:
+            lines = np.full(len(rows), None, dtype=object)
+        explicit = np.array([ls is not None for ls in lines], dtype=bool)
+        per_order = np.bincount(batch.line_order, minlength=len(batch.orders))
+        n_lines = per_order[rows.order_row.to_numpy(np.int64)]
+        if explicit.any():
+            n_lines[explicit] = [ls.size for ls in lines[explicit]]
+        return cls(cols, lines, explicit, n_lines, source=rows)
+
+    def __len__(self) -> int:
+        return self.n_lines.size
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.cols[name]
+
+    def take(self, keep: np.ndarray) -> _Parcels:
+        """The rows `keep` (a mask or positions) selects, in their order."""
+        return _Parcels(
+            {c: v[keep] for c, v in self.cols.items()},
+            self.lines[keep],
+            self.explicit[keep],
+            self.n_lines[keep],
+        )
+
+    def frame(self) -> pd.DataFrame:
+        """The rows as a frame, `lines` last (the frame they came from, if they did)."""
+        if self.source is not None:
+            return self.source
+        return pd.DataFrame({**self.cols, "lines": self.lines}, copy=False)
+
+
+def _unique_inverse(
+    values: np.ndarray, bound: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`np.unique(values, return_inverse=True, return_counts=True)` for integers, without the
+    sort when it can: `values` already in order (runs of equal values), or all in [0, bound)
+    with `bound` not much above their number (a table of which occur)."""
+    values = np.asarray(values)
+    n = values.size
+    if n and values.dtype.kind in "iu":
+        if n == 1 or (values[1:] >= values[:-1]).all():
+            starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+            inverse = np.cumsum(np.r_[False, values[1:] != values[:-1]])
+            return values[starts], inverse, np.diff(np.r_[starts, n])
+        if bound is not None and bound <= 8 * n + 4096 and values.min() >= 0:
+            counts = np.bincount(values, minlength=bound)
+            present = counts > 0
+            index = np.cumsum(present) - 1
+            return np.flatnonzero(present), index[values], counts[present]
+    return np.unique(values, return_inverse=True, return_counts=True)
+
+
+def _slots(node: np.ndarray, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (node, wave) pairs by node then wave, and each row's pair: `np.unique` of
+    the stacked pairs, on one integer key when it fits in 62 bits."""
+    if node.size and node.min() >= 0:
+        low = int(wave.min())
+        span = int(wave.max()) - low + 1
+        if (int(node.max()) + 1) * span < 2**62:
+            keys, inverse, _ = _unique_inverse(node * span + (wave - low))
+            return keys // span, keys % span + low, inverse.reshape(-1)
+    slots, inverse = np.unique(np.stack([node, wave], axis=1), axis=0, return_inverse=True)
+    return slots[:, 0], slots[:, 1], inverse.reshape(-1)
