@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cadence.models._route_code import predict, quantile_column
-from cadence.models._route_inputs import DAY_US, pair_frame
+from cadence.models._route_code import matrix, predict_matrix, quantile_column
+from cadence.models._route_inputs import DAY_US, pair_columns
 
 HOUR_US = DAY_US // 24
 
@@ -19,23 +19,26 @@ def bounds(stored) -> tuple[float, float]:
     return float(min(qs)), float(max(qs))
 
 
-def windows(estimate, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Per parcel row (the order's columns, `node`, `carrier`, `wave_us`): the window's first
-    and last instant in microseconds, on whole hours."""
-    frame = pair_frame(
+def windows(estimate, rows) -> tuple[np.ndarray, np.ndarray]:
+    """Per parcel row (the order's columns, `node`, `carrier`, `wave_us`; a frame or a dict of
+    arrays): the window's first and last instant in microseconds, on whole hours."""
+    node = np.asarray(rows["node"], dtype=np.int64)
+    wave = np.asarray(rows["wave_us"], dtype=np.int64)
+    columns = pair_columns(
         estimate.net,
         rows,
-        rows.node.to_numpy(),
-        rows.carrier.to_numpy(),
-        rows.wave_us.to_numpy(),
+        node,
+        np.asarray(rows["carrier"], dtype=np.int64),
+        wave,
         estimate.weather,
         estimate.node_features,
+        wanted=estimate.stored.settings["features"],
     )
-    p = predict(estimate.stored, frame)
+    x = matrix(estimate.stored, columns)
+    p = predict_matrix(estimate.boosters_for(x.shape[0]), x)
     lo_q, hi_q = bounds(estimate.stored)
-    wave = rows.wave_us.to_numpy(np.int64)
-    lo = wave + (p[quantile_column(lo_q)].to_numpy() * DAY_US).astype(np.int64)
-    hi = wave + (p[quantile_column(hi_q)].to_numpy() * DAY_US).astype(np.int64)
+    lo = wave + (p[quantile_column(lo_q)] * DAY_US).astype(np.int64)
+    hi = wave + (p[quantile_column(hi_q)] * DAY_US).astype(np.int64)
     return lo // HOUR_US * HOUR_US, -(-hi // HOUR_US) * HOUR_US
 
 

@@ -186,12 +186,13 @@ class Network:
 
     def waves_after(self, node: np.ndarray, ordered_us: np.ndarray, k: int) -> np.ndarray:
         """The cut-off instants (us) of the first `k` waves each order can still reach at
-        `node` (shape (len, k)), counting from the order's day and running into later days."""
+        `node` (shape (len, k)), counting from the order's day and running three days on;
+        beyond them, `_NEVER`."""
         node = np.asarray(node)
         ordered_us = np.asarray(ordered_us)
         width = self.wave_cutoff_min.shape[1]
         day0 = ordered_us // DAY_US * DAY_US
-        out = np.empty((node.size, k), dtype=np.int64)
+        out = np.full((node.size, k), _NEVER, dtype=np.int64)
         reach = ordered_us + int(self.lead_hours * HOUR_US)
         # Candidate cut-offs over three days, in time order; take the first k reachable.
         cut = []
@@ -201,8 +202,8 @@ class Network:
                 at = day0 + d * DAY_US + np.nan_to_num(minute).astype(np.int64) * 60 * US
                 cut.append(np.where(np.isnan(minute) | (at < reach), _NEVER, at))
         cuts = np.stack(cut, axis=1)
-        cuts = np.sort(cuts, axis=1)
-        out[:] = cuts[:, :k]
+        cuts = np.sort(cuts, axis=1)[:, :k]
+        out[:, : cuts.shape[1]] = cuts
         return out
 
     def slot_of(self, node: np.ndarray, wave_us: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

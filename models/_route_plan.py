@@ -193,11 +193,11 @@ class ModelEstimate:
     def _weigh(self, columns, value: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The three models on the rows' columns, once, as `parts` returns them."""
         x = matrix(self.stored, columns)
-        p = predict_matrix(self._boosters(x.shape[0]), x)
+        p = predict_matrix(self.boosters_for(x.shape[0]), x)
         cost = p["cost"] + self.damage_weight * p["damage"] * value * (self.refund_share)
         return cost, p[self.q_mid], p[self.q_hi]
 
-    def _boosters(self, rows: int) -> Stored:
+    def boosters_for(self, rows: int) -> Stored:
         """The models to predict `rows` rows with. A few rows (one order's options) go to
         copies of the boosters that use one thread: on so little work, waking and waiting for
         a second thread costs more than it saves, and far more when the other cores are busy.

@@ -21,7 +21,7 @@ in the latest replay.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -59,8 +59,21 @@ class Shop:
     calibration: dict | None = None
 
     def __post_init__(self) -> None:
+        from cadence.models._route_plan import Router
+
         self.node_index = {str(n): i for i, n in enumerate(self.net.node_id)}
+        # The same router looking over every wave of the next days, for an order whose first
+        # waves are full wherever it is held.
+        search = replace(self.router.search, waves=self.router.search.waves * 4)
+        self.patient = Router(self.net, self.router.obj, search)
         self.region_code = {r: float(i) for i, r in enumerate(self.net.regions)}
+        # Looked up on every request without pandas.
+        self.city = {row.Index: row for row in self.cities.itertuples()}
+        self.sku_row = {str(s): i for i, s in enumerate(self.products.index)}
+        self.sku_weight = self.products.weight_kg.to_numpy(np.float64)
+        self.sku_volume = self.products.volume_cm3.to_numpy(np.float64)
+        self.sku_price = self.products.unit_price.to_numpy(np.float64)
+        self.sku_fragile = self.products.fragile.fillna(False).to_numpy(bool)
 
 
 @dataclass(frozen=True)
@@ -158,13 +171,13 @@ def _wave_loads(session: Session, shop: Shop, since: dt.datetime) -> dict[tuple[
 def _batch(shop: Shop, order: OrderIn, placed_us: int, ordered_us: int, skus, qty, stock, used):
     from cadence.models._route_plan import Batch
 
-    city = shop.cities.loc[order.city]
-    products = shop.products.loc[skus]
-    t = pd.Timestamp(ordered_us, unit="us", tz="UTC")
-    weight = products.weight_kg.to_numpy(np.float64) * qty
-    volume = products.volume_cm3.to_numpy(np.float64) * qty
-    value = products.unit_price.to_numpy(np.float64) * qty
-    fragile = products.fragile.to_numpy(bool)
+    city = shop.city[order.city]
+    rows = [shop.sku_row[s] for s in skus]
+    t = _stamp(placed_us)
+    weight = shop.sku_weight[rows] * qty
+    volume = shop.sku_volume[rows] * qty
+    value = shop.sku_price[rows] * qty
+    fragile = shop.sku_fragile[rows]
     promise = shop.net.promise_us(
         np.array([placed_us]), np.array([order.city]), np.array([city.province])
     )
@@ -236,43 +249,49 @@ def _decide(shop: Shop, order: OrderIn, batch, skus) -> tuple[list[dict], str | 
         return [], f"no node has enough of {', '.join(missing[:5])} free"
     plan = shop.router.plan("greedy", batch, shop.estimate)
     if plan.unassigned:
-        return [], plan.unassigned[0]
-    rows = plan.chosen.reset_index(drop=True)
-    rows = rows.assign(**{c: batch.orders[c].iloc[0] for c in batch.orders.columns})
-    lo, hi = windows(shop.estimate, _with_contents(rows, batch, plan))
-    out = []
-    for i, p in rows.iterrows():
-        lines = np.flatnonzero(plan.line_parcel == i).tolist()
-        out.append(
-            {
-                "part": int(p.part),
-                "node": int(p.node),
-                "carrier": CARRIERS[int(p.carrier)],
-                "wave_us": int(p.wave_us),
-                "lines": lines,
-                "predicted_cost": float(p.est_cost),
-                "predicted_days": float(p.est_days),
-                "window_us": (int(lo[i]), int(hi[i])),
-            }
-        )
-    return out, None
+        # The next waves are full where it is held: look further ahead before refusing.
+        plan = shop.patient.plan("greedy", batch, shop.estimate)
+    if plan.unassigned:
+        return [], "every dispatch wave of the next days is full at the nodes holding it"
+    chosen = {
+        c: plan.chosen[c].to_numpy()
+        for c in ("part", "node", "carrier", "wave_us", "est_cost", "est_days")
+    }
+    lo, hi = windows(shop.estimate, _parcel_rows(chosen, batch, plan))
+    return [
+        {
+            "part": int(chosen["part"][i]),
+            "node": int(chosen["node"][i]),
+            "carrier": CARRIERS[int(chosen["carrier"][i])],
+            "wave_us": int(chosen["wave_us"][i]),
+            "lines": np.flatnonzero(plan.line_parcel == i).tolist(),
+            "predicted_cost": float(chosen["est_cost"][i]),
+            "predicted_days": float(chosen["est_days"][i]),
+            "window_us": (int(lo[i]), int(hi[i])),
+        }
+        for i in range(lo.size)
+    ], None
 
 
-def _with_contents(rows: pd.DataFrame, batch, plan) -> pd.DataFrame:
-    """Each chosen parcel's own contents (a split's parcels carry part of the order)."""
-    p, n = plan.line_parcel, len(rows)
+def _parcel_rows(chosen: dict[str, np.ndarray], batch, plan) -> dict[str, np.ndarray]:
+    """The chosen parcels as the models read them: the order's columns with each parcel's own
+    contents (a split's parcels carry part of the order), node, carrier and wave."""
+    n = chosen["node"].size
+    cols = {c: np.repeat(batch.orders[c].to_numpy(), n) for c in batch.orders.columns}
+    p = plan.line_parcel
     has = p >= 0
-    out = rows.copy()
     for c, v in (
         ("weight_kg", batch.line_weight),
         ("volume_cm3", batch.line_volume),
         ("units", batch.line_qty.astype(float)),
         ("value", batch.line_value),
     ):
-        out[c] = np.bincount(p[has], weights=v[has], minlength=n)
+        cols[c] = np.bincount(p[has], weights=v[has], minlength=n)
     fragile = batch.line_fragile[has].astype(float)
-    out["fragile"] = (np.bincount(p[has], weights=fragile, minlength=n) > 0).astype(float)
-    return out
+    cols["fragile"] = (np.bincount(p[has], weights=fragile, minlength=n) > 0).astype(float)
+    for c in ("node", "carrier", "wave_us"):
+        cols[c] = chosen[c].astype(np.int64)
+    return cols
 
 
 def _take(session: Session, shop: Shop, units, parcels, now: dt.datetime) -> str | None:

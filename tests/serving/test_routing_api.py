@@ -358,3 +358,32 @@ def test_an_order_placed_hours_ago_leaves_with_a_wave_still_to_come(api, shop):
     # The promise counts from when it was placed: a day earlier than an order placed now.
     now = api.post("/v1/routes", json=_order(13, city, [(a, 1)])).json()
     assert out["promised_by"] < now["promised_by"]
+
+
+def test_full_waves_push_the_order_days_ahead_until_none_is_left(api, routed, shop):
+    """Capacity comes from the day's running totals: with the node's next three waves full
+    the order leaves with the fourth; with every wave of the next days full, it is refused."""
+    city, node = _warehouse_city(shop)
+    (a,) = _skus(shop, 1)
+    _count(api, [(node, a, 10)])
+    n = shop.node_index[node]
+    now_us = int(NOW.timestamp() * 1e6)
+    waves = shop.net.waves_after(np.array([n]), np.array([now_us]), 30)[0]
+    waves = [w for w in waves.tolist() if w < np.iinfo(np.int64).max]
+    assert len(waves) > 4
+
+    def fill(k):
+        with routed.sessions() as s:
+            for w in waves[:k]:
+                at = dt.datetime.fromtimestamp(w / 1e6, tz=dt.UTC)
+                s.merge(WaveLoad(node_id=node, wave_at=at, parcels=10**6))
+            s.commit()
+
+    fill(3)
+    r = api.post("/v1/routes", json=_order(20, city, [(a, 1)]))
+    assert r.status_code == 201, r.text
+    at = dt.datetime.fromisoformat(r.json()["parcels"][0]["wave_at"])
+    assert int(at.timestamp() * 1e6) == waves[3]
+    fill(len(waves))
+    r = api.post("/v1/routes", json=_order(21, city, [(a, 1)]))
+    assert r.status_code == 409 and "every dispatch wave" in r.json()["message"]
