@@ -1,5 +1,6 @@
 """Benchmark: routing against its speed targets (2 cores): 100,000 orders planned across all
-nodes in under 30 s, model inference included; one order decided with p99 under 20 ms.
+nodes in under 30 s, model inference included; one order decided with p99 under 20 ms; and the
+service's own path for one order (database reads, decision, window, reservation, commit).
 
 Generates a simulated shop (no feature build: the models read no node features here), trains
 the routing models on its parcels before the last two weeks, then builds one day of 100,000
@@ -8,10 +9,15 @@ spread over the day), with every node's stock and every wave's capacity scaled u
 factor so the day is as tight as an ordinary one. Times `greedy` and `optimal` on it (candidates,
 inference, solver), checks the plans (no stock or capacity violation), and prints them beside
 `nearest`. Then decides single orders of the held-out days one at a time (`greedy` on a
-one-order batch, the service's path) and prints the latency percentiles.
+one-order batch, the decision the service makes) and prints the latency percentiles. Last, the
+service's own path: the day's stock loaded into its database, half of `--service-orders` routed
+one at a time (reads, decision, arrival window, reservation, commit), the other half by eight
+clients at once, and the database checked afterwards (no row holds more than it has; the units
+reserved are the units the routed orders hold).
 
     python bench/bench_routing.py                  # 100,000 orders
     python bench/bench_routing.py --orders 20000 --single 200
+    python bench/bench_routing.py --postgres postgresql+psycopg://postgres@127.0.0.1:5432/test
 """
 
 from __future__ import annotations
@@ -34,6 +40,15 @@ def main() -> None:
     ap.add_argument("--single", type=int, default=1000, help="single-order decisions to time")
     ap.add_argument("--users", type=int, default=20_000)
     ap.add_argument("--days", type=int, default=240)
+    ap.add_argument(
+        "--service-orders", type=int, default=1000, help="orders routed through the service"
+    )
+    ap.add_argument(
+        "--postgres",
+        default=None,
+        help="a PostgreSQL URL (postgresql+psycopg://...) for the service's database; "
+        "default: a SQLite file",
+    )
     args = ap.parse_args()
 
     from cadence.flows.settings import Settings
@@ -153,6 +168,105 @@ def main() -> None:
         f"single-order decisions: {len(times):,}; p50 {q[0]:.1f} ms, p95 {q[1]:.1f} ms, "
         f"p99 {q[2]:.1f} ms (target: p99 under 20 ms)"
     )
+
+    service_path(args, settings, step, wide, router, estimate, batch, stock, home)
+
+
+def service_path(args, settings, step, net, router, estimate, batch, stock, home) -> None:
+    """The service's own path for single orders (`serving._routing.route`): the stock free
+    and the waves' loads read from the database, the decision, the arrival window, the
+    reservation by conditional updates and the commit. Timed one at a time, then eight
+    clients at once; afterwards no stock row may hold more than it has."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import func, select
+
+    from cadence.serving._config import ServingConf
+    from cadence.serving._db import engine_for, migrate, sessions
+    from cadence.serving._records import Context, ServiceError
+    from cadence.serving._routing import Line, OrderIn, Shop, route, set_stock
+    from cadence.serving._tables import Reservation, Stock
+
+    products, cities = step.catalogue(settings.raw_dir)
+    shop = Shop(net, router, estimate, "bench", products, cities)
+    made = None
+    if args.postgres:  # a new database on that server, dropped at the end
+        from sqlalchemy import create_engine, text
+
+        made = f"cadence_bench_{os.getpid()}"
+        admin = create_engine(args.postgres, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text(f"CREATE DATABASE {made}"))
+        url = args.postgres.rsplit("/", 1)[0] + f"/{made}"
+    else:
+        url = f"sqlite:///{home / 'serving.db'}"
+    engine = engine_for(url, pool_size=10)
+    migrate(engine)
+    factory = sessions(engine)
+    skus = products.index.to_numpy()
+    node, sku = np.nonzero(stock)
+    with factory() as session:
+        now = dt.datetime.now(dt.UTC)
+        items = [
+            (str(net.node_id[n]), str(skus[k]), int(stock[n, k]))
+            for n, k in zip(node, sku, strict=True)
+        ]
+        set_stock(Context(session, "bench", now, ServingConf(), None), items)
+    o = batch.orders
+    todo = []
+    rows = np.sort(np.random.default_rng(1).choice(len(o), args.service_orders, replace=False))
+    for i, r in enumerate(rows):
+        ls = np.flatnonzero(batch.line_order == r)
+        lines = tuple(Line(str(skus[batch.line_sku[j]]), int(batch.line_qty[j])) for j in ls)
+        at = dt.datetime.fromtimestamp(o.ordered_us.iloc[r] / 1e6, tz=dt.UTC)
+        todo.append((at, OrderIn(order_id=i + 1, city=str(o.dest_city.iloc[r]), lines=lines)))
+    lock = __import__("threading").Lock() if engine.dialect.name == "sqlite" else None
+
+    def one(item):
+        at, order = item
+        with factory() as session:
+            t = time.perf_counter()
+            try:
+                if lock is None:
+                    route(Context(session, "bench", at, ServingConf(), None), shop, order)
+                else:
+                    with lock:  # SQLite has one writer: the service queues its writes too
+                        route(Context(session, "bench", at, ServingConf(), None), shop, order)
+                code = "routed"
+            except ServiceError as exc:
+                code = exc.code
+            return (time.perf_counter() - t) * 1000, code
+
+    half = len(todo) // 2
+    timed = [one(item) for item in todo[:half]]
+    q = np.percentile([t for t, _ in timed[1:]], [50, 95, 99])
+    codes = pd.Series([c for _, c in timed]).value_counts().to_dict()
+    print(
+        f"service path ({engine.dialect.name}): {half:,} orders one at a time, {codes}; "
+        f"p50 {q[0]:.1f} ms, p95 {q[1]:.1f} ms, p99 {q[2]:.1f} ms "
+        "(decision, window, reservation and commit; no HTTP)"
+    )
+    t = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        raced = list(pool.map(one, todo[half:]))
+    took = time.perf_counter() - t
+    codes = pd.Series([c for _, c in raced]).value_counts().to_dict()
+    with factory() as session:
+        over = session.scalar(
+            select(func.count()).select_from(Stock).where(Stock.reserved > Stock.on_hand)
+        )
+        held = session.scalar(select(func.sum(Reservation.quantity)))
+        reserved = session.scalar(select(func.sum(Stock.reserved)))
+    print(
+        f"service path, 8 clients at once: {len(raced):,} orders in {took:.1f} s "
+        f"({len(raced) / took:.0f} orders/s), {codes}; rows holding more than on hand: {over}; "
+        f"units reserved {reserved:,} = units the routed orders hold {held:,}"
+    )
+    engine.dispose()
+    if made is not None:
+        with admin.connect() as c:
+            c.execute(text(f"DROP DATABASE {made} WITH (FORCE)"))
+        admin.dispose()
 
 
 if __name__ == "__main__":
