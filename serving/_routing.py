@@ -62,8 +62,8 @@ class Shop:
         from cadence.models._route_plan import Router
 
         self.node_index = {str(n): i for i, n in enumerate(self.net.node_id)}
-        # The same router looking over every wave of the next days, for an order whose first
-        # waves are full wherever it is held.
+        # The same router looking four times as many waves ahead (within three days), for an
+        # order whose first waves are full wherever it is held.
         search = replace(self.router.search, waves=self.router.search.waves * 4)
         self.patient = Router(self.net, self.router.obj, search)
         self.region_code = {r: float(i) for i, r in enumerate(self.net.regions)}
@@ -116,9 +116,9 @@ def _us(t: dt.datetime) -> int:
 
 
 def _validate(shop: Shop, order: OrderIn) -> None:
-    if order.city not in shop.cities.index:
+    if order.city not in shop.city:
         raise ServiceError(422, "unknown_destination", f"destination.city {order.city!r}: unknown")
-    unknown = sorted({ln.sku for ln in order.lines} - set(shop.products.index))
+    unknown = sorted({ln.sku for ln in order.lines if ln.sku not in shop.sku_row})
     if unknown:
         raise ServiceError(
             422, "unknown_sku", f"lines: unknown SKU(s) {', '.join(map(repr, unknown[:5]))}"
@@ -252,7 +252,7 @@ def _decide(shop: Shop, order: OrderIn, batch, skus) -> tuple[list[dict], str | 
         # The next waves are full where it is held: look further ahead before refusing.
         plan = shop.patient.plan("greedy", batch, shop.estimate)
     if plan.unassigned:
-        return [], "every dispatch wave of the next days is full at the nodes holding it"
+        return [], "every dispatch wave of the next days is full at the nearest nodes holding it"
     chosen = {
         c: plan.chosen[c].to_numpy()
         for c in ("part", "node", "carrier", "wave_us", "est_cost", "est_days")

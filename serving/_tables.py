@@ -274,6 +274,8 @@ class Stock(Base):
     __table_args__ = (
         CheckConstraint("on_hand >= 0", name="ck_stock_on_hand"),
         CheckConstraint("reserved >= 0", name="ck_stock_reserved"),
+        # Routing reads an order's SKUs at every node.
+        Index("ix_stock_sku", "sku"),
     )
 
     node_id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -153,3 +153,29 @@ def test_orders_that_cannot_be_served_are_reported_and_the_rest_planned(shop):
         assert plan.unassigned[2] == "unknown destination"
         assert not {0, 1, 2} & set(plan.parcel_order.tolist())
         assert set(plan.parcel_order.tolist()) | set(plan.unassigned) == set(range(len(orders)))
+
+
+def test_the_array_path_weighs_the_same_candidates_as_the_frame_path(shop):
+    """The learned models' candidates are built as arrays; any other estimate's through
+    frames. On the same batch, including orders no node holds whole (split), both give the
+    same rows and objectives."""
+    router = _router(shop["net"])
+    batch = shop["batches"][0]
+    # Half the stock: some orders are held whole nowhere and must be split.
+    thin = replace(batch, stock=batch.stock // 2, used={})
+    for b in (batch, thin):
+        fast = router.candidates(b, shop["estimate"], all_nodes=False)
+        slow = router._candidates_frame(b, shop["estimate"], all_nodes=False)
+        key = ["cand", "node", "part", "wave_us"]
+        fast = fast.sort_values(key).reset_index(drop=True)
+        slow = slow.sort_values(key).reset_index(drop=True)
+        cols = ["cand", "order_row", "node", "part", "carrier", "wave_us"]
+        pd.testing.assert_frame_equal(fast[cols], slow[cols], check_dtype=False)
+        np.testing.assert_allclose(fast.objective, slow.objective, rtol=1e-9)
+        same = [
+            (a is None and b_ is None) or np.array_equal(a, b_)
+            for a, b_ in zip(fast.lines, slow.lines, strict=True)
+        ]
+        assert all(same)
+    # The thin batch had splits to compare.
+    assert fast.lines.map(lambda ls: ls is not None).any()

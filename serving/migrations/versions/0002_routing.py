@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.CheckConstraint("reserved >= 0", name="ck_stock_reserved"),
         sa.PrimaryKeyConstraint("node_id", "sku"),
     )
+    op.create_index("ix_stock_sku", "stock", ["sku"])
     op.create_table(
         "wave_loads",
         sa.Column("node_id", sa.String(length=64), nullable=False),
@@ -65,4 +66,5 @@ def downgrade() -> None:
     op.drop_table("reservations")
     op.drop_table("routes")
     op.drop_table("wave_loads")
+    op.drop_index("ix_stock_sku", table_name="stock")
     op.drop_table("stock")
