@@ -35,3 +35,12 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.routes = Counter(
+            "cadence_routes_total",
+            "Single orders routed, by delivery and outcome (routed, or the refusal's code)",
+            ["delivery", "outcome"],
+            registry=self.registry,
+        )
+        for delivery in ("ship", "pickup"):
+            for outcome in ("routed", "unservable", "stock_changed"):
+                self.routes.labels(delivery, outcome)

@@ -168,10 +168,20 @@ def test_no_free_stock_anywhere_is_refused_with_the_sku_named(api, shop):
     city, node = _warehouse_city(shop)
     a, b = _skus(shop)
     _count(api, [(node, a, 1)])
+    before = _refused(api)
     r = api.post("/v1/routes", json=_order(3, city, [(a, 2)]))
     assert r.status_code == 409 and a in r.json()["message"]
     r = api.post("/v1/routes", json=_order(3, city, [(b, 1)]))
     assert r.status_code == 409 and b in r.json()["message"]
+    assert _refused(api) == before + 2
+
+
+def _refused(api) -> float:
+    """The metrics' count of shipments refused as unservable (a process may hold counts of
+    earlier apps: Prometheus' multiprocess mode keeps them by name)."""
+    line = 'cadence_routes_total{delivery="ship",outcome="unservable"} '
+    found = [m for m in api.get("/metrics").text.splitlines() if m.startswith(line)]
+    return float(found[0].split()[-1]) if found else 0.0
 
 
 def test_bad_orders_name_what_is_wrong(api, shop):

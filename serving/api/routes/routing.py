@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response
 
 from cadence.serving import _routing
 from cadence.serving import _schemas as S
+from cadence.serving._records import ServiceError
 from cadence.serving.api.deps import ServiceDep, context, role
 
 router = APIRouter(prefix="/v1", tags=["routing"])
@@ -55,9 +56,15 @@ async def route(
         with service.sessions() as session:
             return _routing.route(context(service, session, caller), shop, order)
 
-    answer, new = await service.run(work)
+    try:
+        answer, new = await service.run(work)
+    except ServiceError as exc:
+        service.metrics.routes.labels(body.delivery, exc.code).inc()
+        raise
     if not new:
         response.status_code = 200
+    else:
+        service.metrics.routes.labels(body.delivery, "routed").inc()
     return answer
 
 
