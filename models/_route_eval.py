@@ -109,22 +109,30 @@ def stock_reader(raw: Path, net: Network) -> Callable:
     return stock_of
 
 
+def contents_of(batch: Batch, plan: Plan) -> dict[str, np.ndarray]:
+    """What each of the plan's parcels carries: weight, volume, units, value, fragile."""
+    n = plan.parcel_node.size
+    p = plan.line_parcel
+    has = p >= 0
+    out = {
+        c: np.bincount(p[has], weights=v[has], minlength=n)
+        for c, v in (
+            ("weight_kg", batch.line_weight),
+            ("volume_cm3", batch.line_volume),
+            ("units", batch.line_qty.astype(float)),
+            ("value", batch.line_value),
+        )
+    }
+    fragile = np.bincount(p[has], weights=batch.line_fragile[has].astype(float), minlength=n)
+    out["fragile"] = (fragile > 0).astype(float)
+    return out
+
+
 def parcels_of(batch: Batch, plan: Plan) -> pd.DataFrame:
     """The plan's parcels as rows: the order's columns, node, carrier, wave, contents."""
     o = batch.orders.iloc[plan.parcel_order].reset_index(drop=True).copy()
-    n = len(o)
-    p = plan.line_parcel
-    has = p >= 0
-    for c, v in (
-        ("weight_kg", batch.line_weight),
-        ("volume_cm3", batch.line_volume),
-        ("units", batch.line_qty.astype(float)),
-        ("value", batch.line_value),
-    ):
-        o[c] = np.bincount(p[has], weights=v[has], minlength=n)
-    o["fragile"] = (
-        np.bincount(p[has], weights=batch.line_fragile[has].astype(float), minlength=n) > 0
-    ).astype(float)
+    for c, v in contents_of(batch, plan).items():
+        o[c] = v
     o["node"] = plan.parcel_node
     o["carrier"] = plan.parcel_carrier
     o["wave_us"] = plan.parcel_wave

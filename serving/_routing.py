@@ -276,19 +276,11 @@ def _decide(shop: Shop, order: OrderIn, batch, skus) -> tuple[list[dict], str | 
 def _parcel_rows(chosen: dict[str, np.ndarray], batch, plan) -> dict[str, np.ndarray]:
     """The chosen parcels as the models read them: the order's columns with each parcel's own
     contents (a split's parcels carry part of the order), node, carrier and wave."""
+    from cadence.models._route_eval import contents_of
+
     n = chosen["node"].size
     cols = {c: np.repeat(batch.orders[c].to_numpy(), n) for c in batch.orders.columns}
-    p = plan.line_parcel
-    has = p >= 0
-    for c, v in (
-        ("weight_kg", batch.line_weight),
-        ("volume_cm3", batch.line_volume),
-        ("units", batch.line_qty.astype(float)),
-        ("value", batch.line_value),
-    ):
-        cols[c] = np.bincount(p[has], weights=v[has], minlength=n)
-    fragile = batch.line_fragile[has].astype(float)
-    cols["fragile"] = (np.bincount(p[has], weights=fragile, minlength=n) > 0).astype(float)
+    cols.update(contents_of(batch, plan))
     for c in ("node", "carrier", "wave_us"):
         cols[c] = chosen[c].astype(np.int64)
     return cols

@@ -161,8 +161,11 @@ def test_the_array_path_weighs_the_same_candidates_as_the_frame_path(shop):
     same rows and objectives."""
     router = _router(shop["net"])
     batch = shop["batches"][0]
-    # Half the stock: some orders are held whole nowhere and must be split.
-    thin = replace(batch, stock=batch.stock // 2, used={})
+    # Each SKU at one node only: orders of SKUs at different nodes must be split.
+    n_sku = batch.stock.shape[1]
+    one = np.zeros_like(batch.stock)
+    one[np.arange(n_sku) % batch.stock.shape[0], np.arange(n_sku)] = batch.stock.sum(axis=0)
+    thin = replace(batch, stock=one, used={})
     for b in (batch, thin):
         fast = router.candidates(b, shop["estimate"], all_nodes=False)
         slow = router._candidates_frame(b, shop["estimate"], all_nodes=False)
