@@ -159,13 +159,22 @@ def exact_mean(value: ir.Value) -> ir.Value:
     return ratio(exact_sum(value), value.count())
 
 
-def exact_std(value: ir.Value) -> ir.Value:
-    """Sample standard deviation from exact sums (null below two values)."""
+def group_mean(value: ir.Value, window) -> ir.Value:
+    """The exact mean of `value` over each row's `window` partition (a window function)."""
     x = value.cast("float64")
-    n = x.count().cast("float64")
-    s1, s2 = exact_sum(x), exact_sum(x * x)
-    var = (s2 - s1 * s1 / n) / (n - 1)
-    return (n < 2).ifelse(ibis.null("float64"), (var < 0).ifelse(0.0, var).sqrt())
+    total = x.cast(EXACT).sum().over(window).cast("float64")
+    return ratio(total, x.count().over(window))
+
+
+def exact_std(deviation: ir.Value) -> ir.Value:
+    """Sample standard deviation from each value's deviation from its group's mean
+    (`value - group_mean(value, window)`), summed exactly: two passes, so values that are all
+    equal give exactly 0, where sums of squares lose the difference to rounding. Null below
+    two values."""
+    d = deviation.cast("float64")
+    n = d.count().cast("float64")
+    var = exact_sum(d * d) / (n - 1)
+    return (n < 2).ifelse(ibis.null("float64"), var.sqrt())
 
 
 def sum_in(

@@ -23,6 +23,7 @@ from cadence.features._catalogue import (
     exact_mean,
     exact_std,
     exact_sum,
+    group_mean,
     last_age,
     mean_in,
     n_in,
@@ -157,10 +158,11 @@ def gap_stats(days: ir.Table, snaps: ir.Table, keys: list[str]) -> ir.Table:
     j = days.join(s, days.day < s.snap_day)  # a day counts once it has ended before t
     j = j.filter(j.day + 1 <= j.snap_day)
     groups = [*keys, "snapshot_at"]
+    j = j.mutate(gap_dev=j.gap - group_mean(j.gap, ibis.window(group_by=[j[k] for k in groups])))
     g = j.group_by(groups).aggregate(
         gap_count=j.gap.count().cast("float64"),
         gap_mean=exact_mean(j.gap),
-        gap_std=exact_std(j.gap),
+        gap_std=exact_std(j.gap_dev),
         gap_min=j.gap.min(),
         gap_max=j.gap.max(),
         gap_last=j.gap.argmax(j.day),

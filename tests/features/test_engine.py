@@ -211,3 +211,43 @@ def test_features_have_the_declared_types_and_sensible_values(baseline):
     assert df.loc[~buyers, "btyd_p_alive"].isna().all()
     assert (df.order_days_all[buyers] <= df.orders_all[buyers]).all()
     assert (df.btyd_orders_30d[buyers] <= df.btyd_orders_90d[buyers]).all()
+
+
+def test_gaps_that_are_all_equal_have_a_standard_deviation_of_exactly_zero(tmp_path):
+    """Two passes (deviations from the mean, summed exactly): a shopper who orders every 30
+    days has a gap std of 0, not the rounding left over by a sum of squares."""
+    start = pd.Timestamp("2024-01-05 10:00", tz="UTC")
+    every_30 = [start + pd.Timedelta(days=30 * k) for k in range(7)]
+    uneven = [start + pd.Timedelta(days=d) for d in (0, 7, 21)]
+    times = every_30 + uneven
+    orders = pd.DataFrame(
+        {
+            "order_id": np.arange(1, len(times) + 1, dtype=np.int64),
+            "user_id": ["steady"] * len(every_30) + ["uneven"] * len(uneven),
+            "ordered_at": times,
+            "channel": None,
+            "n_items": np.ones(len(times), dtype=np.int32),
+            "amount": 10.0,
+            "discount": 0.0,
+        }
+    )
+    users = _features(tmp_path, {"orders": orders}).users.to_pandas().set_index("user_id")
+    assert users.loc["steady", "gap_std"] == 0.0
+    assert users.loc["steady", "gap_mean"] == 30.0
+    # Gaps 7 and 14: sample std sqrt(2 * 3.5^2).
+    assert users.loc["uneven", "gap_std"] == pytest.approx(np.sqrt(2 * 3.5**2), abs=1e-9)
+
+
+def test_a_standard_deviation_of_equal_prices_is_exactly_zero():
+    """Prices of 19.99 three times: a sum of squares leaves 3.4e-7 of rounding behind; the
+    deviations from the exact mean leave none."""
+    import ibis
+
+    from cadence.features._catalogue import exact_std, group_mean
+
+    t = ibis.memtable({"g": ["a"] * 3 + ["b"] * 3, "x": [19.99] * 3 + [1.0, 2.0, 4.0]})
+    t = t.mutate(dev=t.x - group_mean(t.x, ibis.window(group_by=t.g)))
+    out = connect("duckdb").execute(t.group_by("g").aggregate(std=exact_std(t.dev)).order_by("g"))
+    assert out["std"].tolist()[0] == 0.0
+    # Each squared deviation is kept to 9 decimals, as every exact sum is.
+    assert out["std"].tolist()[1] == pytest.approx(np.std([1.0, 2.0, 4.0], ddof=1), abs=1e-9)
