@@ -9,7 +9,7 @@ from cadence.features._catalogue import (
     Declare,
     Family,
     Feature,
-    day_index,
+    day_of,
     days,
     declare_time_shares,
     distinct_in,
@@ -70,7 +70,7 @@ d("days_since_last_session", "days since the most recent session", lambda j: las
 d.count(
     "session_days_30d",
     "distinct days with a session in the last 30 days",
-    lambda j: distinct_in(j, day_index(j.ts), 30),
+    lambda j: distinct_in(j, day_of(j), 30),
     window=30,
 )
 d(

@@ -43,6 +43,31 @@ def day_index(ts: ir.TimestampValue) -> ir.IntegerValue:
     return days_since_epoch(ts).floor().cast("int64")
 
 
+# The event's time in whole seconds, worked out once per event before it meets the snapshots:
+# time arithmetic on zone-aware timestamps goes through the engine's time-zone library, and the
+# join repeats each event once per later snapshot. Day, hour and weekday then come from integer
+# arithmetic (UTC, as the catalogue defines them); the epoch began on a Thursday.
+def with_seconds(events: ir.Table) -> ir.Table:
+    return events.mutate(ts_s=_seconds(events.ts))
+
+
+def day_of(j: ir.Table) -> ir.IntegerValue:
+    """Whole days since the epoch (UTC) of each event."""
+    return (j.ts_s // 86400).cast("int64") if "ts_s" in j.columns else day_index(j.ts)
+
+
+def hour_of(j: ir.Table) -> ir.IntegerValue:
+    """Hour of day (UTC) of each event."""
+    return ((j.ts_s % 86400) // 3600).cast("int64") if "ts_s" in j.columns else j.ts.hour()
+
+
+def weekday_of(j: ir.Table) -> ir.IntegerValue:
+    """Day of the week (UTC) of each event: 0 Monday to 6 Sunday."""
+    if "ts_s" not in j.columns:
+        return j.ts.day_of_week.index()
+    return ((day_of(j) + 3) % 7).cast("int64")
+
+
 @dataclass(frozen=True)
 class Feature:
     name: str
@@ -92,9 +117,10 @@ class Family:
         if self.build is not None:
             return self.build(src, snaps)
         assert self.prepare is not None
-        events = self.prepare(src)
+        events = with_seconds(self.prepare(src))
+        snaps = snaps.mutate(snap_s=_seconds(snaps.snapshot_at))
         j = events.join(snaps, events.ts < snaps.snapshot_at)
-        j = j.mutate(age=days(j.snapshot_at, j.ts))
+        j = j.mutate(age=(j.snap_s - j.ts_s).cast("float64") / DAY)
         agg = j.group_by([self.entity, "snapshot_at"]).aggregate(
             **{s.feature.name: s.fn(j) for s in self.aggregates}
         )
@@ -224,13 +250,13 @@ def declare_time_shares(d: Declare, what: str, window: int) -> None:
             f"{what}_{band}_share_{window}d",
             f"share of {what} in the last {window} days at {lo:02d}:00-{hi:02d}:00 UTC",
             lambda j, lo=lo, hi=hi: mean_in(
-                j, ((j.ts.hour() >= lo) & (j.ts.hour() < hi)).ifelse(1.0, 0.0), window
+                j, ((hour_of(j) >= lo) & (hour_of(j) < hi)).ifelse(1.0, 0.0), window
             ),
             window=window,
         )
     d(
         f"{what}_weekend_share_{window}d",
         f"share of {what} in the last {window} days on a weekend",
-        lambda j: mean_in(j, (j.ts.day_of_week.index() >= 5).ifelse(1.0, 0.0), window),
+        lambda j: mean_in(j, (weekday_of(j) >= 5).ifelse(1.0, 0.0), window),
         window=window,
     )

@@ -16,6 +16,7 @@ from cadence.features._catalogue import (
     Family,
     Feature,
     day_index,
+    day_of,
     days,
     days_since_epoch,
     declare_time_shares,
@@ -24,11 +25,13 @@ from cadence.features._catalogue import (
     exact_std,
     exact_sum,
     group_mean,
+    hour_of,
     last_age,
     mean_in,
     n_in,
     ratio,
     sum_in,
+    weekday_of,
 )
 
 CYCLE_CATEGORIES = ("infant_formula", "diapers", "pet_food", "coffee", "skincare", "household")
@@ -78,13 +81,13 @@ for w in (30, 90, 365):
     d.count(
         f"order_days_{w}d",
         f"distinct days with an order in the last {w} days",
-        lambda j, w=w: distinct_in(j, day_index(j.ts), w),
+        lambda j, w=w: distinct_in(j, day_of(j), w),
         window=w,
     )
 d.count(
     "order_days_all",
     "distinct days with an order since the data began",
-    lambda j: day_index(j.ts).nunique().cast("int64"),
+    lambda j: day_of(j).nunique().cast("int64"),
 )
 for w in (90, 365):
     d(
@@ -385,14 +388,14 @@ for i, day in enumerate(WEEKDAYS):
     d(
         f"orders_{day}_share_365d",
         f"share of orders in the last 365 days placed on {day}",
-        lambda j, i=i: mean_in(j, (j.ts.day_of_week.index() == i).ifelse(1.0, 0.0), 365),
+        lambda j, i=i: mean_in(j, (weekday_of(j) == i).ifelse(1.0, 0.0), 365),
         window=365,
     )
 declare_time_shares(d, "orders", 365)
 d(
     "order_hour_mean_365d",
     "mean hour of day of orders (UTC), last 365 days",
-    lambda j: mean_in(j, j.ts.hour(), 365),
+    lambda j: mean_in(j, hour_of(j), 365),
     window=365,
 )
 TIME_HABITS = Family(
