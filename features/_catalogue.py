@@ -51,6 +51,14 @@ def with_seconds(events: ir.Table) -> ir.Table:
     return events.mutate(ts_s=_seconds(events.ts))
 
 
+def joined(events: ir.Table, snaps: ir.Table) -> ir.Table:
+    """Each event beside every snapshot after it, with `age`: days before the snapshot."""
+    events = with_seconds(events)
+    snaps = snaps.mutate(snap_s=_seconds(snaps.snapshot_at))
+    j = events.join(snaps, events.ts < snaps.snapshot_at)
+    return j.mutate(age=(j.snap_s - j.ts_s).cast("float64") / DAY)
+
+
 def day_of(j: ir.Table) -> ir.IntegerValue:
     """Whole days since the epoch (UTC) of each event."""
     return (j.ts_s // 86400).cast("int64") if "ts_s" in j.columns else day_index(j.ts)
@@ -117,10 +125,7 @@ class Family:
         if self.build is not None:
             return self.build(src, snaps)
         assert self.prepare is not None
-        events = with_seconds(self.prepare(src))
-        snaps = snaps.mutate(snap_s=_seconds(snaps.snapshot_at))
-        j = events.join(snaps, events.ts < snaps.snapshot_at)
-        j = j.mutate(age=(j.snap_s - j.ts_s).cast("float64") / DAY)
+        j = joined(self.prepare(src), snaps)
         agg = j.group_by([self.entity, "snapshot_at"]).aggregate(
             **{s.feature.name: s.fn(j) for s in self.aggregates}
         )

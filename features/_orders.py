@@ -17,7 +17,6 @@ from cadence.features._catalogue import (
     Feature,
     day_index,
     day_of,
-    days,
     days_since_epoch,
     declare_time_shares,
     distinct_in,
@@ -26,6 +25,7 @@ from cadence.features._catalogue import (
     exact_sum,
     group_mean,
     hour_of,
+    joined,
     last_age,
     mean_in,
     n_in,
@@ -282,8 +282,7 @@ def _categories(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
     per_order = lines.group_by(["user_id", "order_id", "category"]).aggregate(
         ts=lines.ts.min(), spend=exact_sum(lines.unit_price * lines.quantity)
     )
-    j = per_order.join(snaps, per_order.ts < snaps.snapshot_at)
-    j = j.mutate(age=days(j.snapshot_at, j.ts))
+    j = joined(per_order, snaps)
     aggs = {}
     for c in CYCLE_CATEGORIES + OTHER_CATEGORIES:
         is_c = j.category == c
