@@ -50,6 +50,7 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/bench_world.py
 	$(BIN)/python bench/bench_features.py --materialize-users 20000
+	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_models.py
 	$(BIN)/python bench/bench_btyd.py
 	$(BIN)/python bench/bench_audit.py

@@ -1,7 +1,7 @@
 """Benchmark: Cadence's feature engine against other ways to compute the same user features.
 
-Issue 15 ("Feature engine at full speed"). Every row of the printed table computes, for each
-(user, snapshot), from the orders placed strictly before the snapshot, the same subset:
+Every row of the printed table computes, for each (user, snapshot), from the orders placed
+strictly before the snapshot, the same subset:
 
     orders_{7,30,90,365}d, spend_{7,30,90,365}d   orders and amount paid with age <= window
     days_since_last_order                          age of the latest order
