@@ -182,13 +182,18 @@ CART_STATE_FEATURES = (
 
 def _cart_state(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
     c = _cart(src)
-    j = c.join(snaps, c.ts < snaps.snapshot_at)
-    w = ibis.window(
-        group_by=[j.user_id, j.sku, j.snapshot_at],
-        order_by=[ibis.desc(j.ts), ibis.desc(j.event_id)],
-    )
-    j = j.mutate(rn=ibis.row_number().over(w))
-    last = j.filter((j.rn == 0) & (j.action == "add"))
+    # An item's last event before the snapshot says whether it sits in the cart. Each event
+    # holds until the item's next one (by time, then id), so the last event before a snapshot
+    # is the one whose successor comes at or after it, or that has none: two range joins that
+    # keep one row per item and snapshot, instead of every event at every later snapshot.
+    w = ibis.window(group_by=[c.user_id, c.sku], order_by=[c.ts, c.event_id])
+    c = c.mutate(next_ts=c.ts.lead().over(w))
+    held = c.filter(c.next_ts.notnull())
+    held = held.join(snaps, (held.ts < snaps.snapshot_at) & (held.next_ts >= snaps.snapshot_at))
+    final = c.filter(c.next_ts.isnull())
+    final = final.join(snaps, final.ts < snaps.snapshot_at)
+    j = held.union(final)
+    last = j.filter(j.action == "add")
     if "products" in src:
         p = src["products"]
         last = last.left_join(p, "sku").select(last, p.price)

@@ -251,3 +251,53 @@ def test_a_standard_deviation_of_equal_prices_is_exactly_zero():
     assert out["std"].tolist()[0] == 0.0
     # Each squared deviation is kept to 9 decimals, as every exact sum is.
     assert out["std"].tolist()[1] == pytest.approx(np.std([1.0, 2.0, 4.0], ddof=1), abs=1e-9)
+
+
+def test_the_cart_at_a_snapshot_is_each_items_last_action_before_it(tmp_path):
+    """Per item, the last event strictly before the snapshot (by time, then id) decides:
+    an add left in the cart counts, a remove or checkout takes it out, an event at the
+    snapshot itself is not yet seen, and of two events at one instant the later id wins."""
+    t = pd.Timestamp(T)
+    h = pd.Timedelta(hours=1)
+    events = [  # user, sku, time, action, quantity
+        ("a", "s1", t - 5 * h, "add", 2),  # still in the cart: counts, oldest item
+        ("a", "s2", t - 4 * h, "add", 1),
+        ("a", "s2", t - 3 * h, "remove", 1),  # taken out
+        ("a", "s3", t - 2 * h, "add", 1),
+        ("a", "s3", t, "remove", 1),  # at the snapshot: not yet seen, s3 counts
+        ("b", "s1", t - 2 * h, "add", 1),
+        ("b", "s1", t - 2 * h, "purchase", 1),  # same instant, later id: checked out
+        ("c", "s1", t - 3 * h, "remove", 1),
+        ("c", "s1", t - 3 * h, "add", 4),  # same instant, later id: in the cart
+    ]
+    cart = pd.DataFrame(events, columns=["user_id", "sku", "ts", "action", "quantity"])
+    cart.insert(0, "event_id", np.arange(1, len(cart) + 1, dtype=np.int64))
+    cart["quantity"] = cart.quantity.astype(np.int16)
+    orders = pd.DataFrame(
+        {
+            "order_id": np.arange(1, 4, dtype=np.int64),
+            "user_id": ["a", "b", "c"],
+            "ordered_at": [t - pd.Timedelta(days=10)] * 3,
+            "channel": None,
+            "n_items": np.ones(3, dtype=np.int32),
+            "amount": 5.0,
+            "discount": 0.0,
+        }
+    )
+    products = pd.DataFrame(
+        {
+            "sku": ["s1", "s2", "s3"],
+            "category": "coffee",
+            "price": [2.5, 10.0, 1.25],
+            "weight_kg": 1.0,
+            "volume_cm3": 100.0,
+            "fragile": False,
+        }
+    )
+    frames = {"orders": orders, "cart_events": cart, "products": products}
+    got = _features(tmp_path, frames).users.to_pandas().set_index("user_id")
+    assert got.loc["a", "cart_open_items"] == 3
+    assert got.loc["a", "cart_open_value"] == pytest.approx(2 * 2.5 + 1.25)
+    assert got.loc["a", "cart_oldest_item_days"] == pytest.approx(5 / 24)
+    assert got.loc["b", "cart_open_items"] == 0
+    assert got.loc["c", "cart_open_items"] == 4
