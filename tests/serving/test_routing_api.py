@@ -316,6 +316,7 @@ def test_racing_sales_and_orders_never_oversell(routed, shop):
     assert on_hand == 3 - sold and reserved == got.count("held")
 
 
+@pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
 def test_generated_routing_requests_never_get_a_server_error(routed, keys, shop):
     """Schemathesis on the routing and stock operations, with a routing model behind them."""
     import schemathesis
