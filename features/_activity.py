@@ -9,16 +9,18 @@ from cadence.features._catalogue import (
     Declare,
     Family,
     Feature,
+    count_of,
     day_of,
     days,
     declare_time_shares,
-    distinct_in,
+    distinct_of,
     exact_sum,
-    last_age,
-    mean_in,
+    int_sum_of,
+    latest_age,
+    mean_of,
     n_in,
     ratio,
-    sum_in,
+    sum_of,
 )
 
 
@@ -39,50 +41,50 @@ def _sessions(src: dict[str, ir.Table]) -> ir.Table:
 
 d = Declare("sessions")
 for w in (7, 14, 30, 90):
-    d.count(f"sessions_{w}d", f"sessions in the last {w} days", lambda j, w=w: n_in(j, w), window=w)
+    d.count(f"sessions_{w}d", f"sessions in the last {w} days", count_of(w), window=w)
 for w in (7, 30, 90):
     d.count(
         f"pages_{w}d",
         f"pages viewed in the last {w} days",
-        lambda j, w=w: (j.age <= w).ifelse(j.pages, 0).sum().cast("int64"),
+        int_sum_of(lambda e: e.pages, w),
         window=w,
     )
 for w in (7, 30):
     d.total(
         f"dwell_minutes_{w}d",
         f"minutes spent browsing in the last {w} days",
-        lambda j, w=w: sum_in(j, j.dwell_seconds / 60.0, w),
+        sum_of(lambda e: e.dwell_seconds / 60.0, w),
         window=w,
     )
 d(
     "pages_per_session_30d",
     "mean browse depth (pages per session), last 30 days",
-    lambda j: mean_in(j, j.pages, 30),
+    mean_of(lambda e: e.pages, 30),
     window=30,
 )
 d(
     "dwell_per_session_30d",
     "mean seconds per session, last 30 days",
-    lambda j: mean_in(j, j.dwell_seconds, 30),
+    mean_of(lambda e: e.dwell_seconds, 30),
     window=30,
 )
-d("days_since_last_session", "days since the most recent session", lambda j: last_age(j))
+d("days_since_last_session", "days since the most recent session", latest_age())
 d.count(
     "session_days_30d",
     "distinct days with a session in the last 30 days",
-    lambda j: distinct_in(j, day_of(j), 30),
+    distinct_of(day_of, 30),
     window=30,
 )
 d(
     "categories_per_session_30d",
     "mean categories viewed per session, last 30 days",
-    lambda j: mean_in(j, j.categories_viewed, 30),
+    mean_of(lambda e: e.categories_viewed, 30),
     window=30,
 )
 d.count(
     "distinct_categories_viewed_30d",
     "distinct main categories viewed in the last 30 days",
-    lambda j: distinct_in(j, j.category, 30),
+    distinct_of(lambda e: e.category, 30),
     window=30,
 )
 d.count(
@@ -123,26 +125,26 @@ for w in (7, 30, 90):
     d.count(
         f"cart_adds_{w}d",
         f"items added to the cart in the last {w} days",
-        lambda j, w=w: n_in(j, w, j.action == "add"),
+        count_of(w, lambda e: e.action == "add"),
         window=w,
     )
     d.count(
         f"cart_removes_{w}d",
         f"items removed from the cart in the last {w} days",
-        lambda j, w=w: n_in(j, w, j.action == "remove"),
+        count_of(w, lambda e: e.action == "remove"),
         window=w,
     )
 for w in (30, 90):
     d.count(
         f"cart_purchases_{w}d",
         f"cart lines checked out in the last {w} days",
-        lambda j, w=w: n_in(j, w, j.action == "purchase"),
+        count_of(w, lambda e: e.action == "purchase"),
         window=w,
     )
 d(
     "days_since_cart_add",
     "days since the shopper last added an item to the cart",
-    lambda j: last_age(j, j.action == "add"),
+    latest_age(lambda e: e.action == "add"),
 )
 _cart_aggs = d.take()
 d(
@@ -225,18 +227,18 @@ def _searches(src: dict[str, ir.Table]) -> ir.Table:
 
 d = Declare("search")
 for w in (7, 30, 90):
-    d.count(f"searches_{w}d", f"searches in the last {w} days", lambda j, w=w: n_in(j, w), window=w)
+    d.count(f"searches_{w}d", f"searches in the last {w} days", count_of(w), window=w)
 d.count(
     "distinct_queries_30d",
     "distinct search queries in the last 30 days",
-    lambda j: distinct_in(j, j.query, 30),
+    distinct_of(lambda e: e.query, 30),
     window=30,
 )
-d("days_since_last_search", "days since the most recent search", lambda j: last_age(j))
+d("days_since_last_search", "days since the most recent search", latest_age())
 d(
     "vague_search_share_30d",
     "share of last-30-day searches that matched no category",
-    lambda j: mean_in(j, j.category.isnull().ifelse(1.0, 0.0), 30),
+    mean_of(lambda e: e.category.isnull().ifelse(1.0, 0.0), 30),
     window=30,
 )
 SEARCH = Family("search", ("searches",), "search activity", _searches, d.take())
@@ -264,7 +266,7 @@ for w in (30, 90, 365):
     d.count(
         f"coupons_issued_{w}d",
         f"coupons received in the last {w} days",
-        lambda j, w=w: n_in(j, w),
+        count_of(w),
         window=w,
     )
     d.count(

@@ -124,15 +124,20 @@ class Family:
         """One row per (entity, snapshot) that has events before the snapshot."""
         if self.build is not None:
             return self.build(src, snaps)
-        assert self.prepare is not None
-        j = joined(self.prepare(src), snaps)
-        agg = j.group_by([self.entity, "snapshot_at"]).aggregate(
-            **{s.feature.name: s.fn(j) for s in self.aggregates}
-        )
+        agg = self.aggregate(src, snaps, self.aggregates)
         if self.derived:
             agg = agg.mutate(**{s.feature.name: s.fn(agg) for s in self.derived})
         return agg.select(
             self.entity, "snapshot_at", *[s.feature.name for s in (*self.aggregates, *self.derived)]
+        )
+
+    def aggregate(self, src: dict[str, ir.Table], snaps: ir.Table, specs) -> ir.Table:
+        """`specs` (of this family's aggregates) by joining each event to every snapshot after
+        it: the definition every other way of computing them must agree with."""
+        assert self.prepare is not None
+        j = joined(self.prepare(src), snaps)
+        return j.group_by([self.entity, "snapshot_at"]).aggregate(
+            **{s.feature.name: s.fn(j) for s in specs}
         )
 
 
@@ -252,6 +257,85 @@ def _cond(j: ir.Table, window: int | None, where: ir.BooleanValue | None) -> ir.
     return cond if where is None else cond & where
 
 
+# Window aggregates declared as data. An `Agg` is the feature's one definition: called on the
+# joined table it is the Ibis aggregate above (what every engine runs when events meet
+# snapshots by a join); its parts (what is counted, summed or told apart, and which events
+# count) are per-event formulas that never read the snapshot, so the prefix path
+# (`_prefix.py`) can evaluate them once per event and answer every snapshot and window from
+# per-shopper running totals.
+AGG_KINDS = ("count", "sum", "int_sum", "mean", "latest", "earliest", "distinct", "ratio")
+
+
+@dataclass(frozen=True, eq=False)
+class Agg:
+    kind: str
+    window: int | None = None
+    value: Callable[[ir.Table], ir.Value] | None = None
+    where: Callable[[ir.Table], ir.BooleanValue] | None = None
+    parts: tuple[Agg, ...] = ()  # a ratio's numerator and denominator
+
+    def __call__(self, j: ir.Table) -> ir.Value:
+        value = self.value(j) if self.value is not None else None
+        where = self.where(j) if self.where is not None else None
+        if self.kind == "count":
+            return n_in(j, self.window, where)
+        if self.kind == "sum":
+            return sum_in(j, value, self.window, where)
+        if self.kind == "int_sum":
+            return _cond(j, self.window, where).ifelse(value, 0).sum().cast("int64")
+        if self.kind == "mean":
+            return mean_in(j, value, self.window, where)
+        if self.kind == "latest":
+            return last_age(j, where)
+        if self.kind == "earliest":
+            return j.age.max()
+        if self.kind == "distinct":
+            return _cond(j, self.window, None).ifelse(value, None).nunique().cast("int64")
+        if self.kind == "ratio":
+            return ratio(self.parts[0](j), self.parts[1](j))
+        raise ValueError(f"aggregate kind '{self.kind}': expected one of {AGG_KINDS}")
+
+
+def count_of(window: int | None = None, where=None) -> Agg:
+    """Events (matching `where`) in the window."""
+    return Agg("count", window, where=where)
+
+
+def sum_of(value, window: int | None = None, where=None) -> Agg:
+    """The exact sum of `value` over the events (matching `where`) in the window."""
+    return Agg("sum", window, value, where)
+
+
+def int_sum_of(value, window: int | None = None) -> Agg:
+    """The sum of an integer `value` over the events in the window."""
+    return Agg("int_sum", window, value)
+
+
+def mean_of(value, window: int | None = None, where=None) -> Agg:
+    """The exact mean of `value` over the events (matching `where`) in the window."""
+    return Agg("mean", window, value, where)
+
+
+def latest_age(where=None) -> Agg:
+    """Days since the most recent event (matching `where`)."""
+    return Agg("latest", where=where)
+
+
+def earliest_age() -> Agg:
+    """Days since the first event."""
+    return Agg("earliest")
+
+
+def distinct_of(value, window: int | None = None) -> Agg:
+    """Distinct non-null values of `value` among the events in the window."""
+    return Agg("distinct", window, value)
+
+
+def ratio_of(num: Agg, den: Agg) -> Agg:
+    """num / den, null when the denominator is zero."""
+    return Agg("ratio", parts=(num, den))
+
+
 HOUR_BANDS = (("night", 0, 6), ("morning", 6, 12), ("afternoon", 12, 18), ("evening", 18, 24))
 
 
@@ -261,14 +345,15 @@ def declare_time_shares(d: Declare, what: str, window: int) -> None:
         d(
             f"{what}_{band}_share_{window}d",
             f"share of {what} in the last {window} days at {lo:02d}:00-{hi:02d}:00 UTC",
-            lambda j, lo=lo, hi=hi: mean_in(
-                j, ((hour_of(j) >= lo) & (hour_of(j) < hi)).ifelse(1.0, 0.0), window
+            mean_of(
+                lambda e, lo=lo, hi=hi: ((hour_of(e) >= lo) & (hour_of(e) < hi)).ifelse(1.0, 0.0),
+                window,
             ),
             window=window,
         )
     d(
         f"{what}_weekend_share_{window}d",
         f"share of {what} in the last {window} days on a weekend",
-        lambda j: mean_in(j, (weekday_of(j) >= 5).ifelse(1.0, 0.0), window),
+        mean_of(lambda e: (weekday_of(e) >= 5).ifelse(1.0, 0.0), window),
         window=window,
     )

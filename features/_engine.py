@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 
 from cadence.features._catalogue import Family
+from cadence.features._prefix import event_plan, fast_specs, prefix_columns
 from cadence.features.catalogue import NODE_FAMILIES, USER_FAMILIES
 
 ENGINES = ("duckdb", "spark")
@@ -90,12 +91,43 @@ def available(families: Sequence[Family], present: set[str]) -> tuple[Family, ..
     return tuple(f for f in families if set(f.tables) <= present)
 
 
+METHODS = ("prefix", "join")
+KEYS = ["user_id", "snapshot_at"]
+
+
 def compute(
-    con: ibis.BaseBackend, src: dict[str, ir.Table], snapshots: Sequence[dt.datetime]
+    con: ibis.BaseBackend,
+    src: dict[str, ir.Table],
+    snapshots: Sequence[dt.datetime],
+    *,
+    method: str = "prefix",
 ) -> Result:
+    """Every available feature at each snapshot. `prefix` (the default) computes the families'
+    window aggregates from per-shopper running totals (`_prefix.py`); `join` joins each event
+    to every later snapshot, as the formulas are written. Both give the same values."""
+    if method not in METHODS:
+        raise FeatureInputError(f"method must be one of {METHODS}, got '{method}'")
     snaps = ibis.memtable(pd.DataFrame({"snapshot_at": pd.to_datetime(list(snapshots), utc=True)}))
     families = available(USER_FAMILIES, set(src))
-    users = _fit_families(_assemble(src, snaps, families).to_pyarrow(), families)
+    rows = _utc(_population(src, snaps).order_by(KEYS).to_pyarrow())
+    columns: dict[str, pa.Array] = {}  # row-aligned, from the prefix path
+    parts: list[pa.Table] = []  # keyed by (user, snapshot), from the engine
+    later: list[Family] = []  # families whose derived features wait for the assembled row
+    for fam in families:
+        if fam.on_row or fam.fitted is not None:
+            continue
+        fast, rest = fast_specs(fam) if method == "prefix" and fam.prepare else ([], [])
+        if not fast:
+            parts.append(_utc(fam.compute(src, snaps).to_pyarrow()))
+            continue
+        plan = event_plan(fam, src, fast)
+        columns.update(prefix_columns(fast, plan, plan.table.to_pyarrow(), fam.entity, rows))
+        if rest:
+            parts.append(_utc(fam.aggregate(src, snaps, rest).to_pyarrow()))
+        later.append(fam)
+    for name, col in columns.items():
+        rows = rows.append_column(name, col)
+    users = _fit_families(_assemble(rows, parts, later, families), families)
     nodes = None
     node_families = available(NODE_FAMILIES, set(src))
     if node_families:
@@ -104,23 +136,30 @@ def compute(
     return Result(_utc(users), nodes, families)
 
 
-def _assemble(src: dict[str, ir.Table], snaps: ir.Table, families: tuple[Family, ...]):
-    """Every shopper present at each snapshot, with each family's columns joined on."""
+def _population(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
+    """Every shopper present at each snapshot: signed up (or, in an order log, first ordered)
+    before it."""
     if "users" in src:
         u = src["users"]
-        pop = u.join(snaps, u.signup_at < snaps.snapshot_at).select("user_id", "snapshot_at")
-    else:  # an order log only: a shopper exists from their first order on
-        o = src["orders"]
-        first = o.group_by("user_id").aggregate(first=o.ordered_at.min())
-        pop = first.join(snaps, first.first < snaps.snapshot_at).select("user_id", "snapshot_at")
-    keys = ["user_id", "snapshot_at"]
-    row = pop
-    for fam in families:
-        if fam.on_row or fam.fitted is not None:
-            continue
-        part = fam.compute(src, snaps)
-        cols = [f.name for f in fam.features]
-        row = row.left_join(part, keys).select(row, *[part[c] for c in cols])
+        return u.join(snaps, u.signup_at < snaps.snapshot_at).select("user_id", "snapshot_at")
+    o = src["orders"]
+    first = o.group_by("user_id").aggregate(first=o.ordered_at.min())
+    return first.join(snaps, first.first < snaps.snapshot_at).select("user_id", "snapshot_at")
+
+
+def _assemble(
+    rows: pa.Table, parts: list[pa.Table], later: list[Family], families: tuple[Family, ...]
+) -> pa.Table:
+    """The population's rows with every part joined on, each family's derived features, the
+    fills, the row families and the declared types, in catalogue order. It runs in-process
+    on DuckDB over the parts already computed, whichever engine computed them."""
+    row = ibis.memtable(rows)
+    for part in parts:
+        t = ibis.memtable(part)
+        cols = [c for c in part.column_names if c not in KEYS]
+        row = row.left_join(t, KEYS).select(row, *[t[c] for c in cols])
+    for fam in later:
+        row = row.mutate(**{s.feature.name: s.fn(row) for s in fam.derived})
     fills = {f.name: f.fill for fam in families for f in fam.features if f.fill is not None}
     row = row.mutate(
         **{name: row[name].fill_null(value) for name, value in fills.items() if name in row.columns}
@@ -129,13 +168,20 @@ def _assemble(src: dict[str, ir.Table], snaps: ir.Table, families: tuple[Family,
         if fam.on_row:
             ready = [s for s in fam.derived if set(s.needs) <= set(row.columns)]
             row = row.mutate(**{s.feature.name: s.fn(row) for s in ready})
-    casts = {
-        f.name: row[f.name].cast(f.dtype)
-        for fam in families
-        for f in fam.features
-        if f.name in row.columns
-    }
-    return row.mutate(**casts).order_by(keys)
+    order = [f for fam in families for f in fam.features if f.name in row.columns]
+    row = row.select(*KEYS, *[row[f.name].cast(f.dtype).name(f.name) for f in order])
+    return _local().to_pyarrow(row.order_by(KEYS))
+
+
+def _local() -> ibis.BaseBackend:
+    """The in-process DuckDB that assembles the rows (one per process)."""
+    global _LOCAL
+    if _LOCAL is None:
+        _LOCAL = connect("duckdb")
+    return _LOCAL
+
+
+_LOCAL: ibis.BaseBackend | None = None
 
 
 def _fit_families(users: pa.Table, families: tuple[Family, ...]) -> pa.Table:

@@ -15,22 +15,28 @@ from cadence.features._catalogue import (
     Declare,
     Family,
     Feature,
+    count_of,
     day_index,
     day_of,
     days_since_epoch,
     declare_time_shares,
-    distinct_in,
+    distinct_of,
+    earliest_age,
     exact_mean,
     exact_std,
     exact_sum,
     group_mean,
     hour_of,
+    int_sum_of,
     joined,
     last_age,
-    mean_in,
+    latest_age,
+    mean_of,
     n_in,
     ratio,
+    ratio_of,
     sum_in,
+    sum_of,
     weekday_of,
 )
 
@@ -64,49 +70,47 @@ def _lines(src: dict[str, ir.Table]) -> ir.Table:
 # --- orders: recency, frequency, monetary ------------------------------------------------------
 d = Declare("orders")
 for w in WINDOWS:
-    d.count(
-        f"orders_{w}d", f"orders placed in the last {w} days", lambda j, w=w: n_in(j, w), window=w
-    )
+    d.count(f"orders_{w}d", f"orders placed in the last {w} days", count_of(w), window=w)
     d.total(
         f"spend_{w}d",
         f"amount paid in the last {w} days",
-        lambda j, w=w: sum_in(j, j.amount, w),
+        sum_of(lambda e: e.amount, w),
         window=w,
     )
-d.count("orders_all", "orders placed since the data began", lambda j: n_in(j, None))
-d.total("spend_all", "amount paid since the data began", lambda j: sum_in(j, j.amount, None))
-d("days_since_last_order", "days since the most recent order", lambda j: last_age(j))
-d("days_since_first_order", "days since the first order", lambda j: j.age.max())
+d.count("orders_all", "orders placed since the data began", count_of())
+d.total("spend_all", "amount paid since the data began", sum_of(lambda e: e.amount))
+d("days_since_last_order", "days since the most recent order", latest_age())
+d("days_since_first_order", "days since the first order", earliest_age())
 for w in (30, 90, 365):
     d.count(
         f"order_days_{w}d",
         f"distinct days with an order in the last {w} days",
-        lambda j, w=w: distinct_in(j, day_of(j), w),
+        distinct_of(day_of, w),
         window=w,
     )
 d.count(
     "order_days_all",
     "distinct days with an order since the data began",
-    lambda j: day_of(j).nunique().cast("int64"),
+    distinct_of(day_of),
 )
 for w in (90, 365):
     d(
         f"discount_share_{w}d",
         f"share of orders in the last {w} days that used a coupon",
-        lambda j, w=w: mean_in(j, (j.discount > 0).ifelse(1.0, 0.0), w),
+        mean_of(lambda e: (e.discount > 0).ifelse(1.0, 0.0), w),
         window=w,
     )
     d(
         f"items_per_order_{w}d",
         f"mean items per order in the last {w} days",
-        lambda j, w=w: mean_in(j, j.n_items, w),
+        mean_of(lambda e: e.n_items, w),
         window=w,
     )
 for ch in CHANNELS:
     d(
         f"channel_{ch}_share_365d",
         f"share of orders in the last 365 days placed via {ch}",
-        lambda j, ch=ch: mean_in(j, (j.channel == ch).ifelse(1.0, 0.0), 365),
+        mean_of(lambda e, ch=ch: (e.channel == ch).ifelse(1.0, 0.0), 365),
         window=365,
     )
 _orders_aggs = d.take()
@@ -331,49 +335,52 @@ d = Declare("basket")
 d.count(
     "items_365d",
     "items bought in the last 365 days",
-    lambda j: (j.age <= 365).ifelse(j.quantity, 0).sum().cast("int64"),
+    int_sum_of(lambda e: e.quantity, 365),
     window=365,
 )
 d(
     "qty_per_line_365d",
     "mean quantity per order line, last 365 days",
-    lambda j: mean_in(j, j.quantity, 365),
+    mean_of(lambda e: e.quantity, 365),
     window=365,
 )
 d(
     "unit_price_365d",
     "mean unit price of items bought, last 365 days",
-    lambda j: mean_in(j, j.unit_price, 365),
+    mean_of(lambda e: e.unit_price, 365),
     window=365,
 )
 d(
     "fragile_share_365d",
     "share of order lines that were fragile, last 365 days",
-    lambda j: mean_in(j, j.fragile.ifelse(1.0, 0.0), 365),
+    mean_of(lambda e: e.fragile.ifelse(1.0, 0.0), 365),
     window=365,
 )
 d.count(
     "distinct_skus_365d",
     "distinct products bought in the last 365 days",
-    lambda j: distinct_in(j, j.sku, 365),
+    distinct_of(lambda e: e.sku, 365),
     window=365,
 )
 d.count(
     "distinct_categories_365d",
     "distinct categories bought in the last 365 days",
-    lambda j: distinct_in(j, j.category, 365),
+    distinct_of(lambda e: e.category, 365),
     window=365,
 )
 d(
     "weight_per_order_365d",
     "mean kg per order, last 365 days",
-    lambda j: ratio(sum_in(j, j.weight_kg * j.quantity, 365), distinct_in(j, j.order_id, 365)),
+    ratio_of(
+        sum_of(lambda e: e.weight_kg * e.quantity, 365),
+        distinct_of(lambda e: e.order_id, 365),
+    ),
     window=365,
 )
 d(
     "lines_per_order_365d",
     "mean order lines per order, last 365 days",
-    lambda j: ratio(n_in(j, 365), distinct_in(j, j.order_id, 365)),
+    ratio_of(count_of(365), distinct_of(lambda e: e.order_id, 365)),
     window=365,
 )
 BASKET = Family(
@@ -387,14 +394,14 @@ for i, day in enumerate(WEEKDAYS):
     d(
         f"orders_{day}_share_365d",
         f"share of orders in the last 365 days placed on {day}",
-        lambda j, i=i: mean_in(j, (weekday_of(j) == i).ifelse(1.0, 0.0), 365),
+        mean_of(lambda e, i=i: (weekday_of(e) == i).ifelse(1.0, 0.0), 365),
         window=365,
     )
 declare_time_shares(d, "orders", 365)
 d(
     "order_hour_mean_365d",
     "mean hour of day of orders (UTC), last 365 days",
-    lambda j: mean_in(j, hour_of(j), 365),
+    mean_of(hour_of, 365),
     window=365,
 )
 TIME_HABITS = Family(

@@ -8,12 +8,13 @@ from cadence.features._catalogue import (
     Declare,
     Family,
     Feature,
+    count_of,
     days,
-    last_age,
-    mean_in,
-    n_in,
+    int_sum_of,
+    latest_age,
+    mean_of,
     ratio,
-    sum_in,
+    sum_of,
 )
 
 MEMBERSHIPS = ("basic", "plus", "vip")
@@ -32,22 +33,22 @@ for w in (90, 365):
     d.count(
         f"returns_{w}d",
         f"return requests in the last {w} days",
-        lambda j, w=w: n_in(j, w),
+        count_of(w),
         window=w,
     )
 d.count(
     "returned_items_365d",
     "items returned in the last 365 days",
-    lambda j: (j.age <= 365).ifelse(j.quantity, 0).sum().cast("int64"),
+    int_sum_of(lambda e: e.quantity, 365),
     window=365,
 )
 d.total(
     "refund_365d",
     "amount refunded in the last 365 days",
-    lambda j: sum_in(j, j.refund, 365),
+    sum_of(lambda e: e.refund, 365),
     window=365,
 )
-d("days_since_last_return", "days since the most recent return request", lambda j: last_age(j))
+d("days_since_last_return", "days since the most recent return request", latest_age())
 RETURNS = Family("returns", ("returns",), "returns", _returns, d.take())
 
 
@@ -64,37 +65,37 @@ for w in (90, 365):
     d.count(
         f"deliveries_{w}d",
         f"parcels delivered in the last {w} days",
-        lambda j, w=w: n_in(j, w),
+        count_of(w),
         window=w,
     )
     d(
         f"delivery_days_{w}d",
         f"mean days from order to delivery, last {w} days",
-        lambda j, w=w: mean_in(j, j.delivery_days, w),
+        mean_of(lambda e: e.delivery_days, w),
         window=w,
     )
     d.count(
         f"late_{w}d",
         f"late deliveries in the last {w} days",
-        lambda j, w=w: n_in(j, w, j.late),
+        count_of(w, lambda e: e.late),
         window=w,
     )
 d.count(
     "damaged_365d",
     "damaged deliveries in the last 365 days",
-    lambda j: n_in(j, 365, j.damaged),
+    count_of(365, lambda e: e.damaged),
     window=365,
 )
 d(
     "shipping_cost_365d",
     "mean shipping cost of the shopper's parcels, last 365 days",
-    lambda j: mean_in(j, j.cost, 365),
+    mean_of(lambda e: e.cost, 365),
     window=365,
 )
 d(
     "days_since_late_delivery",
     "days since the shopper last received a late parcel",
-    lambda j: last_age(j, j.late),
+    latest_age(lambda e: e.late),
 )
 _fulfil_aggs = d.take()
 d(
@@ -123,17 +124,17 @@ for w in (30, 90, 365):
     d.count(
         f"contacts_{w}d",
         f"service contacts in the last {w} days",
-        lambda j, w=w: n_in(j, w),
+        count_of(w),
         window=w,
     )
 for reason in CONTACT_REASONS:
     d.count(
         f"contacts_{reason}_365d",
         f"service contacts about {reason}, last 365 days",
-        lambda j, reason=reason: n_in(j, 365, j.reason == reason),
+        count_of(365, lambda e, reason=reason: e.reason == reason),
         window=365,
     )
-d("days_since_contact", "days since the most recent service contact", lambda j: last_age(j))
+d("days_since_contact", "days since the most recent service contact", latest_age())
 CONTACTS = Family("contacts", ("service_contacts",), "service contacts", _contacts, d.take())
 
 
@@ -146,10 +147,10 @@ d = Declare("moves")
 d.count(
     "address_changes_365d",
     "address changes in the last 365 days",
-    lambda j: n_in(j, 365),
+    count_of(365),
     window=365,
 )
-d("days_since_address_change", "days since the shopper last changed address", lambda j: last_age(j))
+d("days_since_address_change", "days since the shopper last changed address", latest_age())
 MOVES = Family("moves", ("address_changes",), "address changes", _moves, d.take())
 
 PROFILE_FEATURES = (

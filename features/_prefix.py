@@ -1,0 +1,262 @@
+"""The prefix path: a family's window aggregates at every snapshot, at the cost of events plus
+rows rather than events times snapshots.
+
+Each `Agg` of a family is split into per-event parts (what is counted, summed or told apart,
+and whether the event matches), which the engine evaluates once per event, with no snapshot in
+sight. Here the events are sorted by shopper and time, and running totals are kept per shopper;
+a (shopper, snapshot) row then finds, by binary search, where its snapshot and the start of
+each window fall in the shopper's events, and reads each aggregate as a difference of two
+running totals. Sums run over the same 64-bit fixed-point values the join path adds (the engine
+rounds them), and integer running totals are exact, so the two paths give the same numbers.
+What cannot be read from running totals (distinct values that do not grow with time) is
+counted over each row's window, which is still one pass over the events in the windows.
+
+`tests/features/test_prefix.py` holds this path to the join definition, feature by feature, on
+a world with many snapshots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import ibis.expr.types as ir
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cadence.features._catalogue import DAY, Agg, Family, fixed, with_seconds
+
+US = 1_000_000
+_INT_KINDS = ("count", "int_sum", "distinct")
+
+
+def fast_specs(fam: Family):
+    """The family's aggregates the prefix path computes, and the rest (joins to snapshots)."""
+    fast = [s for s in fam.aggregates if isinstance(s.fn, Agg)]
+    rest = [s for s in fam.aggregates if not isinstance(s.fn, Agg)]
+    return fast, rest
+
+
+def _leaves(agg: Agg) -> list[Agg]:
+    return [leaf for p in agg.parts for leaf in _leaves(p)] if agg.kind == "ratio" else [agg]
+
+
+@dataclass(frozen=True)
+class EventPlan:
+    """The per-event projection of a family's aggregates: which column holds each part."""
+
+    table: ir.Table  # entity, ts, one column per distinct part
+    value: dict[int, str]  # id(leaf) -> column of its value
+    where: dict[int, str]  # id(leaf) -> column of its condition
+
+
+def event_plan(fam: Family, src: dict[str, ir.Table], specs) -> EventPlan:
+    assert fam.prepare is not None
+    e = with_seconds(fam.prepare(src))
+    columns: dict[str, ir.Value] = {}
+    names: dict[object, str] = {}
+
+    def column(expr: ir.Value) -> str:
+        op = expr.op()  # structurally equal formulas share one column
+        if op not in names:
+            names[op] = f"p{len(names)}"
+            columns[names[op]] = expr
+        return names[op]
+
+    value, where = {}, {}
+    for spec in specs:
+        for leaf in _leaves(spec.fn):
+            if leaf.value is not None:
+                v = leaf.value(e)
+                if leaf.kind in ("sum", "mean"):
+                    v = fixed(v)
+                elif leaf.kind == "int_sum":
+                    v = v.cast("int64")
+                value[id(leaf)] = column(v)
+            if leaf.where is not None:
+                where[id(leaf)] = column(leaf.where(e).fill_null(False))
+    table = e.select(fam.entity, "ts", **columns)
+    return EventPlan(table, value, where)
+
+
+def _running(x: np.ndarray) -> np.ndarray:
+    """Running totals with a leading 0 (64-bit; a difference of two is exact even past
+    overflow, as long as the window's own total fits)."""
+    out = np.zeros(len(x) + 1, dtype=np.int64)
+    np.cumsum(x, dtype=np.int64, out=out[1:])
+    return out
+
+
+def _numbers(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Values with nulls as 0, and the null mask (None when there are none)."""
+    nulls = col.null_count
+    values = pc.fill_null(col, 0).to_numpy() if nulls else col.to_numpy()
+    mask = col.is_null().to_numpy(zero_copy_only=False) if nulls else None
+    return values, mask
+
+
+class _Sorted:
+    """A family's events sorted by shopper and time, with each row's positions in them."""
+
+    def __init__(self, events: pa.Table, entity: str, row_ids: pa.ChunkedArray, snap_us):
+        ids = events.column(entity).cast(row_ids.type)
+        n_rows = len(row_ids)
+        both = pa.chunked_array(row_ids.chunks + ids.chunks, type=row_ids.type)
+        codes = pc.dictionary_encode(both.combine_chunks()).indices.to_numpy()
+        row_code, ev_code = codes[:n_rows].astype(np.int64), codes[n_rows:].astype(np.int64)
+        ts_us = events.column("ts").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        ts_us = ts_us.to_numpy()
+        times, rank = np.unique(ts_us, return_inverse=True)
+        stride = len(times) + 1
+        key = ev_code * stride + rank
+        self.order = np.argsort(key, kind="stable")
+        key = key[self.order]
+        code = ev_code[self.order]
+        self.first = np.ones(len(key), dtype=bool)  # each shopper's first event
+        self.first[1:] = code[1:] != code[:-1]
+        self.ts_s = np.floor_divide(ts_us[self.order], US)
+        self.n_events = len(key)
+        base = row_code * stride
+
+        def position(bound_us: np.ndarray) -> np.ndarray:
+            """Each row's position of its first event at or after `bound_us`."""
+            return np.searchsorted(key, base + np.searchsorted(times, bound_us, "left"), "left")
+
+        self.snap_s = np.floor_divide(snap_us, US)
+        self.start = np.searchsorted(key, base, "left")
+        self.hi = position(snap_us)
+        self.has = self.hi > self.start  # an event before the snapshot: the join has the row
+        self._position = position
+        self._lo: dict[int | None, np.ndarray] = {None: self.start}
+
+    def lo(self, window: int | None) -> np.ndarray:
+        if window not in self._lo:
+            self._lo[window] = self._position((self.snap_s - window * 86400) * US)
+        return self._lo[window]
+
+    def take(self, col: pa.ChunkedArray) -> pa.Array:
+        return col.combine_chunks().take(pa.array(self.order))
+
+
+class _Leaf:
+    """One aggregate's values per row: numbers and a validity mask."""
+
+    def __init__(self, values: np.ndarray, valid: np.ndarray) -> None:
+        self.values, self.valid = values, valid
+
+
+def _evaluate(leaf: Agg, s: _Sorted, cols: dict[str, pa.Array], plan: EventPlan) -> _Leaf:
+    lo, hi = s.lo(leaf.window), s.hi
+    flag = None
+    if id(leaf) in plan.where:
+        flag = cols[plan.where[id(leaf)]].to_numpy(zero_copy_only=False)
+
+    if leaf.kind == "count":
+        if flag is None:
+            return _Leaf(hi - lo, s.has)
+        run = _running(flag)
+        return _Leaf(run[hi] - run[lo], s.has)
+
+    if leaf.kind in ("sum", "int_sum", "mean"):
+        values, nulls = _numbers(pa.chunked_array([cols[plan.value[id(leaf)]]]))
+        counted = np.ones(s.n_events, dtype=bool) if flag is None else flag.copy()
+        if nulls is not None:
+            dropped = counted & nulls  # the window's events whose value is null
+            counted &= ~nulls
+        total = _running(np.where(counted, values, 0))
+        window_total = total[hi] - total[lo]
+        if leaf.kind == "mean":
+            n = _running(counted)
+            n = n[hi] - n[lo]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = (window_total.astype(np.float64) / 1e9) / n.astype(np.float64)
+            return _Leaf(mean, s.has & (n > 0))
+        # A sum is null only when every event before the snapshot adds a null: each of them
+        # is in the window, matches, and has no value.
+        valid = s.has
+        if nulls is not None:
+            null_run = _running(dropped)
+            valid = valid & ((hi - s.start) > (null_run[hi] - null_run[lo]))
+        if leaf.kind == "sum":
+            return _Leaf(window_total.astype(np.float64) / 1e9, valid)
+        return _Leaf(window_total, valid)
+
+    if leaf.kind in ("latest", "earliest"):
+        if leaf.kind == "earliest":
+            idx = np.minimum(s.start, s.n_events - 1)
+            valid = s.has
+        else:
+            idx_all = np.arange(s.n_events)
+            last = idx_all if flag is None else np.where(flag, idx_all, -1)
+            last = np.maximum.accumulate(last) if len(last) else last
+            idx = last[np.maximum(hi - 1, 0)] if len(last) else np.zeros_like(hi)
+            valid = s.has & (idx >= s.start)
+            idx = np.maximum(idx, 0)
+        if s.n_events == 0:
+            return _Leaf(np.zeros(len(hi)), valid)
+        age = (s.snap_s - s.ts_s[idx]).astype(np.float64) / DAY
+        return _Leaf(age, valid)
+
+    if leaf.kind == "distinct":
+        return _Leaf(_distinct(cols[plan.value[id(leaf)]], s, lo, hi), s.has)
+
+    raise ValueError(f"aggregate kind '{leaf.kind}' has no prefix form")
+
+
+def _distinct(col: pa.Array, s: _Sorted, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Distinct non-null values among each row's events in [lo, hi)."""
+    n = s.n_events
+    block = s.first
+    if pa.types.is_integer(col.type) and col.null_count == 0:
+        v = col.to_numpy()
+        new = block.copy()
+        new[1:] |= v[1:] != v[:-1]
+        if n < 2 or np.all((v[1:] >= v[:-1]) | block[1:]):
+            # Values that never fall within a shopper's events in time order (days): a value
+            # is new where it changes, so a window holds one more value than changes inside it.
+            run = _running(new)
+            inside = run[hi] - run[np.minimum(lo + 1, hi)]
+            return np.where(hi > lo, inside + 1, 0)
+    # Any values: an event counts if its value was not seen earlier in the window, i.e. its
+    # previous occurrence (same shopper, same value) falls before the window's start.
+    enc = pc.dictionary_encode(col).indices
+    codes = pc.fill_null(enc, -1).to_numpy().astype(np.int64)
+    shopper = np.cumsum(block) - 1
+    order = np.lexsort((np.arange(n), codes, shopper))
+    same = np.zeros(n, dtype=bool)
+    same[1:] = (codes[order][1:] == codes[order][:-1]) & (shopper[order][1:] == shopper[order][:-1])
+    prev = np.full(n, -1, dtype=np.int64)
+    prev[order[1:][same[1:]]] = order[:-1][same[1:]]
+    sizes = hi - lo
+    rows = np.repeat(np.arange(len(hi)), sizes)
+    first = np.repeat(lo, sizes)
+    pos = first + (np.arange(len(rows)) - np.repeat(np.cumsum(sizes) - sizes, sizes))
+    counts = (prev[pos] < first) & (codes[pos] >= 0)
+    return np.bincount(rows, weights=counts, minlength=len(hi)).astype(np.int64)
+
+
+def _combine(agg: Agg, s, cols, plan) -> _Leaf:
+    if agg.kind != "ratio":
+        return _evaluate(agg, s, cols, plan)
+    num, den = (_combine(p, s, cols, plan) for p in agg.parts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = num.values.astype(np.float64) / den.values.astype(np.float64)
+    return _Leaf(values, num.valid & den.valid & (den.values != 0))
+
+
+def prefix_columns(
+    specs: Sequence, plan: EventPlan, events: pa.Table, entity: str, rows: pa.Table
+) -> dict[str, pa.Array]:
+    """Each spec's values for every row of `rows` (entity, snapshot_at), in its order."""
+    snap_us = rows.column("snapshot_at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    s = _Sorted(events, entity, rows.column(entity), snap_us.to_numpy())
+    needed = set(plan.value.values()) | set(plan.where.values())
+    cols = {c: s.take(events.column(c)) for c in needed}
+    out = {}
+    for spec in specs:
+        leaf = _combine(spec.fn, s, cols, plan)
+        kind = spec.fn.kind
+        dtype = pa.int64() if kind in _INT_KINDS else pa.float64()
+        out[spec.feature.name] = pa.array(leaf.values, type=dtype, mask=~leaf.valid)
+    return out
