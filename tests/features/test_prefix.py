@@ -95,7 +95,9 @@ def test_an_imported_log_with_text_ids_and_missing_values_gets_the_same_features
         }
     )
     path = tmp_path / "orders.parquet"
-    pq.write_table(pa.Table.from_pandas(orders, schema=SCHEMAS["orders"], preserve_index=False), path)
+    pq.write_table(
+        pa.Table.from_pandas(orders, schema=SCHEMAS["orders"], preserve_index=False), path
+    )
     snaps = [(t - pd.Timedelta(days=7 * k)).to_pydatetime() for k in range(20, -1, -1)]
     fast, slow = _both({"orders": path}, snaps)
     _assert_same(fast.users, slow.users)
