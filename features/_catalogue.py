@@ -111,10 +111,22 @@ class Family:
     # A fitted family: the assembled rows (Arrow) -> one array per built feature, row-aligned.
     # It runs after the engine, on the engine's output, so every engine gets the same values.
     fitted: Callable[[pa.Table], dict[str, np.ndarray]] | None = None
+    # An event family may add built columns (`built_features`) from its own join: `extra`
+    # gives them per (entity, snapshot), joined onto the aggregates' rows.
+    extra: Callable[[dict[str, ir.Table], ir.Table], ir.Table] | None = None
+    order: tuple[str, ...] = ()  # the columns' order, where it is not declaration order
+    # The prefix path's own computation of `build` (or `extra`): the (entity, snapshot) rows
+    # -> one array per built feature, row-aligned. A second implementation, held to the
+    # first by `tests/features/test_prefix.py`.
+    prefix: Callable[[dict[str, ir.Table], pa.Table], dict[str, pa.Array]] | None = None
 
     @property
     def features(self) -> tuple[Feature, ...]:
-        return self.built_features + tuple(s.feature for s in (*self.aggregates, *self.derived))
+        out = self.built_features + tuple(s.feature for s in (*self.aggregates, *self.derived))
+        if self.order:
+            rank = {name: i for i, name in enumerate(self.order)}
+            out = tuple(sorted(out, key=lambda f: rank[f.name]))
+        return out
 
     @property
     def on_row(self) -> bool:
@@ -125,11 +137,15 @@ class Family:
         if self.build is not None:
             return self.build(src, snaps)
         agg = self.aggregate(src, snaps, self.aggregates)
+        if self.extra is not None:
+            more = self.extra(src, snaps)
+            cols = [f.name for f in self.built_features]
+            agg = agg.left_join(more, [self.entity, "snapshot_at"]).select(
+                agg, *[more[c] for c in cols]
+            )
         if self.derived:
             agg = agg.mutate(**{s.feature.name: s.fn(agg) for s in self.derived})
-        return agg.select(
-            self.entity, "snapshot_at", *[s.feature.name for s in (*self.aggregates, *self.derived)]
-        )
+        return agg.select(self.entity, "snapshot_at", *[f.name for f in self.features])
 
     def aggregate(self, src: dict[str, ir.Table], snaps: ir.Table, specs) -> ir.Table:
         """`specs` (of this family's aggregates) by joining each event to every snapshot after

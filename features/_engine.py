@@ -116,14 +116,20 @@ def compute(
     for fam in families:
         if fam.on_row or fam.fitted is not None:
             continue
-        fast, rest = fast_specs(fam) if method == "prefix" and fam.prepare else ([], [])
-        if not fast:
+        prefix = method == "prefix"
+        fast, rest = fast_specs(fam) if prefix and fam.prepare else ([], [])
+        if not fast and not (prefix and fam.prefix):
             parts.append(_utc(fam.compute(src, snaps).to_pyarrow()))
             continue
-        plan = event_plan(fam, src, fast)
-        columns.update(prefix_columns(fast, plan, plan.table.to_pyarrow(), fam.entity, rows))
+        if fast:
+            plan = event_plan(fam, src, fast)
+            columns.update(prefix_columns(fast, plan, plan.table.to_pyarrow(), fam.entity, rows))
         if rest:
             parts.append(_utc(fam.aggregate(src, snaps, rest).to_pyarrow()))
+        if fam.prefix is not None:
+            columns.update(fam.prefix(src, rows))
+        elif fam.extra is not None:
+            parts.append(_utc(fam.extra(src, snaps).to_pyarrow()))
         later.append(fam)
     for name, col in columns.items():
         rows = rows.append_column(name, col)

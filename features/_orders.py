@@ -8,6 +8,7 @@ import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cadence.features._btyd import BTYDFitError, days_to_next, expected_orders, fit_bgnbd, p_alive
 from cadence.features._catalogue import (
@@ -22,23 +23,17 @@ from cadence.features._catalogue import (
     declare_time_shares,
     distinct_of,
     earliest_age,
-    exact_mean,
-    exact_std,
     exact_sum,
-    group_mean,
     hour_of,
     int_sum_of,
-    joined,
-    last_age,
     latest_age,
     mean_of,
-    n_in,
     ratio,
     ratio_of,
-    sum_in,
     sum_of,
     weekday_of,
 )
+from cadence.features._prefix import gap_columns, to_arrays
 
 CYCLE_CATEGORIES = ("infant_formula", "diapers", "pet_food", "coffee", "skincare", "household")
 OTHER_CATEGORIES = ("snacks", "electronics", "apparel", "books", "appliances", "toys")
@@ -151,11 +146,20 @@ GAPS_FEATURES = tuple(
 
 
 def order_days(rows: ir.Table, keys: list[str]) -> ir.Table:
-    """Distinct order days per key, each with the gap (days) since the key's previous one."""
+    """Distinct order days per key, each with the gap (whole days) since the key's previous one."""
     day = day_index(rows.ts)
     days = rows.select(*keys, day=day).distinct()
     w = ibis.window(group_by=[days[k] for k in keys], order_by=days.day)
-    return days.mutate(gap=(days.day - days.day.lag().over(w)).cast("float64"))
+    return days.mutate(gap=(days.day - days.day.lag().over(w)).cast("int64"))
+
+
+def integer_std(n: ir.Value, s1: ir.Value, s2: ir.Value) -> ir.Value:
+    """Sample standard deviation of `n` whole numbers from their exact sum `s1` and sum of
+    squares `s2`: n*s2 - s1^2 is computed in integers, so it is exact (0 when the values are
+    all equal) and one division and a square root are the only roundings. Null below two."""
+    num = (n * s2 - s1 * s1).cast("float64")
+    var = num / (n * (n - 1)).cast("float64")
+    return (n < 2).ifelse(ibis.null("float64"), var.sqrt())
 
 
 def gap_stats(days: ir.Table, snaps: ir.Table, keys: list[str]) -> ir.Table:
@@ -165,14 +169,15 @@ def gap_stats(days: ir.Table, snaps: ir.Table, keys: list[str]) -> ir.Table:
     j = days.join(s, days.day < s.snap_day)  # a day counts once it has ended before t
     j = j.filter(j.day + 1 <= j.snap_day)
     groups = [*keys, "snapshot_at"]
-    j = j.mutate(gap_dev=j.gap - group_mean(j.gap, ibis.window(group_by=[j[k] for k in groups])))
+    n = j.gap.count().cast("int64")
+    s1 = j.gap.sum().cast("int64")
     g = j.group_by(groups).aggregate(
-        gap_count=j.gap.count().cast("float64"),
-        gap_mean=exact_mean(j.gap),
-        gap_std=exact_std(j.gap_dev),
-        gap_min=j.gap.min(),
-        gap_max=j.gap.max(),
-        gap_last=j.gap.argmax(j.day),
+        gap_count=n.cast("float64"),
+        gap_mean=ratio(s1, n),
+        gap_std=integer_std(n, s1, (j.gap * j.gap).sum().cast("int64")),
+        gap_min=j.gap.min().cast("float64"),
+        gap_max=j.gap.max().cast("float64"),
+        gap_last=j.gap.argmax(j.day).cast("float64"),
         last_day=j.day.max(),
         snap_day=j.snap_day.max(),
     )
@@ -184,7 +189,7 @@ def gap_stats(days: ir.Table, snaps: ir.Table, keys: list[str]) -> ir.Table:
         n=r.gap.count().over(ibis.window(group_by=part)),
     )
     r = r.filter((r.rn == (r.n + 1) // 2) | (r.rn == (r.n + 2) // 2))
-    med = r.group_by(groups).aggregate(gap_median=r.gap.mean())
+    med = r.group_by(groups).aggregate(gap_median=r.gap.cast("float64").mean())
     g = g.left_join(med, groups).select(g, med.gap_median)
     since = g.snap_day - g.last_day
     return g.mutate(
@@ -201,6 +206,12 @@ def _gaps(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
     return g.select("user_id", "snapshot_at", *[f.name for f in GAPS_FEATURES])
 
 
+def _gaps_prefix(src: dict[str, ir.Table], rows: pa.Table) -> dict[str, pa.Array]:
+    days = order_days(_orders(src), ["user_id"]).to_pyarrow()
+    stats = gap_columns(days, "user_id", rows)
+    return to_arrays(stats, [(f.name, f.name) for f in GAPS_FEATURES])
+
+
 GAPS = Family(
     "gaps",
     ("orders",),
@@ -208,121 +219,111 @@ GAPS = Family(
     None,
     build=_gaps,
     built_features=GAPS_FEATURES,
+    prefix=_gaps_prefix,
 )
 
 
 # --- categories: per-category recency, counts, spend, and cycles for replenished ones ----------
-def _category_features() -> tuple[Feature, ...]:
-    out = []
-    for c in CYCLE_CATEGORIES + OTHER_CATEGORIES:
-        out += [
-            Feature(
-                f"{c}_days_since",
-                "categories",
-                None,
-                "float64",
-                f"days since the last {c} purchase",
-            ),
-            Feature(
-                f"{c}_orders_365d",
-                "categories",
-                365,
-                "int64",
-                f"orders with {c} in the last 365 days",
-                0,
-            ),
-            Feature(
-                f"{c}_spend_365d",
-                "categories",
-                365,
-                "float64",
-                f"spend on {c} in the last 365 days",
-                0.0,
-            ),
-        ]
-    for c in CYCLE_CATEGORIES:
-        out += [
-            Feature(
-                f"{c}_orders_90d",
-                "categories",
-                90,
-                "int64",
-                f"orders with {c} in the last 90 days",
-                0,
-            ),
-            Feature(
-                f"{c}_gap_mean", "categories", None, "float64", f"mean days between {c} purchases"
-            ),
-            Feature(
-                f"{c}_gap_std",
-                "categories",
-                None,
-                "float64",
-                f"standard deviation of days between {c} purchases",
-            ),
-            Feature(
-                f"{c}_gap_last",
-                "categories",
-                None,
-                "float64",
-                f"the most recent gap between {c} purchases",
-            ),
-            Feature(
-                f"{c}_dueness",
-                "categories",
-                None,
-                "float64",
-                f"days since the last {c} purchase over its mean gap (1 = due now)",
-            ),
-        ]
-    return tuple(out)
-
-
-CATEGORY_FEATURES = _category_features()
-
-
-def _categories(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
+def _category_orders(src: dict[str, ir.Table]) -> ir.Table:
+    """One event per (order, category): its time and what it cost."""
     lines = _lines(src)
-    per_order = lines.group_by(["user_id", "order_id", "category"]).aggregate(
+    return lines.group_by(["user_id", "order_id", "category"]).aggregate(
         ts=lines.ts.min(), spend=exact_sum(lines.unit_price * lines.quantity)
     )
-    j = joined(per_order, snaps)
-    aggs = {}
-    for c in CYCLE_CATEGORIES + OTHER_CATEGORIES:
-        is_c = j.category == c
-        aggs[f"{c}_days_since"] = last_age(j, is_c)
-        aggs[f"{c}_orders_365d"] = n_in(j, 365, is_c)
-        aggs[f"{c}_spend_365d"] = sum_in(j, j.spend, 365, is_c)
-        if c in CYCLE_CATEGORIES:
-            aggs[f"{c}_orders_90d"] = n_in(j, 90, is_c)
-    base = j.group_by(["user_id", "snapshot_at"]).aggregate(**aggs)
 
+
+d = Declare("categories")
+_order: list[str] = []
+for c in CYCLE_CATEGORIES + OTHER_CATEGORIES:
+
+    def is_c(e, c=c):
+        return e.category == c
+
+    d(f"{c}_days_since", f"days since the last {c} purchase", latest_age(is_c))
+    d.count(
+        f"{c}_orders_365d",
+        f"orders with {c} in the last 365 days",
+        count_of(365, is_c),
+        window=365,
+    )
+    d.total(
+        f"{c}_spend_365d",
+        f"spend on {c} in the last 365 days",
+        sum_of(lambda e: e.spend, 365, is_c),
+        window=365,
+    )
+    _order += [f"{c}_days_since", f"{c}_orders_365d", f"{c}_spend_365d"]
+CYCLE_STATS = ("gap_mean", "gap_std", "gap_last", "dueness")
+_cycle_features = []
+for c in CYCLE_CATEGORIES:
+    d.count(
+        f"{c}_orders_90d",
+        f"orders with {c} in the last 90 days",
+        count_of(90, lambda e, c=c: e.category == c),
+        window=90,
+    )
+    _cycle_features += [
+        Feature(f"{c}_gap_mean", "categories", None, "float64", f"mean days between {c} purchases"),
+        Feature(
+            f"{c}_gap_std",
+            "categories",
+            None,
+            "float64",
+            f"standard deviation of days between {c} purchases",
+        ),
+        Feature(
+            f"{c}_gap_last",
+            "categories",
+            None,
+            "float64",
+            f"the most recent gap between {c} purchases",
+        ),
+        Feature(
+            f"{c}_dueness",
+            "categories",
+            None,
+            "float64",
+            f"days since the last {c} purchase over its mean gap (1 = due now)",
+        ),
+    ]
+    _order += [f"{c}_orders_90d", *(f"{c}_{stat}" for stat in CYCLE_STATS)]
+
+
+def _category_cycles(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
+    """Gap statistics per replenished category, one column each, per (shopper, snapshot)."""
+    lines = _lines(src)
     cyc = lines.filter(lines.category.isin(CYCLE_CATEGORIES))
     g = gap_stats(order_days(cyc, ["user_id", "category"]), snaps, ["user_id", "category"])
     pivot = {}
     for c in CYCLE_CATEGORIES:
         is_c = g.category == c
-        for stat, col in (
-            ("gap_mean", g.gap_mean),
-            ("gap_std", g.gap_std),
-            ("gap_last", g.gap_last),
-            ("dueness", g.dueness),
-        ):
-            pivot[f"{c}_{stat}"] = is_c.ifelse(col, ibis.null("float64")).max()
-    cycles = g.group_by(["user_id", "snapshot_at"]).aggregate(**pivot)
-    out = base.left_join(cycles, ["user_id", "snapshot_at"]).select(
-        base, *[cycles[k] for k in pivot]
-    )
-    return out.select("user_id", "snapshot_at", *[f.name for f in CATEGORY_FEATURES])
+        for stat in CYCLE_STATS:
+            pivot[f"{c}_{stat}"] = is_c.ifelse(g[stat], ibis.null("float64")).max()
+    return g.group_by(["user_id", "snapshot_at"]).aggregate(**pivot)
+
+
+def _category_cycles_prefix(src: dict[str, ir.Table], rows: pa.Table) -> dict[str, pa.Array]:
+    lines = _lines(src)
+    cyc = lines.filter(lines.category.isin(CYCLE_CATEGORIES))
+    days = order_days(cyc, ["user_id", "category"]).to_pyarrow()
+    out = {}
+    for c in CYCLE_CATEGORIES:
+        mine = days.filter(pc.equal(days.column("category"), c))
+        stats = gap_columns(mine, "user_id", rows, median=False)
+        out.update(to_arrays(stats, [(stat, f"{c}_{stat}") for stat in CYCLE_STATS]))
+    return out
 
 
 CATEGORIES = Family(
     "categories",
     ("orders", "order_items", "products"),
     "per-category recency, counts, spend and replenishment cycles",
-    None,
-    build=_categories,
-    built_features=CATEGORY_FEATURES,
+    _category_orders,
+    d.take(),
+    built_features=tuple(_cycle_features),
+    extra=_category_cycles,
+    order=tuple(_order),
+    prefix=_category_cycles_prefix,
 )
 
 

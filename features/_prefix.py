@@ -28,6 +28,19 @@ import pyarrow.compute as pc
 from cadence.features._catalogue import DAY, Agg, Family, fixed, with_seconds
 
 US = 1_000_000
+GAP_STATS = (
+    "gap_count",
+    "gap_mean",
+    "gap_median",
+    "gap_std",
+    "gap_min",
+    "gap_max",
+    "gap_last",
+    "gap_cv",
+    "dueness",
+    "dueness_median",
+    "dueness_z",
+)
 _INT_KINDS = ("count", "int_sum", "distinct")
 
 
@@ -100,11 +113,7 @@ class _Sorted:
     """A family's events sorted by shopper and time, with each row's positions in them."""
 
     def __init__(self, events: pa.Table, entity: str, row_ids: pa.ChunkedArray, snap_us):
-        ids = events.column(entity).cast(row_ids.type)
-        n_rows = len(row_ids)
-        both = pa.chunked_array(row_ids.chunks + ids.chunks, type=row_ids.type)
-        codes = pc.dictionary_encode(both.combine_chunks()).indices.to_numpy()
-        row_code, ev_code = codes[:n_rows].astype(np.int64), codes[n_rows:].astype(np.int64)
+        row_code, ev_code = _codes(row_ids, events.column(entity))
         ts_us = events.column("ts").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
         ts_us = ts_us.to_numpy()
         times, rank = np.unique(ts_us, return_inverse=True)
@@ -260,3 +269,125 @@ def prefix_columns(
         dtype = pa.int64() if kind in _INT_KINDS else pa.float64()
         out[spec.feature.name] = pa.array(leaf.values, type=dtype, mask=~leaf.valid)
     return out
+
+
+def _codes(row_ids: pa.ChunkedArray, ids: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """One integer per distinct id, shared by the rows and the events."""
+    ids = ids.cast(row_ids.type)
+    both = pa.chunked_array(row_ids.chunks + ids.chunks, type=row_ids.type)
+    codes = pc.dictionary_encode(both.combine_chunks()).indices.to_numpy().astype(np.int64)
+    return codes[: len(row_ids)], codes[len(row_ids) :]
+
+
+def _segmented(values: np.ndarray, block: np.ndarray, span: int, op) -> np.ndarray:
+    """A running max (np.maximum) or min (np.minimum) that restarts at each block: each block
+    is shifted by `span` (more than its values' range) so earlier blocks never win."""
+    if op is np.maximum:
+        return np.maximum.accumulate(values + block * span) - block * span
+    return np.minimum.accumulate(values - block * span) + block * span
+
+
+def gap_columns(
+    days: pa.Table, entity: str, rows: pa.Table, *, median: bool = True
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """`gap_stats` for each row of `rows` (entity, snapshot_at), from the key's distinct order
+    days (`order_days`: entity, day, gap): (values, valid) per statistic.
+
+    The days a snapshot sees are a prefix of the key's days (those that ended before it), so
+    counts and exact integer sums come from running totals, the smallest and largest gap from
+    running minima and maxima, and the median from each snapshot's prefix, ranked once."""
+    snap_us = rows.column("snapshot_at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    snap_s = np.floor_divide(snap_us.to_numpy(), US)
+    if days.num_rows == 0:
+        nothing = (np.full(rows.num_rows, np.nan), np.zeros(rows.num_rows, dtype=bool))
+        return dict.fromkeys(GAP_STATS, nothing)
+    row_code, code = _codes(rows.column(entity), days.column(entity))
+    day = days.column("day").to_numpy().astype(np.int64)
+    gap, nulls = _numbers(days.column("gap").cast(pa.int64()))
+    known = np.ones(len(day), dtype=bool) if nulls is None else ~nulls
+    lo_day = int(day.min())
+    stride = int(day.max()) - lo_day + 2
+    key = code * stride + (day - lo_day)
+    order = np.argsort(key, kind="stable")
+    key, day, gap, known = key[order], day[order], gap[order], known[order]
+    first = np.ones(len(key), dtype=bool)
+    first[1:] = code[order][1:] != code[order][:-1]
+    block = np.cumsum(first) - 1
+
+    # A day counts once it has ended before the snapshot: day < the snapshot's day.
+    cut = np.clip(np.floor_divide(snap_s, 86400) - lo_day, 0, stride - 1)
+    start = np.searchsorted(key, row_code * stride, "left")
+    hi = np.searchsorted(key, row_code * stride + cut, "left")
+    has = hi > start
+    last = np.maximum(hi - 1, 0)
+
+    g = np.where(known, gap, 0)
+    n_run, s1_run, s2_run = _running(known), _running(g), _running(g * g)
+    n = n_run[hi] - n_run[start]
+    s1 = s1_run[hi] - s1_run[start]
+    s2 = s2_run[hi] - s2_run[start]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = s1.astype(np.float64) / n.astype(np.float64)
+        var = (n * s2 - s1 * s1).astype(np.float64) / (n * (n - 1)).astype(np.float64)
+        std = np.sqrt(var)
+    span = int(np.abs(g).max()) + 2
+    big = _segmented(np.where(known, g, -1), block, span, np.maximum)
+    small = _segmented(np.where(known, g, span - 1), block, span, np.minimum)
+    out = {
+        "gap_count": (n.astype(np.float64), has),
+        "gap_mean": (mean, has & (n > 0)),
+        "gap_std": (std, has & (n >= 2)),
+        "gap_min": (small[last].astype(np.float64), has & (n > 0)),
+        "gap_max": (big[last].astype(np.float64), has & (n > 0)),
+        "gap_last": (g[last].astype(np.float64), has & known[last]),
+    }
+    since = snap_s.astype(np.float64) / DAY - day[last]
+    if median:
+        out["gap_median"] = _prefix_medians(g, known, block, start, hi, has, snap_s)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for name, num, den in (
+            ("gap_cv", out["gap_std"], out["gap_mean"]),
+            ("dueness", (since, has), out["gap_mean"]),
+            ("dueness_median", (since, has), out.get("gap_median")),
+            ("dueness_z", (since - mean, out["gap_mean"][1]), out["gap_std"]),
+        ):
+            if den is not None:
+                out[name] = (num[0] / den[0], num[1] & den[1] & (den[0] != 0))
+    return out
+
+
+def _prefix_medians(g, known, block, start, hi, has, snap_s) -> tuple[np.ndarray, np.ndarray]:
+    """The median of each row's gaps (the middle one or two of the prefix [start, hi)): per
+    snapshot, the keys' gaps in value order are kept where they fall inside the prefix."""
+    values = np.full(len(hi), np.nan)
+    valid = np.zeros(len(hi), dtype=bool)
+    idx = np.flatnonzero(known)
+    by_value = idx[np.lexsort((g[idx], block[idx]))]  # per key, gaps from smallest to largest
+    vb = block[by_value]
+    n_blocks = int(block[-1]) + 1 if len(block) else 0
+    for s in np.unique(snap_s):
+        r = np.flatnonzero((snap_s == s) & has)
+        if not len(r):
+            continue
+        cut = np.full(n_blocks, -1, dtype=np.int64)
+        cut[block[start[r]]] = hi[r]
+        kept = by_value[by_value < cut[vb]]
+        kb = block[kept]
+        count = np.bincount(kb, minlength=n_blocks)
+        rb = block[start[r]]
+        m = count[rb]
+        ok = m > 0
+        first_at = np.searchsorted(kb, rb, "left")
+        a = g[kept[np.where(ok, first_at + (m + 1) // 2 - 1, 0)]] if len(kept) else 0 * m
+        b = g[kept[np.where(ok, first_at + (m + 2) // 2 - 1, 0)]] if len(kept) else 0 * m
+        values[r] = (a.astype(np.float64) + b) / 2.0
+        valid[r] = ok
+    return values, valid
+
+
+def to_arrays(columns: dict[str, tuple[np.ndarray, np.ndarray]], names) -> dict[str, pa.Array]:
+    """The named columns as float64 Arrow arrays, null where not valid."""
+    return {
+        out: pa.array(columns[stat][0], type=pa.float64(), mask=~columns[stat][1])
+        for stat, out in names
+    }
