@@ -250,6 +250,22 @@ def mean_in(
     return exact_mean(cond.ifelse(value.cast("float64"), ibis.null("float64")))
 
 
+def std_in(j: ir.Table, value: ir.Value, window: int | None) -> ir.Value:
+    """Sample standard deviation from the exact sums of the values and of their squares
+    (each rounded to a billionth): null below two values. Sums of squares cancel badly when
+    the values sit far from zero, so give it values shifted by one of the group's own (a
+    shopper's first order value, say): equal values are then all 0 and their deviation is
+    exactly 0."""
+    cond = _cond(j, window, None)
+    d = cond.ifelse(value.cast("float64"), ibis.null("float64"))
+    n = d.count().cast("float64")
+    m1 = fixed(d).sum().cast("float64") / SCALE
+    m2 = fixed(d * d).sum().cast("float64") / SCALE
+    var = ratio(m2 - ratio(m1 * m1, n), n - 1)
+    var = (var < 0).ifelse(0.0, var)
+    return (n < 2).ifelse(ibis.null("float64"), var.sqrt())
+
+
 def distinct_in(j: ir.Table, value: ir.Value, window: int) -> ir.Value:
     """Distinct values among the events in the window."""
     return (j.age <= window).ifelse(value, None).nunique().cast("int64")
@@ -279,7 +295,7 @@ def _cond(j: ir.Table, window: int | None, where: ir.BooleanValue | None) -> ir.
 # count) are per-event formulas that never read the snapshot, so the prefix path
 # (`_prefix.py`) can evaluate them once per event and answer every snapshot and window from
 # per-shopper running totals.
-AGG_KINDS = ("count", "sum", "int_sum", "mean", "latest", "earliest", "distinct", "ratio")
+AGG_KINDS = ("count", "sum", "int_sum", "mean", "std", "latest", "earliest", "distinct", "ratio")
 
 
 @dataclass(frozen=True, eq=False)
@@ -301,6 +317,8 @@ class Agg:
             return _cond(j, self.window, where).ifelse(value, 0).sum().cast("int64")
         if self.kind == "mean":
             return mean_in(j, value, self.window, where)
+        if self.kind == "std":
+            return std_in(j, value, self.window)
         if self.kind == "latest":
             return last_age(j, where)
         if self.kind == "earliest":
@@ -330,6 +348,11 @@ def int_sum_of(value, window: int | None = None) -> Agg:
 def mean_of(value, window: int | None = None, where=None) -> Agg:
     """The exact mean of `value` over the events (matching `where`) in the window."""
     return Agg("mean", window, value, where)
+
+
+def std_of(value, window: int | None = None) -> Agg:
+    """The sample standard deviation of `value` over the events in the window (`std_in`)."""
+    return Agg("std", window, value)
 
 
 def latest_age(where=None) -> Agg:

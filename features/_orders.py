@@ -30,6 +30,7 @@ from cadence.features._catalogue import (
     mean_of,
     ratio,
     ratio_of,
+    std_of,
     sum_of,
     weekday_of,
 )
@@ -43,7 +44,18 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 def _orders(src: dict[str, ir.Table]) -> ir.Table:
     o = src["orders"]
-    return o.select("user_id", "amount", "discount", "n_items", "channel", ts=o.ordered_at)
+    # The shopper's first order value (by time, then value): a fixed point from before every
+    # snapshot that sees any of their orders, to measure the spread of order values from.
+    first = ibis.window(group_by=o.user_id, order_by=[o.ordered_at, o.amount])
+    return o.select(
+        "user_id",
+        "amount",
+        "discount",
+        "n_items",
+        "channel",
+        ts=o.ordered_at,
+        first_amount=o.amount.first().over(first),
+    )
 
 
 def _lines(src: dict[str, ir.Table]) -> ir.Table:
@@ -74,6 +86,11 @@ for w in WINDOWS:
     )
 d.count("orders_all", "orders placed since the data began", count_of())
 d.total("spend_all", "amount paid since the data began", sum_of(lambda e: e.amount))
+d(
+    "order_value_std",
+    "standard deviation of order value since the data began (two orders or more)",
+    std_of(lambda e: e.amount - e.first_amount),
+)
 d("days_since_last_order", "days since the most recent order", latest_age())
 d("days_since_first_order", "days since the first order", earliest_age())
 for w in (30, 90, 365):

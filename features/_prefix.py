@@ -62,6 +62,7 @@ class EventPlan:
     table: ir.Table  # entity, ts, one column per distinct part
     value: dict[int, str]  # id(leaf) -> column of its value
     where: dict[int, str]  # id(leaf) -> column of its condition
+    square: dict[int, str]  # id(leaf) -> column of its value squared (a std's)
 
 
 def event_plan(fam: Family, src: dict[str, ir.Table], specs) -> EventPlan:
@@ -77,12 +78,15 @@ def event_plan(fam: Family, src: dict[str, ir.Table], specs) -> EventPlan:
             columns[names[op]] = expr
         return names[op]
 
-    value, where = {}, {}
+    value, where, square = {}, {}, {}
     for spec in specs:
         for leaf in _leaves(spec.fn):
             if leaf.value is not None:
                 v = leaf.value(e)
-                if leaf.kind in ("sum", "mean"):
+                if leaf.kind == "std":
+                    v = v.cast("float64")
+                    square[id(leaf)] = column(fixed(v * v))
+                if leaf.kind in ("sum", "mean", "std"):
                     v = fixed(v)
                 elif leaf.kind == "int_sum":
                     v = v.cast("int64")
@@ -90,7 +94,7 @@ def event_plan(fam: Family, src: dict[str, ir.Table], specs) -> EventPlan:
             if leaf.where is not None:
                 where[id(leaf)] = column(leaf.where(e).fill_null(False))
     table = e.select(fam.entity, "ts", **columns)
-    return EventPlan(table, value, where)
+    return EventPlan(table, value, where, square)
 
 
 def _running(x: np.ndarray) -> np.ndarray:
@@ -191,6 +195,23 @@ def _evaluate(leaf: Agg, s: _Sorted, cols: dict[str, pa.Array], plan: EventPlan)
             return _Leaf(window_total.astype(np.float64) / 1e9, valid)
         return _Leaf(window_total, valid)
 
+    if leaf.kind == "std":
+        values, nulls = _numbers(pa.chunked_array([cols[plan.value[id(leaf)]]]))
+        squares, _ = _numbers(pa.chunked_array([cols[plan.square[id(leaf)]]]))
+        counted = np.ones(s.n_events, dtype=bool) if nulls is None else ~nulls
+        run_n, run_1, run_2 = (
+            _running(counted),
+            _running(np.where(counted, values, 0)),
+            _running(np.where(counted, squares, 0)),
+        )
+        n = (run_n[hi] - run_n[lo]).astype(np.float64)
+        m1 = (run_1[hi] - run_1[lo]).astype(np.float64) / 1e9
+        m2 = (run_2[hi] - run_2[lo]).astype(np.float64) / 1e9
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = (m2 - m1 * m1 / n) / (n - 1)
+        var = np.where(var < 0, 0.0, var)
+        return _Leaf(np.sqrt(var), s.has & (n >= 2))
+
     if leaf.kind in ("latest", "earliest"):
         if leaf.kind == "earliest":
             idx = np.minimum(s.start, s.n_events - 1)
@@ -260,7 +281,7 @@ def prefix_columns(
     """Each spec's values for every row of `rows` (entity, snapshot_at), in its order."""
     snap_us = rows.column("snapshot_at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
     s = _Sorted(events, entity, rows.column(entity), snap_us.to_numpy())
-    needed = set(plan.value.values()) | set(plan.where.values())
+    needed = set(plan.value.values()) | set(plan.where.values()) | set(plan.square.values())
     cols = {c: s.take(events.column(c)) for c in needed}
     out = {}
     for spec in specs:

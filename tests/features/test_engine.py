@@ -238,6 +238,33 @@ def test_gaps_that_are_all_equal_have_a_standard_deviation_of_exactly_zero(tmp_p
     assert users.loc["uneven", "gap_std"] == pytest.approx(np.sqrt(2 * 3.5**2), abs=1e-9)
 
 
+def test_the_order_value_std_is_exact_and_zero_for_equal_values(tmp_path):
+    """Order values of 333.33 every time give exactly 0 (a sum of squares far from zero would
+    leave rounding behind); other values match the textbook sample deviation."""
+    start = pd.Timestamp("2024-01-05 10:00", tz="UTC")
+    values = {"same": [333.33] * 7, "mixed": [1234.56, 19.99, 7.25, 19.99]}
+    rows = [
+        (u, start + pd.Timedelta(days=3 * k), v)
+        for u, vs in values.items()
+        for k, v in enumerate(vs)
+    ]
+    orders = pd.DataFrame(
+        {
+            "order_id": np.arange(1, len(rows) + 1, dtype=np.int64),
+            "user_id": [r[0] for r in rows],
+            "ordered_at": [r[1] for r in rows],
+            "channel": None,
+            "n_items": np.ones(len(rows), dtype=np.int32),
+            "amount": [r[2] for r in rows],
+            "discount": 0.0,
+        }
+    )
+    users = _features(tmp_path, {"orders": orders}).users.to_pandas().set_index("user_id")
+    assert users.loc["same", "order_value_std"] == 0.0
+    expected = np.std(values["mixed"], ddof=1)
+    assert users.loc["mixed", "order_value_std"] == pytest.approx(expected, rel=1e-12)
+
+
 def test_a_standard_deviation_of_equal_prices_is_exactly_zero():
     """Prices of 19.99 three times: a sum of squares leaves 3.4e-7 of rounding behind; the
     deviations from the exact mean leave none."""

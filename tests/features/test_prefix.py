@@ -63,7 +63,17 @@ def test_every_feature_equals_the_join_definition_at_many_snapshots(world_dir):
         if isinstance(s.fn, Agg)
         for leaf in (s.fn, *s.fn.parts)
     }
-    assert kinds == {"count", "sum", "int_sum", "mean", "latest", "earliest", "distinct", "ratio"}
+    assert kinds == {
+        "count",
+        "sum",
+        "int_sum",
+        "mean",
+        "std",
+        "latest",
+        "earliest",
+        "distinct",
+        "ratio",
+    }
 
 
 def test_an_imported_log_with_text_ids_and_missing_values_gets_the_same_features(tmp_path):
