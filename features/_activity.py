@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import ibis
 import ibis.expr.types as ir
+import numpy as np
+import pyarrow as pa
 
 from cadence.features._catalogue import (
+    DAY,
     Declare,
     Family,
     Feature,
@@ -18,10 +21,10 @@ from cadence.features._catalogue import (
     int_sum_of,
     latest_age,
     mean_of,
-    n_in,
     ratio,
     sum_of,
 )
+from cadence.features._prefix import NULL_TIME, US, PerSnapshot
 
 
 def _sessions(src: dict[str, ir.Table]) -> ir.Table:
@@ -90,7 +93,7 @@ d.count(
 d.count(
     "sessions_bought_category_30d",
     "sessions in the last 30 days on a category the shopper had already bought",
-    lambda j: n_in(j, 30, j.first_bought.notnull() & (j.first_bought < j.snapshot_at)),
+    count_of(30, seen=lambda e: e.first_bought),
     window=30,
 )
 declare_time_shares(d, "sessions", 90)
@@ -304,6 +307,64 @@ d(
     lambda a: ratio(a.coupons_redeemed_365d, a.coupons_issued_365d),
     window=365,
 )
+
+
+def _coupons_prefix(src: dict[str, ir.Table], rows: pa.Table) -> dict[str, pa.Array]:
+    """The coupon features that depend on the snapshot (redeemed, open, days left), as the
+    join computes them: over coupons issued before the snapshot, null for a shopper with none."""
+    c = src["coupons"]
+    ev = c.select("user_id", "issued_at", "redeemed_at", "expires_at").to_pyarrow()
+    g = PerSnapshot(ev, "user_id", rows)
+    issued, redeemed, expires = (g.micros(n) for n in ("issued_at", "redeemed_at", "expires_at"))
+    redeemed_s = np.floor_divide(redeemed, US)
+    expires_s = np.floor_divide(expires, US)
+    n = rows.num_rows
+    out = {name: (np.zeros(n), np.zeros(n, dtype=bool)) for name in _COUPON_STATE}
+    for s_us, r, block in g.snapshots():
+        s_s = s_us // US
+        held = issued < s_us
+        used = held & (redeemed != NULL_TIME) & (redeemed < s_us)
+        used_age = (s_s - redeemed_s).astype(np.float64) / DAY
+        valid = expires != NULL_TIME
+        open_ = held & valid & (expires > s_us) & ((redeemed == NULL_TIME) | (redeemed >= s_us))
+        days_left = (expires_s - s_s).astype(np.float64) / DAY
+        has = np.zeros(len(r), dtype=bool)
+        if len(g.starts):
+            has = (block >= 0) & (g.count(held)[block] > 0)
+        per_block = {
+            **{f"coupons_redeemed_{w}d": g.count(used & (used_age <= w)) for w in (30, 90, 365)},
+            "coupons_open": g.count(open_),
+            "days_since_redemption": g.least(used_age, used),
+            "coupon_days_left": g.least(days_left, open_),
+        }
+        for name, values in per_block.items():
+            v = values[block] if len(values) else np.zeros(len(r))
+            out[name][0][r] = v
+            out[name][1][r] = has & np.isfinite(v)
+    return {
+        name: pa.array(
+            out[name][0].astype(np.int64) if name.startswith("coupons_") else out[name][0],
+            type=pa.int64() if name.startswith("coupons_") else pa.float64(),
+            mask=~out[name][1],
+        )
+        for name in _COUPON_STATE
+    }
+
+
+_COUPON_STATE = (
+    "coupons_redeemed_30d",
+    "coupons_redeemed_90d",
+    "coupons_redeemed_365d",
+    "days_since_redemption",
+    "coupons_open",
+    "coupon_days_left",
+)
 COUPONS = Family(
-    "coupons", ("coupons",), "coupons received, held and redeemed", _coupons, _coupon_aggs, d.take()
+    "coupons",
+    ("coupons",),
+    "coupons received, held and redeemed",
+    _coupons,
+    _coupon_aggs,
+    d.take(),
+    prefix=_coupons_prefix,
 )

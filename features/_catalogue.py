@@ -115,7 +115,8 @@ class Family:
     # gives them per (entity, snapshot), joined onto the aggregates' rows.
     extra: Callable[[dict[str, ir.Table], ir.Table], ir.Table] | None = None
     order: tuple[str, ...] = ()  # the columns' order, where it is not declaration order
-    # The prefix path's own computation of `build` (or `extra`): the (entity, snapshot) rows
+    # The prefix path's own computation of `build` (or of `extra` and the aggregates that are
+    # not `Agg`s): the (entity, snapshot) rows
     # -> one array per built feature, row-aligned. A second implementation, held to the
     # first by `tests/features/test_prefix.py`.
     prefix: Callable[[dict[str, ir.Table], pa.Table], dict[str, pa.Array]] | None = None
@@ -305,10 +306,17 @@ class Agg:
     value: Callable[[ir.Table], ir.Value] | None = None
     where: Callable[[ir.Table], ir.BooleanValue] | None = None
     parts: tuple[Agg, ...] = ()  # a ratio's numerator and denominator
+    # A time of the event's own (when what it refers to happened): the event counts only if
+    # that time is known and before the snapshot. Needs a window.
+    seen: Callable[[ir.Table], ir.TimestampValue] | None = None
 
     def __call__(self, j: ir.Table) -> ir.Value:
         value = self.value(j) if self.value is not None else None
         where = self.where(j) if self.where is not None else None
+        if self.seen is not None:
+            seen = self.seen(j)
+            known = seen.notnull() & (seen < j.snapshot_at)
+            where = known if where is None else where & known
         if self.kind == "count":
             return n_in(j, self.window, where)
         if self.kind == "sum":
@@ -330,9 +338,12 @@ class Agg:
         raise ValueError(f"aggregate kind '{self.kind}': expected one of {AGG_KINDS}")
 
 
-def count_of(window: int | None = None, where=None) -> Agg:
-    """Events (matching `where`) in the window."""
-    return Agg("count", window, where=where)
+def count_of(window: int | None = None, where=None, seen=None) -> Agg:
+    """Events (matching `where`, and with their `seen` time before the snapshot) in the
+    window."""
+    if seen is not None and window is None:
+        raise ValueError("a count of events seen before the snapshot needs a window")
+    return Agg("count", window, where=where, seen=seen)
 
 
 def sum_of(value, window: int | None = None, where=None) -> Agg:

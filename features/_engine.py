@@ -18,8 +18,10 @@ from pathlib import Path
 
 import ibis
 import ibis.expr.types as ir
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cadence.features._catalogue import Family
 from cadence.features._prefix import event_plan, fast_specs, prefix_columns
@@ -101,14 +103,22 @@ def compute(
     snapshots: Sequence[dt.datetime],
     *,
     method: str = "prefix",
+    families: Sequence[str] | None = None,
 ) -> Result:
-    """Every available feature at each snapshot. `prefix` (the default) computes the families'
-    window aggregates from per-shopper running totals (`_prefix.py`); `join` joins each event
-    to every later snapshot, as the formulas are written. Both give the same values."""
+    """Every available feature at each snapshot (of the user `families` named, if given;
+    node features only when none are). `prefix` (the default) computes the families' window
+    aggregates from per-shopper running totals (`_prefix.py`); `join` joins each event to
+    every later snapshot, as the formulas are written. Both give the same values."""
     if method not in METHODS:
         raise FeatureInputError(f"method must be one of {METHODS}, got '{method}'")
     snaps = ibis.memtable(pd.DataFrame({"snapshot_at": pd.to_datetime(list(snapshots), utc=True)}))
-    families = available(USER_FAMILIES, set(src))
+    wanted = USER_FAMILIES
+    if families is not None:
+        unknown = set(families) - {f.name for f in USER_FAMILIES}
+        if unknown:
+            raise FeatureInputError(f"no feature family named {sorted(unknown)}")
+        wanted = tuple(f for f in USER_FAMILIES if f.name in families)
+    families = available(wanted, set(src))
     rows = _utc(_population(src, snaps).order_by(KEYS).to_pyarrow())
     columns: dict[str, pa.Array] = {}  # row-aligned, from the prefix path
     parts: list[pa.Table] = []  # keyed by (user, snapshot), from the engine
@@ -124,19 +134,18 @@ def compute(
         if fast:
             plan = event_plan(fam, src, fast)
             columns.update(prefix_columns(fast, plan, plan.table.to_pyarrow(), fam.entity, rows))
-        if rest:
-            parts.append(_utc(fam.aggregate(src, snaps, rest).to_pyarrow()))
-        if fam.prefix is not None:
+        if fam.prefix is not None:  # the rest, and the extra columns
             columns.update(fam.prefix(src, rows))
-        elif fam.extra is not None:
-            parts.append(_utc(fam.extra(src, snaps).to_pyarrow()))
+        else:
+            if rest:
+                parts.append(_utc(fam.aggregate(src, snaps, rest).to_pyarrow()))
+            if fam.extra is not None:
+                parts.append(_utc(fam.extra(src, snaps).to_pyarrow()))
         later.append(fam)
-    for name, col in columns.items():
-        rows = rows.append_column(name, col)
-    users = _fit_families(_assemble(rows, parts, later, families), families)
+    users = _fit_families(_assemble(rows, columns, parts, later, families), families)
     nodes = None
     node_families = available(NODE_FAMILIES, set(src))
-    if node_families:
+    if node_families and wanted is USER_FAMILIES:
         nodes = node_families[0].compute(src, snaps).order_by(["node_id", "snapshot_at"])
         nodes = _utc(nodes.to_pyarrow())
     return Result(_utc(users), nodes, families)
@@ -154,29 +163,96 @@ def _population(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
 
 
 def _assemble(
-    rows: pa.Table, parts: list[pa.Table], later: list[Family], families: tuple[Family, ...]
+    rows: pa.Table,
+    columns: dict[str, pa.Array],
+    parts: list[pa.Table],
+    later: list[Family],
+    families: tuple[Family, ...],
 ) -> pa.Table:
-    """The population's rows with every part joined on, each family's derived features, the
-    fills, the row families and the declared types, in catalogue order. It runs in-process
-    on DuckDB over the parts already computed, whichever engine computed them."""
-    row = ibis.memtable(rows)
+    """The population's rows (sorted by shopper and snapshot) with every family's columns: the
+    prefix path's, already row-aligned, and the engine's parts, placed by key (null where a
+    part has no row, as a left join leaves it). Then each family's derived features, the
+    fills, the row families and the declared types, in catalogue order. The formulas run as
+    projections on the in-process DuckDB, which keeps the rows' order."""
+    index = _RowIndex(rows)
+    cols = dict(columns)
     for part in parts:
-        t = ibis.memtable(part)
-        cols = [c for c in part.column_names if c not in KEYS]
-        row = row.left_join(t, KEYS).select(row, *[t[c] for c in cols])
-    for fam in later:
-        row = row.mutate(**{s.feature.name: s.fn(row) for s in fam.derived})
+        at = index.locate(part)
+        for name in part.column_names:
+            if name not in KEYS:
+                cols[name] = part.column(name).combine_chunks().take(at)
+    table = pa.table({**{k: rows.column(k) for k in KEYS}, **cols})
+    table = _with(table, {s.feature.name: s.fn for fam in later for s in fam.derived})
     fills = {f.name: f.fill for fam in families for f in fam.features if f.fill is not None}
-    row = row.mutate(
-        **{name: row[name].fill_null(value) for name, value in fills.items() if name in row.columns}
-    )
+    for name, value in fills.items():
+        if name in table.column_names:
+            i = table.column_names.index(name)
+            col = table.column(i)
+            table = table.set_column(i, name, pc.fill_null(col, pa.scalar(value).cast(col.type)))
+    ready = {}
     for fam in families:
         if fam.on_row:
-            ready = [s for s in fam.derived if set(s.needs) <= set(row.columns)]
-            row = row.mutate(**{s.feature.name: s.fn(row) for s in ready})
-    order = [f for fam in families for f in fam.features if f.name in row.columns]
-    row = row.select(*KEYS, *[row[f.name].cast(f.dtype).name(f.name) for f in order])
-    return _local().to_pyarrow(row.order_by(KEYS))
+            ready.update(
+                {
+                    s.feature.name: s.fn
+                    for s in fam.derived
+                    if set(s.needs) <= set(table.column_names)
+                }
+            )
+    table = _with(table, ready)
+    order = [f for fam in families for f in fam.features if f.name in table.column_names]
+    return pa.table(
+        {
+            **{k: table.column(k) for k in KEYS},
+            **{f.name: table.column(f.name).cast(pa.type_for_alias(f.dtype)) for f in order},
+        }
+    )
+
+
+def _with(table: pa.Table, formulas: dict) -> pa.Table:
+    """`table` with each formula (over its columns) computed as a column, in row order."""
+    if not formulas:
+        return table
+    t = ibis.memtable(table)
+    out = _local().to_pyarrow(t.select(**{name: fn(t) for name, fn in formulas.items()}))
+    for name in out.column_names:
+        col = out.column(name)
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, col)
+        else:
+            table = table.append_column(name, col)
+    return table
+
+
+class _RowIndex:
+    """Where a (user, snapshot) key sits in the population's rows."""
+
+    def __init__(self, rows: pa.Table) -> None:
+        ids = rows.column("user_id")
+        self.ids = pc.unique(ids)
+        snap = _micros(rows.column("snapshot_at"))
+        self.snaps = np.unique(snap)
+        code = pc.index_in(ids, value_set=self.ids).to_numpy().astype(np.int64)
+        self.key = code * len(self.snaps) + np.searchsorted(self.snaps, snap)
+        if np.any(np.diff(self.key) < 0):
+            raise ValueError("the population's rows must be sorted by user and snapshot")
+
+    def locate(self, part: pa.Table) -> pa.Array:
+        """For each population row, the row of `part` with its key (null: none)."""
+        code = pc.index_in(part.column("user_id"), value_set=self.ids)
+        snap = _micros(part.column("snapshot_at"))
+        s = np.minimum(np.searchsorted(self.snaps, snap), len(self.snaps) - 1)
+        known = code.is_valid().to_numpy(zero_copy_only=False) & (self.snaps[s] == snap)
+        key = pc.fill_null(code, 0).to_numpy().astype(np.int64) * len(self.snaps) + s
+        pos = np.minimum(np.searchsorted(self.key, key), len(self.key) - 1)
+        known &= self.key[pos] == key
+        at = np.full(len(self.key), -1, dtype=np.int64)
+        at[pos[known]] = np.flatnonzero(known)
+        return pa.array(at, mask=at < 0)
+
+
+def _micros(col: pa.ChunkedArray) -> np.ndarray:
+    return col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
 
 
 def _local() -> ibis.BaseBackend:

@@ -63,6 +63,7 @@ class EventPlan:
     value: dict[int, str]  # id(leaf) -> column of its value
     where: dict[int, str]  # id(leaf) -> column of its condition
     square: dict[int, str]  # id(leaf) -> column of its value squared (a std's)
+    seen: dict[int, str]  # id(leaf) -> column of the time it must be seen before the snapshot
 
 
 def event_plan(fam: Family, src: dict[str, ir.Table], specs) -> EventPlan:
@@ -78,7 +79,7 @@ def event_plan(fam: Family, src: dict[str, ir.Table], specs) -> EventPlan:
             columns[names[op]] = expr
         return names[op]
 
-    value, where, square = {}, {}, {}
+    value, where, square, seen = {}, {}, {}, {}
     for spec in specs:
         for leaf in _leaves(spec.fn):
             if leaf.value is not None:
@@ -93,8 +94,10 @@ def event_plan(fam: Family, src: dict[str, ir.Table], specs) -> EventPlan:
                 value[id(leaf)] = column(v)
             if leaf.where is not None:
                 where[id(leaf)] = column(leaf.where(e).fill_null(False))
+            if leaf.seen is not None:
+                seen[id(leaf)] = column(leaf.seen(e))
     table = e.select(fam.entity, "ts", **columns)
-    return EventPlan(table, value, where, square)
+    return EventPlan(table, value, where, square, seen)
 
 
 def _running(x: np.ndarray) -> np.ndarray:
@@ -136,6 +139,7 @@ class _Sorted:
             """Each row's position of its first event at or after `bound_us`."""
             return np.searchsorted(key, base + np.searchsorted(times, bound_us, "left"), "left")
 
+        self.snap_us = snap_us
         self.snap_s = np.floor_divide(snap_us, US)
         self.start = np.searchsorted(key, base, "left")
         self.hi = position(snap_us)
@@ -164,6 +168,16 @@ def _evaluate(leaf: Agg, s: _Sorted, cols: dict[str, pa.Array], plan: EventPlan)
     flag = None
     if id(leaf) in plan.where:
         flag = cols[plan.where[id(leaf)]].to_numpy(zero_copy_only=False)
+
+    if leaf.kind == "count" and id(leaf) in plan.seen:
+        # Whether an event counts depends on the snapshot: each row looks at its window's
+        # events (a window, so at most the events of that many days per row).
+        seen = _micros(cols[plan.seen[id(leaf)]])
+        row, pos = _expand(lo, hi)
+        ok = (seen[pos] < s.snap_us[row]) & (seen[pos] != NULL_TIME)
+        if flag is not None:
+            ok &= flag[pos]
+        return _Leaf(np.bincount(row, weights=ok, minlength=len(hi)).astype(np.int64), s.has)
 
     if leaf.kind == "count":
         if flag is None:
@@ -258,12 +272,26 @@ def _distinct(col: pa.Array, s: _Sorted, lo: np.ndarray, hi: np.ndarray) -> np.n
     same[1:] = (codes[order][1:] == codes[order][:-1]) & (shopper[order][1:] == shopper[order][:-1])
     prev = np.full(n, -1, dtype=np.int64)
     prev[order[1:][same[1:]]] = order[:-1][same[1:]]
+    rows, pos = _expand(lo, hi)
+    counts = (prev[pos] < lo[rows]) & (codes[pos] >= 0)
+    return np.bincount(rows, weights=counts, minlength=len(hi)).astype(np.int64)
+
+
+def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (row, position) with lo[row] <= position < hi[row]."""
     sizes = hi - lo
     rows = np.repeat(np.arange(len(hi)), sizes)
-    first = np.repeat(lo, sizes)
-    pos = first + (np.arange(len(rows)) - np.repeat(np.cumsum(sizes) - sizes, sizes))
-    counts = (prev[pos] < first) & (codes[pos] >= 0)
-    return np.bincount(rows, weights=counts, minlength=len(hi)).astype(np.int64)
+    pos = np.arange(len(rows)) - np.repeat(np.cumsum(sizes) - sizes - lo, sizes)
+    return rows, pos
+
+
+NULL_TIME = np.iinfo(np.int64).min
+
+
+def _micros(col: pa.Array) -> np.ndarray:
+    """Times as int64 microseconds (UTC), nulls as the smallest int64."""
+    us = col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    return pc.fill_null(us, NULL_TIME).to_numpy()
 
 
 def _combine(agg: Agg, s, cols, plan) -> _Leaf:
@@ -281,7 +309,8 @@ def prefix_columns(
     """Each spec's values for every row of `rows` (entity, snapshot_at), in its order."""
     snap_us = rows.column("snapshot_at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
     s = _Sorted(events, entity, rows.column(entity), snap_us.to_numpy())
-    needed = set(plan.value.values()) | set(plan.where.values()) | set(plan.square.values())
+    needed = {*plan.value.values(), *plan.where.values(), *plan.square.values()}
+    needed |= set(plan.seen.values())
     cols = {c: s.take(events.column(c)) for c in needed}
     out = {}
     for spec in specs:
@@ -412,3 +441,45 @@ def to_arrays(columns: dict[str, tuple[np.ndarray, np.ndarray]], names) -> dict[
         out: pa.array(columns[stat][0], type=pa.float64(), mask=~columns[stat][1])
         for stat, out in names
     }
+
+
+class PerSnapshot:
+    """Events grouped by shopper, for formulas whose every term depends on the snapshot (what
+    is open or redeemed as of it): each snapshot takes one vectorised pass over the events,
+    reducing per shopper. Cost: events times snapshots, in NumPy, with no join."""
+
+    def __init__(self, events: pa.Table, entity: str, rows: pa.Table) -> None:
+        row_code, code = _codes(rows.column(entity), events.column(entity))
+        self.order = np.argsort(code, kind="stable")
+        code = code[self.order]
+        first = np.ones(len(code), dtype=bool)
+        first[1:] = code[1:] != code[:-1]
+        self.starts = np.flatnonzero(first)
+        block_code = code[self.starts]
+        b = np.minimum(np.searchsorted(block_code, row_code), max(len(block_code) - 1, 0))
+        known = (b < len(block_code)) & (block_code[b] == row_code) if len(block_code) else b < 0
+        self.row_block = np.where(known, b, -1)
+        self.events = events
+        self.snap_us = _micros(rows.column("snapshot_at").combine_chunks())
+
+    def micros(self, name: str) -> np.ndarray:
+        """An event time column (sorted by shopper) in microseconds; nulls as `NULL_TIME`."""
+        return _micros(self.events.column(name).combine_chunks())[self.order]
+
+    def snapshots(self):
+        """(snapshot in microseconds, the rows at it, their shopper's block or -1)."""
+        for s in np.unique(self.snap_us):
+            r = np.flatnonzero(self.snap_us == s)
+            yield int(s), r, self.row_block[r]
+
+    def count(self, mask: np.ndarray) -> np.ndarray:
+        """Per shopper block: how many events `mask` holds."""
+        if not len(self.starts):
+            return np.zeros(0, dtype=np.int64)
+        return np.add.reduceat(mask.astype(np.int64), self.starts)
+
+    def least(self, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Per shopper block: the least of `values` where `mask` holds (inf where none)."""
+        if not len(self.starts):
+            return np.zeros(0)
+        return np.minimum.reduceat(np.where(mask, values, np.inf), self.starts)
