@@ -25,17 +25,17 @@ DAY = 86400.0
 
 # Time arithmetic at whole seconds (Spark's epoch has no fractions, DuckDB's does) and in
 # floats (Spark would otherwise divide in decimals and round).
-def _seconds(ts: ir.TimestampValue) -> ir.IntegerValue:
+def whole_seconds(ts: ir.TimestampValue) -> ir.IntegerValue:
     return ts.epoch_seconds().floor().cast("int64")
 
 
 def days_since_epoch(ts: ir.TimestampValue) -> ir.FloatingValue:
-    return _seconds(ts).cast("float64") / DAY
+    return whole_seconds(ts).cast("float64") / DAY
 
 
 def days(later: ir.TimestampValue, earlier: ir.TimestampValue) -> ir.FloatingValue:
     """Days from `earlier` to `later`, with fractions, at whole seconds."""
-    return (_seconds(later) - _seconds(earlier)).cast("float64") / DAY
+    return (whole_seconds(later) - whole_seconds(earlier)).cast("float64") / DAY
 
 
 def day_index(ts: ir.TimestampValue) -> ir.IntegerValue:
@@ -48,13 +48,13 @@ def day_index(ts: ir.TimestampValue) -> ir.IntegerValue:
 # join repeats each event once per later snapshot. Day, hour and weekday then come from integer
 # arithmetic (UTC, as the catalogue defines them); the epoch began on a Thursday.
 def with_seconds(events: ir.Table) -> ir.Table:
-    return events.mutate(ts_s=_seconds(events.ts))
+    return events.mutate(ts_s=whole_seconds(events.ts))
 
 
 def joined(events: ir.Table, snaps: ir.Table) -> ir.Table:
     """Each event beside every snapshot after it, with `age`: days before the snapshot."""
     events = with_seconds(events)
-    snaps = snaps.mutate(snap_s=_seconds(snaps.snapshot_at))
+    snaps = snaps.mutate(snap_s=whole_seconds(snaps.snapshot_at))
     j = events.join(snaps, events.ts < snaps.snapshot_at)
     return j.mutate(age=(j.snap_s - j.ts_s).cast("float64") / DAY)
 

@@ -328,3 +328,13 @@ def test_the_cart_at_a_snapshot_is_each_items_last_action_before_it(tmp_path):
     assert got.loc["a", "cart_oldest_item_days"] == pytest.approx(5 / 24)
     assert got.loc["b", "cart_open_items"] == 0
     assert got.loc["c", "cart_open_items"] == 4
+
+
+def test_a_nodes_stock_at_any_hour_is_that_of_the_last_day_that_ended(frames, tmp_path):
+    """Stock is known per day, once the day has ended: at 00:00 and at 13:37 of the same day
+    a node holds what it held at the end of the day before."""
+    later = T + dt.timedelta(hours=13, minutes=37)
+    nodes = _features(tmp_path, frames, snaps=(T, later)).nodes.to_pandas()
+    at = nodes.pivot(index="node_id", columns="snapshot_at", values="node_on_hand_units")
+    assert (at[pd.Timestamp(T)] > 0).any()
+    assert at[pd.Timestamp(T)].equals(at[pd.Timestamp(later)])
