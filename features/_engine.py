@@ -123,6 +123,7 @@ def compute(
     columns: dict[str, pa.Array] = {}  # row-aligned, from the prefix path
     parts: list[pa.Table] = []  # keyed by (user, snapshot), from the engine
     later: list[Family] = []  # families whose derived features wait for the assembled row
+    shared: dict[object, list] = {}  # prepare -> the fast specs of every family using it
     for fam in families:
         if fam.on_row or fam.fitted is not None:
             continue
@@ -132,8 +133,7 @@ def compute(
             parts.append(_utc(fam.compute(src, snaps).to_pyarrow()))
             continue
         if fast:
-            plan = event_plan(fam, src, fast)
-            columns.update(prefix_columns(fast, plan, plan.table.to_pyarrow(), fam.entity, rows))
+            shared.setdefault((fam.prepare, fam.entity), []).extend(fast)
         if fam.prefix is not None:  # the rest, and the extra columns
             columns.update(fam.prefix(src, rows))
         else:
@@ -142,6 +142,10 @@ def compute(
             if fam.extra is not None:
                 parts.append(_utc(fam.extra(src, snaps).to_pyarrow()))
         later.append(fam)
+    # Families built from the same events read and sort them once.
+    for (prepare, entity), specs in shared.items():
+        plan = event_plan(prepare, entity, src, specs)
+        columns.update(prefix_columns(specs, plan, plan.table.to_pyarrow(), entity, rows))
     users = _fit_families(_assemble(rows, columns, parts, later, families), families)
     nodes = None
     node_families = available(NODE_FAMILIES, set(src))
@@ -187,8 +191,7 @@ def _assemble(
     for name, value in fills.items():
         if name in table.column_names:
             i = table.column_names.index(name)
-            col = table.column(i)
-            table = table.set_column(i, name, pc.fill_null(col, pa.scalar(value).cast(col.type)))
+            table = table.set_column(i, name, _filled(table.column(i), value))
     ready = {}
     for fam in families:
         if fam.on_row:
@@ -207,6 +210,19 @@ def _assemble(
             **{f.name: table.column(f.name).cast(pa.type_for_alias(f.dtype)) for f in order},
         }
     )
+
+
+def _filled(col: pa.ChunkedArray, value) -> pa.Array:
+    """`col` with its nulls replaced by `value` (NaN is not null and stays), through NumPy:
+    several times faster than Arrow's kernel on these columns."""
+    col = col.combine_chunks()
+    if col.null_count == 0:
+        return col
+    if col.offset or not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+        return pc.fill_null(col, pa.scalar(value).cast(col.type))
+    valid = col.is_valid().to_numpy(zero_copy_only=False)
+    raw = np.frombuffer(col.buffers()[1], dtype=col.type.to_pandas_dtype())[: len(col)]
+    return pa.array(np.where(valid, raw, value).astype(raw.dtype), type=col.type)
 
 
 def _with(table: pa.Table, formulas: dict) -> pa.Table:

@@ -66,9 +66,9 @@ class EventPlan:
     seen: dict[int, str]  # id(leaf) -> column of the time it must be seen before the snapshot
 
 
-def event_plan(fam: Family, src: dict[str, ir.Table], specs) -> EventPlan:
-    assert fam.prepare is not None
-    e = with_seconds(fam.prepare(src))
+def event_plan(prepare, entity: str, src: dict[str, ir.Table], specs) -> EventPlan:
+    """The events `prepare` makes from the raw tables, with a column per part of `specs`."""
+    e = with_seconds(prepare(src))
     columns: dict[str, ir.Value] = {}
     names: dict[object, str] = {}
 
@@ -96,7 +96,7 @@ def event_plan(fam: Family, src: dict[str, ir.Table], specs) -> EventPlan:
                 where[id(leaf)] = column(leaf.where(e).fill_null(False))
             if leaf.seen is not None:
                 seen[id(leaf)] = column(leaf.seen(e))
-    table = e.select(fam.entity, "ts", **columns)
+    table = e.select(entity, "ts", **columns)
     return EventPlan(table, value, where, square, seen)
 
 
@@ -135,25 +135,45 @@ class _Sorted:
         self.n_events = len(key)
         base = row_code * stride
 
-        def position(bound_us: np.ndarray) -> np.ndarray:
-            """Each row's position of its first event at or after `bound_us`."""
-            return np.searchsorted(key, base + np.searchsorted(times, bound_us, "left"), "left")
+        # The rows' snapshots are few: each bound's rank among the event times is looked up
+        # once per distinct snapshot.
+        snaps, at = np.unique(snap_us, return_inverse=True)
 
+        def position(bound_us: np.ndarray) -> np.ndarray:
+            """Each row's position of its first event at or after its bound (a function of
+            its snapshot, given per distinct snapshot)."""
+            rank = np.searchsorted(times, bound_us, "left")[at]
+            return np.searchsorted(key, base + rank, "left")
+
+        self.snaps_s = np.floor_divide(snaps, US)
         self.snap_us = snap_us
         self.snap_s = np.floor_divide(snap_us, US)
         self.start = np.searchsorted(key, base, "left")
-        self.hi = position(snap_us)
+        self.hi = position(snaps)
         self.has = self.hi > self.start  # an event before the snapshot: the join has the row
         self._position = position
         self._lo: dict[int | None, np.ndarray] = {None: self.start}
 
     def lo(self, window: int | None) -> np.ndarray:
         if window not in self._lo:
-            self._lo[window] = self._position((self.snap_s - window * 86400) * US)
+            self._lo[window] = self._position((self.snaps_s - window * 86400) * US)
         return self._lo[window]
 
-    def take(self, col: pa.ChunkedArray) -> pa.Array:
-        return col.combine_chunks().take(pa.array(self.order))
+    def take(self, col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | None]:
+        """A column in the sorted order, as NumPy: numbers (nulls as 0, and their mask),
+        times in microseconds (nulls as NULL_TIME), anything else as integer codes of its
+        distinct values (nulls as -1)."""
+        col = col.combine_chunks()
+        if pa.types.is_timestamp(col.type):
+            return _micros(col)[self.order], None
+        if pa.types.is_boolean(col.type):
+            return pc.fill_null(col, False).to_numpy(zero_copy_only=False)[self.order], None
+        if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+            codes = pc.fill_null(pc.dictionary_encode(col).indices, -1)
+            codes = codes.to_numpy().astype(np.int64)[self.order]
+            return codes, (codes < 0) if col.null_count else None
+        values, nulls = _numbers(col)
+        return values[self.order], None if nulls is None else nulls[self.order]
 
 
 class _Leaf:
@@ -163,16 +183,19 @@ class _Leaf:
         self.values, self.valid = values, valid
 
 
-def _evaluate(leaf: Agg, s: _Sorted, cols: dict[str, pa.Array], plan: EventPlan) -> _Leaf:
+Columns = dict[str, tuple[np.ndarray, np.ndarray | None]]
+
+
+def _evaluate(leaf: Agg, s: _Sorted, cols: Columns, plan: EventPlan) -> _Leaf:
     lo, hi = s.lo(leaf.window), s.hi
     flag = None
     if id(leaf) in plan.where:
-        flag = cols[plan.where[id(leaf)]].to_numpy(zero_copy_only=False)
+        flag = cols[plan.where[id(leaf)]][0]
 
     if leaf.kind == "count" and id(leaf) in plan.seen:
         # Whether an event counts depends on the snapshot: each row looks at its window's
         # events (a window, so at most the events of that many days per row).
-        seen = _micros(cols[plan.seen[id(leaf)]])
+        seen = cols[plan.seen[id(leaf)]][0]
         row, pos = _expand(lo, hi)
         ok = (seen[pos] < s.snap_us[row]) & (seen[pos] != NULL_TIME)
         if flag is not None:
@@ -186,7 +209,7 @@ def _evaluate(leaf: Agg, s: _Sorted, cols: dict[str, pa.Array], plan: EventPlan)
         return _Leaf(run[hi] - run[lo], s.has)
 
     if leaf.kind in ("sum", "int_sum", "mean"):
-        values, nulls = _numbers(pa.chunked_array([cols[plan.value[id(leaf)]]]))
+        values, nulls = cols[plan.value[id(leaf)]]
         counted = np.ones(s.n_events, dtype=bool) if flag is None else flag.copy()
         if nulls is not None:
             dropped = counted & nulls  # the window's events whose value is null
@@ -210,8 +233,8 @@ def _evaluate(leaf: Agg, s: _Sorted, cols: dict[str, pa.Array], plan: EventPlan)
         return _Leaf(window_total, valid)
 
     if leaf.kind == "std":
-        values, nulls = _numbers(pa.chunked_array([cols[plan.value[id(leaf)]]]))
-        squares, _ = _numbers(pa.chunked_array([cols[plan.square[id(leaf)]]]))
+        values, nulls = cols[plan.value[id(leaf)]]
+        squares, _ = cols[plan.square[id(leaf)]]
         counted = np.ones(s.n_events, dtype=bool) if nulls is None else ~nulls
         run_n, run_1, run_2 = (
             _running(counted),
@@ -243,20 +266,22 @@ def _evaluate(leaf: Agg, s: _Sorted, cols: dict[str, pa.Array], plan: EventPlan)
         return _Leaf(age, valid)
 
     if leaf.kind == "distinct":
-        return _Leaf(_distinct(cols[plan.value[id(leaf)]], s, lo, hi), s.has)
+        return _Leaf(_distinct(*cols[plan.value[id(leaf)]], s, lo, hi), s.has)
 
     raise ValueError(f"aggregate kind '{leaf.kind}' has no prefix form")
 
 
-def _distinct(col: pa.Array, s: _Sorted, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Distinct non-null values among each row's events in [lo, hi)."""
+def _distinct(
+    values: np.ndarray, nulls: np.ndarray | None, s: _Sorted, lo: np.ndarray, hi: np.ndarray
+) -> np.ndarray:
+    """Distinct values among each row's events in [lo, hi). `values` are integers (codes of
+    text values, -1 for null, or numbers with their null mask)."""
     n = s.n_events
     block = s.first
-    if pa.types.is_integer(col.type) and col.null_count == 0:
-        v = col.to_numpy()
+    if nulls is None:
         new = block.copy()
-        new[1:] |= v[1:] != v[:-1]
-        if n < 2 or np.all((v[1:] >= v[:-1]) | block[1:]):
+        new[1:] |= values[1:] != values[:-1]
+        if n < 2 or np.all((values[1:] >= values[:-1]) | block[1:]):
             # Values that never fall within a shopper's events in time order (days): a value
             # is new where it changes, so a window holds one more value than changes inside it.
             run = _running(new)
@@ -264,16 +289,17 @@ def _distinct(col: pa.Array, s: _Sorted, lo: np.ndarray, hi: np.ndarray) -> np.n
             return np.where(hi > lo, inside + 1, 0)
     # Any values: an event counts if its value was not seen earlier in the window, i.e. its
     # previous occurrence (same shopper, same value) falls before the window's start.
-    enc = pc.dictionary_encode(col).indices
-    codes = pc.fill_null(enc, -1).to_numpy().astype(np.int64)
+    known = np.ones(n, dtype=bool) if nulls is None else ~nulls
     shopper = np.cumsum(block) - 1
-    order = np.lexsort((np.arange(n), codes, shopper))
+    order = np.lexsort((np.arange(n), values, shopper))
     same = np.zeros(n, dtype=bool)
-    same[1:] = (codes[order][1:] == codes[order][:-1]) & (shopper[order][1:] == shopper[order][:-1])
+    same[1:] = (values[order][1:] == values[order][:-1]) & (
+        shopper[order][1:] == shopper[order][:-1]
+    )
     prev = np.full(n, -1, dtype=np.int64)
     prev[order[1:][same[1:]]] = order[:-1][same[1:]]
     rows, pos = _expand(lo, hi)
-    counts = (prev[pos] < lo[rows]) & (codes[pos] >= 0)
+    counts = (prev[pos] < lo[rows]) & known[pos]
     return np.bincount(rows, weights=counts, minlength=len(hi)).astype(np.int64)
 
 
@@ -311,7 +337,7 @@ def prefix_columns(
     s = _Sorted(events, entity, rows.column(entity), snap_us.to_numpy())
     needed = {*plan.value.values(), *plan.where.values(), *plan.square.values()}
     needed |= set(plan.seen.values())
-    cols = {c: s.take(events.column(c)) for c in needed}
+    cols: Columns = {c: s.take(events.column(c)) for c in needed}
     out = {}
     for spec in specs:
         leaf = _combine(spec.fn, s, cols, plan)
@@ -322,11 +348,15 @@ def prefix_columns(
 
 
 def _codes(row_ids: pa.ChunkedArray, ids: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """One integer per distinct id, shared by the rows and the events."""
-    ids = ids.cast(row_ids.type)
-    both = pa.chunked_array(row_ids.chunks + ids.chunks, type=row_ids.type)
-    codes = pc.dictionary_encode(both.combine_chunks()).indices.to_numpy().astype(np.int64)
-    return codes[: len(row_ids)], codes[len(row_ids) :]
+    """The rows' shoppers numbered 0, 1, ... in row order (the rows are sorted by shopper), and
+    each event's shopper's number (-1 for a shopper with no row)."""
+    row_ids = row_ids.combine_chunks()
+    first = np.ones(len(row_ids), dtype=bool)
+    if len(row_ids) > 1:
+        first[1:] = pc.not_equal(row_ids[1:], row_ids[:-1]).to_numpy(zero_copy_only=False)
+    row_code = np.cumsum(first) - 1
+    found = pc.index_in(ids.cast(row_ids.type), value_set=row_ids.filter(pa.array(first)))
+    return row_code, pc.fill_null(found, -1).to_numpy().astype(np.int64)
 
 
 def _segmented(values: np.ndarray, block: np.ndarray, span: int, op) -> np.ndarray:
