@@ -220,9 +220,9 @@ def _filled(col: pa.ChunkedArray, value) -> pa.Array:
         return col
     if col.offset or not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
         return pc.fill_null(col, pa.scalar(value).cast(col.type))
-    valid = col.is_valid().to_numpy(zero_copy_only=False)
-    raw = np.frombuffer(col.buffers()[1], dtype=col.type.to_pandas_dtype())[: len(col)]
-    return pa.array(np.where(valid, raw, value).astype(raw.dtype), type=col.type)
+    values = np.frombuffer(col.buffers()[1], dtype=col.type.to_pandas_dtype())[: len(col)].copy()
+    values[col.is_null().to_numpy(zero_copy_only=False)] = value
+    return pa.array(values, type=col.type)
 
 
 def _with(table: pa.Table, formulas: dict) -> pa.Table:

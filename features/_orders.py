@@ -4,6 +4,9 @@ time habits, btyd) are what an imported order log gets."""
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import ibis
 import ibis.expr.types as ir
 import numpy as np
@@ -475,14 +478,24 @@ def _btyd(users: pa.Table) -> dict[str, np.ndarray]:
     known = np.isfinite(first) & np.isfinite(last) & (days >= 1)
     x, big_t = days - 1.0, first
     tx = np.clip(first - last, 0.0, None)
-    for s in np.unique(snap[known]):
+
+    def fit(s) -> tuple[np.ndarray, object] | None:
         idx = np.flatnonzero(known & (snap == s))
         if len(idx) < BTYD_MIN_SHOPPERS:
-            continue
+            return None
         try:
             params = fit_bgnbd(x[idx], tx[idx], big_t[idx], penalizer=BTYD_PENALIZER).params
         except BTYDFitError:
+            return None
+        return idx, params
+
+    # Each snapshot's fit is its own (the same whatever else is built); they run side by side.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        fits = list(pool.map(fit, np.unique(snap[known])))
+    for done in fits:
+        if done is None:
             continue
+        idx, params = done
         out["btyd_p_alive"][idx] = p_alive(params, x[idx], tx[idx], big_t[idx])
         for h in BTYD_HORIZONS:
             out[f"btyd_orders_{h}d"][idx] = expected_orders(params, h, x[idx], tx[idx], big_t[idx])

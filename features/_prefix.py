@@ -123,27 +123,43 @@ class _Sorted:
         row_code, ev_code = _codes(row_ids, events.column(entity))
         ts_us = events.column("ts").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
         ts_us = ts_us.to_numpy()
-        times, rank = np.unique(ts_us, return_inverse=True)
-        stride = len(times) + 1
-        key = ev_code * stride + rank
-        self.order = np.argsort(key, kind="stable")
+        ts_s = np.floor_divide(ts_us, US)
+        snaps, at = np.unique(snap_us, return_inverse=True)  # the rows' few snapshots
+        # Events are found by a key of (shopper, time). When every snapshot is a whole second,
+        # "before the snapshot" and every window bound are questions about whole seconds, so
+        # the time is the second, offset from the first; otherwise it is the event time's rank.
+        whole = len(ts_s) > 0 and bool(np.all(snaps % US == 0))
+        if whole:
+            t0 = int(ts_s.min())
+            span = int(ts_s.max()) - t0 + 1
+            whole = (int(row_code.max(initial=0)) + 2) * (span + 1) < 2**62
+        if whole:
+            stride = span + 1
+            key = ev_code * stride + (ts_s - t0)
+
+            def rank(bound_us: np.ndarray) -> np.ndarray:
+                return np.clip(bound_us // US - t0, 0, span)
+        else:
+            times, inverse = np.unique(ts_us, return_inverse=True)
+            stride = len(times) + 1
+            key = ev_code * stride + inverse
+
+            def rank(bound_us: np.ndarray) -> np.ndarray:
+                return np.searchsorted(times, bound_us, "left")
+
+        self.order = np.argsort(key)  # ties are events of one shopper in one second
         key = key[self.order]
         code = ev_code[self.order]
         self.first = np.ones(len(key), dtype=bool)  # each shopper's first event
         self.first[1:] = code[1:] != code[:-1]
-        self.ts_s = np.floor_divide(ts_us[self.order], US)
+        self.ts_s = ts_s[self.order]
         self.n_events = len(key)
         base = row_code * stride
-
-        # The rows' snapshots are few: each bound's rank among the event times is looked up
-        # once per distinct snapshot.
-        snaps, at = np.unique(snap_us, return_inverse=True)
 
         def position(bound_us: np.ndarray) -> np.ndarray:
             """Each row's position of its first event at or after its bound (a function of
             its snapshot, given per distinct snapshot)."""
-            rank = np.searchsorted(times, bound_us, "left")[at]
-            return np.searchsorted(key, base + rank, "left")
+            return np.searchsorted(key, base + rank(bound_us)[at], "left")
 
         self.snaps_s = np.floor_divide(snaps, US)
         self.snap_us = snap_us
