@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ibis
+import ibis.expr.operations as ops
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
@@ -142,10 +143,15 @@ def compute(
             if fam.extra is not None:
                 parts.append(_utc(fam.extra(src, snaps).to_pyarrow()))
         later.append(fam)
-    # Families built from the same events read and sort them once.
+    # Families built from the same events read and sort them once. Columns no formula reads
+    # before the fills come filled.
+    filled = frozenset(
+        f.name for fam in families for f in fam.features if f.fill is not None
+    ) - _read_by_derived(later)
     for (prepare, entity), specs in shared.items():
         plan = event_plan(prepare, entity, src, specs)
-        columns.update(prefix_columns(specs, plan, plan.table.to_pyarrow(), entity, rows))
+        events = plan.table.to_pyarrow()
+        columns.update(prefix_columns(specs, plan, events, entity, rows, filled))
     users = _fit_families(_assemble(rows, columns, parts, later, families), families)
     nodes = None
     node_families = available(NODE_FAMILIES, set(src))
@@ -153,6 +159,17 @@ def compute(
         nodes = node_families[0].compute(src, snaps).order_by(["node_id", "snapshot_at"])
         nodes = _utc(nodes.to_pyarrow())
     return Result(_utc(users), nodes, families)
+
+
+def _read_by_derived(families: list[Family]) -> frozenset[str]:
+    """The columns the families' derived formulas read."""
+    schema = {f.name: f.dtype for fam in families for f in fam.features}
+    t = ibis.table(schema, name="row")
+    names = set()
+    for fam in families:
+        for s in fam.derived:
+            names |= {field.name for field in s.fn(t).op().find(ops.Field)}
+    return frozenset(names)
 
 
 def _population(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:

@@ -17,6 +17,7 @@ a world with many snapshots.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -169,6 +170,18 @@ class _Sorted:
         self.has = self.hi > self.start  # an event before the snapshot: the join has the row
         self._position = position
         self._lo: dict[int | None, np.ndarray] = {None: self.start}
+        self._runs: OrderedDict[tuple, np.ndarray] = OrderedDict()
+
+    def running(self, key: tuple, make) -> np.ndarray:
+        """Running totals of `make()`, kept for the next aggregates over the same values (the
+        same count or sum over other windows); a few at a time, to bound memory."""
+        if key in self._runs:
+            self._runs.move_to_end(key)
+            return self._runs[key]
+        run = self._runs[key] = _running(make())
+        if len(self._runs) > 4:
+            self._runs.popitem(last=False)
+        return run
 
     def lo(self, window: int | None) -> np.ndarray:
         if window not in self._lo:
@@ -218,22 +231,25 @@ def _evaluate(leaf: Agg, s: _Sorted, cols: Columns, plan: EventPlan) -> _Leaf:
             ok &= flag[pos]
         return _Leaf(np.bincount(row, weights=ok, minlength=len(hi)).astype(np.int64), s.has)
 
+    wcol = plan.where.get(id(leaf))
     if leaf.kind == "count":
         if flag is None:
             return _Leaf(hi - lo, s.has)
-        run = _running(flag)
+        run = s.running(("flag", wcol), lambda: flag)
         return _Leaf(run[hi] - run[lo], s.has)
 
     if leaf.kind in ("sum", "int_sum", "mean"):
-        values, nulls = cols[plan.value[id(leaf)]]
-        counted = np.ones(s.n_events, dtype=bool) if flag is None else flag.copy()
-        if nulls is not None:
-            dropped = counted & nulls  # the window's events whose value is null
-            counted &= ~nulls
-        total = _running(np.where(counted, values, 0))
+        vcol = plan.value[id(leaf)]
+        values, nulls = cols[vcol]
+
+        def counted() -> np.ndarray:
+            ok = np.ones(s.n_events, dtype=bool) if flag is None else flag.copy()
+            return ok if nulls is None else ok & ~nulls
+
+        total = s.running(("total", vcol, wcol), lambda: np.where(counted(), values, 0))
         window_total = total[hi] - total[lo]
         if leaf.kind == "mean":
-            n = _running(counted)
+            n = s.running(("n", vcol, wcol), counted)
             n = n[hi] - n[lo]
             with np.errstate(invalid="ignore", divide="ignore"):
                 mean = (window_total.astype(np.float64) / 1e9) / n.astype(np.float64)
@@ -242,8 +258,11 @@ def _evaluate(leaf: Agg, s: _Sorted, cols: Columns, plan: EventPlan) -> _Leaf:
         # is in the window, matches, and has no value.
         valid = s.has
         if nulls is not None:
-            null_run = _running(dropped)
-            valid = valid & ((hi - s.start) > (null_run[hi] - null_run[lo]))
+            # the window's events whose value is null
+            dropped = s.running(
+                ("dropped", vcol, wcol), lambda: nulls if flag is None else flag & nulls
+            )
+            valid = valid & ((hi - s.start) > (dropped[hi] - dropped[lo]))
         if leaf.kind == "sum":
             return _Leaf(window_total.astype(np.float64) / 1e9, valid)
         return _Leaf(window_total, valid)
@@ -346,20 +365,37 @@ def _combine(agg: Agg, s, cols, plan) -> _Leaf:
 
 
 def prefix_columns(
-    specs: Sequence, plan: EventPlan, events: pa.Table, entity: str, rows: pa.Table
+    specs: Sequence,
+    plan: EventPlan,
+    events: pa.Table,
+    entity: str,
+    rows: pa.Table,
+    filled: frozenset[str] = frozenset(),
 ) -> dict[str, pa.Array]:
-    """Each spec's values for every row of `rows` (entity, snapshot_at), in its order."""
+    """Each spec's values for every row of `rows` (entity, snapshot_at), in its order; the
+    features named in `filled` come with their declared fill in place of null (no formula
+    reads them before the fills)."""
     snap_us = rows.column("snapshot_at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
     s = _Sorted(events, entity, rows.column(entity), snap_us.to_numpy())
     needed = {*plan.value.values(), *plan.where.values(), *plan.square.values()}
     needed |= set(plan.seen.values())
     cols: Columns = {c: s.take(events.column(c)) for c in needed}
     out = {}
-    for spec in specs:
+
+    def shared(spec) -> tuple[str, str]:  # aggregates over the same values run one after another
+        first = _leaves(spec.fn)[0]
+        return plan.value.get(id(first), ""), plan.where.get(id(first), "")
+
+    for spec in sorted(specs, key=shared):
         leaf = _combine(spec.fn, s, cols, plan)
-        kind = spec.fn.kind
-        dtype = pa.int64() if kind in _INT_KINDS else pa.float64()
-        out[spec.feature.name] = pa.array(leaf.values, type=dtype, mask=~leaf.valid)
+        f = spec.feature
+        dtype = np.int64 if spec.fn.kind in _INT_KINDS else np.float64
+        values = leaf.values.astype(dtype, copy=False)
+        if f.name in filled and f.fill is not None:
+            values[~leaf.valid] = f.fill
+            out[f.name] = pa.array(values)
+        else:
+            out[f.name] = pa.array(values, mask=~leaf.valid)
     return out
 
 
@@ -398,6 +434,20 @@ def gap_columns(
         nothing = (np.full(rows.num_rows, np.nan), np.zeros(rows.num_rows, dtype=bool))
         return dict.fromkeys(GAP_STATS, nothing)
     row_code, code = _codes(rows.column(entity), days.column(entity))
+    # Only rows whose key has days can have a value: the rest stay null.
+    with_days = np.zeros(int(row_code.max(initial=0)) + 1, dtype=bool)
+    with_days[code[code >= 0]] = True
+    some = np.flatnonzero(with_days[row_code])
+    stats = _gap_stats(days, code, row_code[some], snap_s[some], median)
+    out = {}
+    for name, (values, valid) in stats.items():
+        full, ok = np.full(rows.num_rows, np.nan), np.zeros(rows.num_rows, dtype=bool)
+        full[some], ok[some] = values, valid
+        out[name] = (full, ok)
+    return out
+
+
+def _gap_stats(days: pa.Table, code, row_code, snap_s, median: bool):
     day = days.column("day").to_numpy().astype(np.int64)
     gap, nulls = _numbers(days.column("gap").cast(pa.int64()))
     known = np.ones(len(day), dtype=bool) if nulls is None else ~nulls
