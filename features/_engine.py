@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -289,14 +290,15 @@ def _micros(col: pa.ChunkedArray) -> np.ndarray:
 
 
 def _local() -> ibis.BaseBackend:
-    """The in-process DuckDB that assembles the rows (one per process)."""
-    global _LOCAL
-    if _LOCAL is None:
-        _LOCAL = connect("duckdb")
-    return _LOCAL
+    """The in-process DuckDB that evaluates the row formulas: one per thread (the flow
+    computes batches on parallel threads, and a connection serves one query at a time)."""
+    con = getattr(_LOCAL, "con", None)
+    if con is None:
+        con = _LOCAL.con = connect("duckdb")
+    return con
 
 
-_LOCAL: ibis.BaseBackend | None = None
+_LOCAL = threading.local()
 
 
 def _fit_families(users: pa.Table, families: tuple[Family, ...]) -> pa.Table:
