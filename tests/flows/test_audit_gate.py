@@ -1,7 +1,7 @@
 """The fairness audit as a promotion gate, through the registry, on a small world.
 
 A model trained on the world as it is passes. A challenger trained on a biased history does
-not: through a planted proxy it learned that women's past orders say little (70% of their
+not: through a planted proxy it learned that women's past orders say little (90% of their
 recorded outcomes in the training and calibration windows are replaced by coin flips at the
 same rate), so it ranks women by less than their data shows, and fewer of them get offers.
 The gate refuses it and the champion stays. Under the `mitigate` policy the audit's
@@ -81,7 +81,7 @@ def _register_biased(settings: Settings) -> str:
     y = f"y_{ctx.horizon}d"
     history = rows.slice.isin(["train", "calibrate"]).to_numpy() & _female(settings, rows.user_id)
     rng = np.random.default_rng(1)
-    flipped = history & (rng.random(len(rows)) < 0.7)
+    flipped = history & (rng.random(len(rows)) < 0.9)
     rate = rows.loc[history, y].mean()
     rows.loc[flipped, y] = (rng.random(int(flipped.sum())) < rate).astype(int)
     features = [c for c in frame.columns if c not in ("user_id", "snapshot_at")]
