@@ -11,37 +11,44 @@ strictly before the snapshot, the same subset:
 
 with Cadence's definitions (`features/_catalogue.py`, `features/_orders.py`): an order's age is
 (snapshot - ordered_at) in days at whole seconds (both times floored to the second first), a
-window keeps age <= w days, money sums are exact in billionths (64-bit fixed point), the standard
-deviation is Cadence's two-pass `exact_std` (each value's deviation from the group's exact
-mean, squared in floats, rounded to 1e-9, summed exactly, over n - 1; null below two values),
-and gaps run between distinct UTC order days that have ended by the snapshot (day + 1 <=
-snapshot day). `order_value_mean` is `spend_all / orders_all`, the catalogue's
-`order_value_{w}d` formula over all history. The catalogue has no standard deviation of order
-value: the Cadence row computes it on the same engine, in one more family built here from
-Cadence's own helpers (`group_mean`, `exact_std`, as `gap_std` is built), and the other rows
-must match it. Its two passes (the group mean before the squares) are why the "one pass" rows
-carry one window partition, and why the prefix-sums row gathers each group's orders for it.
-The peers take the mean gap as (last day - first day) / (days - 1): the gaps between sorted
-distinct days telescope, so it is the same exact sum over the same count.
+window keeps age <= w days, money sums are exact in billionths (64-bit fixed point: each value
+times 1e9 in floats, rounded half away from zero), and gaps run between distinct UTC order days
+that have ended by the snapshot (day + 1 <= snapshot day). `order_value_mean` is
+`spend_all / orders_all`, the catalogue's `order_value_{w}d` formula over all history.
+`order_value_std` is the catalogue's (`std_in` on `amount - first_amount`): each order's amount
+less the shopper's first order's amount (first by ordered_at, then by amount), d; with n
+orders, m1 = the fixed-point sum of d and m2 = that of d * d (each / 1e9), the variance is
+(m2 - m1 * m1 / n) / (n - 1), clamped at 0, and the std its square root (null below two
+orders). Every peer computes exactly that: the shift is a per-shopper value known before any
+snapshot (a window over the orders, before they meet the snapshots), and the rest are sums, so
+the one-pass rows stay one pass and the prefix-sums row answers it from prefix sums. The peers
+take the mean gap as (last day - first day) / (days - 1): the gaps between sorted distinct days
+telescope, so it is the same exact sum over the same count.
 
 Rows (each at 1 snapshot, the data's end, and at 12 weekly snapshots ending there):
-  1. Cadence's engine (DuckDB through Ibis), the `orders` and `gaps` families only: the
-     reference every other row is checked against.
-  2. Cadence, the `orders` family alone (all its features), and Cadence with every family the
-     engine builds from every raw table: times only (their other features have no peer).
+  1. Cadence's engine (`compute`, DuckDB through Ibis), its default `prefix` method (running
+     totals per shopper looked up at each snapshot), the `orders` and `gaps` families only, on
+     the order log alone: the reference every other row is checked against.
+  1b. The same with `method="join"`, the definition (every order joined to every later
+     snapshot): compared like the peers (the project's tests hold the two paths equal).
+  2. Cadence, times only (their other features have no peer): 2a. the `orders` family alone
+     (all its features); 2b. every family the engine builds from every raw table (prefix);
+     2c. the same with `method="join"` (slow at 200k users: `--skip-cadence-join-all`;
+     `--skip-cadence-all` leaves out 2b and 2c).
   3. Featuretools DFS with cutoff times per (user, snapshot), `include_cutoff_time=False` and
      one `training_window` per window (the windows are DFS calls of their own); the std is a
-     custom aggregation primitive with Cadence's formula, and each order day's gap to the
-     previous one is prepared in pandas (DFS then takes its mean). Slow: by default only at
-     1 snapshot (`--featuretools-max-snapshots 12` for both, `--skip-featuretools`).
-  4. Hand-written DuckDB SQL, one pass: orders joined to the snapshots, one GROUP BY (plus the
-     std's window over the same partition).
-  5. Polars, one pass: orders crossed with the snapshots, filtered, one group-by (plus the
-     std's window expression). Polars' float division can be 1 ulp off IEEE's, hence its
-     non-zero (but far below 1e-9) differences.
-  6. Polars + NumPy prefix sums: orders sorted by (user, time), cumulative counts and exact
-     sums, window bounds per (user, snapshot) by `np.searchsorted` (the std gathers each
-     group's orders, see above).
+     custom aggregation primitive with Cadence's formula over each order's shifted amount,
+     and each order day's gap to the previous one is prepared in pandas, as is the shift
+     (DFS then takes their aggregates). Slow: by default only at 1 snapshot
+     (`--featuretools-max-snapshots 12` for both, `--skip-featuretools`).
+  4. Hand-written DuckDB SQL, one pass: the shift a `first_value` window over the orders, then
+     orders joined to the snapshots and one GROUP BY.
+  5. Polars, one pass: the shift a window expression over the orders, then orders crossed with
+     the snapshots, filtered, one group-by. Polars' float division can be 1 ulp off IEEE's,
+     hence its non-zero (but far below 1e-9) differences.
+  6. Polars + NumPy prefix sums: orders sorted by (user, time, amount), cumulative counts and
+     exact sums (of amount, the shifted amount and its square, and order days), window bounds
+     per (user, snapshot) by `np.searchsorted`.
   7. The floor: a scan of the orders file and one aggregate per user (DuckDB), 1 snapshot;
      checked against Cadence's `orders_all`.
 
@@ -59,8 +66,7 @@ the Parquet file included), the best of `--repeat`.
 
 The default 1,460 days gives about 6 orders per user (measured: 2.2 at 400 days and 6.2 at
 1,400 with 5,000 users, 6.1 at 1,460 with 50,000), so about 1.2-1.3 million orders at 200,000
-users. Needs the `bench` extra
-(featuretools, polars).
+users. Needs the `bench` extra (featuretools, polars).
 """
 
 from __future__ import annotations
@@ -118,69 +124,41 @@ def _rint_n(x: np.ndarray) -> np.ndarray:
     return r.astype(np.int64)
 
 
-def _std_two_pass(x: np.ndarray, starts: np.ndarray, n: np.ndarray, s1: np.ndarray) -> np.ndarray:
-    """Cadence's `exact_std` per group of `x` (groups contiguous from `starts`, sizes `n`, exact
-    sums `s1` in 1e-9 units): deviations from the group mean, squares rounded to 1e-9."""
-    m = s1 / NANO / n.astype(np.float64)
-    d = x - np.repeat(m, n)
-    dd = np.add.reduceat(_rint_n(d * d), starts) if len(x) else np.zeros(0, np.int64)
+def _std_fixed(n: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
+    """Cadence's `std_in` from the count `n` and the exact sums `s1` of the shifted values and
+    `s2` of their squares (int64, 1e-9 units): (m2 - m1 * m1 / n) / (n - 1), clamped at 0,
+    its square root; NaN below two values."""
+    n = np.asarray(n, dtype=np.float64)
+    m1 = np.asarray(s1).astype(np.float64) / NANO
+    m2 = np.asarray(s2).astype(np.float64) / NANO
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.sqrt(dd / NANO / (n.astype(np.float64) - 1))
-    return np.where(n < 2, np.nan, out)
+        var = (m2 - m1 * m1 / n) / (n - 1)
+    var = np.where(var < 0, 0.0, var)
+    return np.where(n < 2, np.nan, np.sqrt(var))
 
 
 # --- 1-2. Cadence ---------------------------------------------------------------------------
-def _cadence_families(with_std: bool) -> tuple:
-    """The catalogue's `orders` and `gaps` families, and with `with_std` a family computing the
-    order value's sample std the way Cadence builds `gap_std` (its own helpers)."""
-    from cadence.features._catalogue import Family, Feature, exact_std, group_mean
-    from cadence.features._orders import GAPS, ORDERS
-
-    if not with_std:
-        return ORDERS, GAPS
-
-    def build(src, snaps):
-        import ibis
-
-        o = src["orders"]
-        e = o.select("user_id", "amount", ts=o.ordered_at)
-        j = e.join(snaps, e.ts < snaps.snapshot_at)
-        w = ibis.window(group_by=[j.user_id, j.snapshot_at])
-        j = j.mutate(dev=j.amount - group_mean(j.amount, w))
-        return j.group_by(["user_id", "snapshot_at"]).aggregate(order_value_std=exact_std(j.dev))
-
-    std = Family(
-        "order_value_std",
-        ("orders",),
-        "sample standard deviation of order value, all history (bench only)",
-        None,
-        build=build,
-        built_features=(
-            Feature("order_value_std", "orders", None, "float64", "sample std of order value"),
-        ),
-    )
-    return ORDERS, GAPS, std
-
-
-def cadence_families(orders: Path, snaps: list[pd.Timestamp], families) -> pa.Table:
-    """The engine's own assembly (`_assemble`, as `compute` runs it) for the given families, on
-    an order log alone: every shopper with an order before the snapshot, one row each."""
-    import ibis
-
-    from cadence.features import connect, load_sources
-    from cadence.features._engine import _assemble
-
-    con = connect("duckdb")
-    src = load_sources(con, {"orders": orders})
-    snap_t = ibis.memtable(pd.DataFrame({"snapshot_at": pd.to_datetime(snaps, utc=True)}))
-    return _assemble(src, snap_t, families).to_pyarrow()
-
-
-def cadence_all(tables: dict[str, Path], snaps: list[pd.Timestamp]) -> pa.Table:
+def cadence_subset(
+    orders: Path, snaps: list[pd.Timestamp], families: list[str], method: str = "prefix"
+) -> pa.Table:
+    """`compute` for the named families on an order log alone: every shopper with an order
+    before the snapshot, one row each."""
     from cadence.features import compute, connect, load_sources
 
     con = connect("duckdb")
-    return compute(con, load_sources(con, tables), [s.to_pydatetime() for s in snaps]).users
+    src = load_sources(con, {"orders": orders})
+    when = [s.to_pydatetime() for s in snaps]
+    return compute(con, src, when, method=method, families=families).users
+
+
+def cadence_all(
+    tables: dict[str, Path], snaps: list[pd.Timestamp], method: str = "prefix"
+) -> pa.Table:
+    from cadence.features import compute, connect, load_sources
+
+    con = connect("duckdb")
+    src = load_sources(con, tables)
+    return compute(con, src, [s.to_pydatetime() for s in snaps], method=method).users
 
 
 def cadence_frame(t: pa.Table) -> pd.DataFrame:
@@ -207,14 +185,16 @@ def featuretools_subset(orders: Path, snaps: list[pd.Timestamp]) -> pd.DataFrame
     window (`training_window`). Order times are floored to the second (exact: the snapshots
     are whole seconds, see `prefix_sums`); an order day's time is its last microsecond, so
     `time < cutoff` keeps the days that have ended; the gap to a user's previous order day is
-    prepared in pandas. The std is a custom aggregation primitive with Cadence's formula."""
+    prepared in pandas, as is each order's amount less the shopper's first (by microsecond,
+    then amount). The std is a custom aggregation primitive with Cadence's formula over it."""
     ft = import_featuretools()
     from featuretools.primitives import AggregationPrimitive, TimeSinceLast
     from woodwork.column_schema import ColumnSchema
     from woodwork.logical_types import Datetime, Double, Integer, Unknown
 
     class CadenceStd(AggregationPrimitive):
-        """Sample std as Cadence's `exact_std`: deviations from the exact mean, squares at 1e-9."""
+        """Sample std as Cadence's `std_in`: exact sums of the (shifted) values and of their
+        squares at 1e-9, then (m2 - m1 * m1 / n) / (n - 1)."""
 
         name = "cadence_std"
         input_types = [ColumnSchema(semantic_tags={"numeric"})]
@@ -225,20 +205,22 @@ def featuretools_subset(orders: Path, snaps: list[pd.Timestamp]) -> pd.DataFrame
         def get_function(self):
             def cadence_std(values):
                 x = np.asarray(values, dtype=np.float64)
-                n = np.array([len(x)])
-                s1 = np.array([_rint_n(x).sum()], dtype=np.float64)
-                return float(_std_two_pass(x, np.array([0]), n, s1)[0]) if len(x) else np.nan
+                return float(_std_fixed(len(x), _rint_n(x).sum(), _rint_n(x * x).sum()))
 
             return cadence_std
 
     o = pd.read_parquet(orders, columns=["order_id", "user_id", "ordered_at", "amount"])
+    o = o.sort_values(["user_id", "ordered_at", "amount"], kind="stable")
     ts_s = o["ordered_at"].astype("int64").to_numpy() // US
+    amount = o["amount"].to_numpy(np.float64)
     o = pd.DataFrame(
         {
             "order_id": o["order_id"].to_numpy(),
             "user_id": o["user_id"].to_numpy(),
             "ts": pd.to_datetime(ts_s, unit="s"),
-            "amount": o["amount"].to_numpy(np.float64),
+            "amount": amount,
+            "shifted": amount
+            - o.groupby("user_id", sort=False)["amount"].transform("first").to_numpy(),
         }
     )
     days = (
@@ -258,7 +240,7 @@ def featuretools_subset(orders: Path, snaps: list[pd.Timestamp]) -> pd.DataFrame
         "orders",
         index="order_id",
         time_index="ts",
-        logical_types={"user_id": Unknown, "ts": Datetime, "amount": Double},
+        logical_types={"user_id": Unknown, "ts": Datetime, "amount": Double, "shifted": Double},
     )
     es.add_dataframe(
         days[["day_key", "user_id", "day_end", "day", "gap"]],
@@ -295,8 +277,8 @@ def featuretools_subset(orders: Path, snaps: list[pd.Timestamp]) -> pd.DataFrame
             agg_primitives=["count", "sum", "mean", CadenceStd, since],
             primitive_options={
                 "count": {"include_dataframes": ["orders"]},
-                "sum": {"include_dataframes": ["orders"]},
-                "cadence_std": {"include_dataframes": ["orders"]},
+                "sum": {"include_columns": {"orders": ["amount"]}},
+                "cadence_std": {"include_columns": {"orders": ["shifted"]}},
                 "time_since_last": {"include_dataframes": ["orders"]},
                 "mean": {"include_columns": {"order_days": ["gap"], "orders": ["amount"]}},
             },
@@ -306,7 +288,7 @@ def featuretools_subset(orders: Path, snaps: list[pd.Timestamp]) -> pd.DataFrame
             {
                 "days_since_last_order": whole["TIME_SINCE_LAST(orders.ts, unit=days)"],
                 "order_value_mean": whole["MEAN(orders.amount)"],
-                "order_value_std": whole["CADENCE_STD(orders.amount)"],
+                "order_value_std": whole["CADENCE_STD(orders.shifted)"],
                 "gap_mean": whole["MEAN(order_days.gap)"],
             }
         )
@@ -314,6 +296,7 @@ def featuretools_subset(orders: Path, snaps: list[pd.Timestamp]) -> pd.DataFrame
             fm = ft.dfs(
                 agg_primitives=["count", "sum"],
                 ignore_dataframes=["order_days"],
+                ignore_columns={"orders": ["shifted"]},
                 training_window=f"{w} days",
                 **common,
             )[0]
@@ -326,8 +309,8 @@ def featuretools_subset(orders: Path, snaps: list[pd.Timestamp]) -> pd.DataFrame
 
 # --- 4. DuckDB SQL ------------------------------------------------------------------------------
 def duckdb_sql(orders: Path, snaps: list[pd.Timestamp]) -> pa.Table:
-    """One query: orders joined to the snapshots, one GROUP BY; the std's group mean is a window
-    over the same partition (its first pass)."""
+    """One query: each order's shift by the shopper's first order amount (a `first_value`
+    window over the orders), then orders joined to the snapshots and one GROUP BY."""
     import duckdb
 
     con = duckdb.connect()
@@ -339,31 +322,37 @@ def duckdb_sql(orders: Path, snaps: list[pd.Timestamp]) -> pa.Table:
         for w in WINDOWS
     )
     sql = f"""
-    WITH o AS (
-        SELECT user_id, epoch_us(ordered_at) AS ts_us, epoch_us(ordered_at) // {US} AS ts_s,
-               amount, round(amount * {NANO})::BIGINT AS amount_n
+    WITH r AS (
+        SELECT user_id, epoch_us(ordered_at) AS ts_us, amount,
+            amount - first_value(amount) OVER (
+                PARTITION BY user_id ORDER BY ordered_at, amount) AS d
         FROM read_parquet(?)
+    ), o AS (
+        SELECT user_id, ts_us, ts_us // {US} AS ts_s,
+            round(amount * {NANO})::BIGINT AS amount_n,
+            round(d * {NANO})::BIGINT AS d_n,
+            round(d * d * {NANO})::BIGINT AS dd_n
+        FROM r
     ), j AS (
-        SELECT o.*, s.snap_us, s.snap_s, s.snap_day_s, s.snap_s - o.ts_s AS age_s,
-            amount - (sum(amount_n) OVER g)::DOUBLE / {NANO} / (count(*) OVER g)::DOUBLE
-                AS dev
+        SELECT o.*, s.snap_us, s.snap_day_s, s.snap_s - o.ts_s AS age_s
         FROM o JOIN snaps s ON o.ts_us < s.snap_us
-        WINDOW g AS (PARTITION BY o.user_id, s.snap_us)
     ), a AS (
         SELECT user_id, snap_us,
             {windows},
             min(age_s) / {float(DAY_S)} AS days_since_last_order,
             count(*)::DOUBLE AS n,
             sum(amount_n)::DOUBLE / {NANO} AS s1,
-            sum(round(dev * dev * {NANO})::BIGINT)::DOUBLE / {NANO} AS dd,
+            sum(d_n)::DOUBLE / {NANO} AS m1,
+            sum(dd_n)::DOUBLE / {NANO} AS m2,
             count(DISTINCT ts_s // {DAY_S}) FILTER (WHERE ts_s < snap_day_s)::DOUBLE AS k,
             (max(ts_s // {DAY_S}) FILTER (WHERE ts_s < snap_day_s)
              - min(ts_s // {DAY_S}) FILTER (WHERE ts_s < snap_day_s))::DOUBLE AS span
         FROM j GROUP BY user_id, snap_us
     )
-    SELECT * EXCLUDE (n, s1, dd, k, span),
+    SELECT * EXCLUDE (n, s1, m1, m2, k, span),
         s1 / n AS order_value_mean,
-        CASE WHEN n >= 2 THEN sqrt(dd / (n - 1)) END AS order_value_std,
+        CASE WHEN n >= 2 THEN sqrt(greatest((m2 - m1 * m1 / n) / (n - 1), 0)) END
+            AS order_value_std,
         -- the mean gap between k sorted distinct days telescopes to (last - first) / (k - 1)
         CASE WHEN k >= 2 THEN span / (k - 1) END AS gap_mean
     FROM a
@@ -372,6 +361,14 @@ def duckdb_sql(orders: Path, snaps: list[pd.Timestamp]) -> pa.Table:
 
 
 # --- 5. Polars, one pass ----------------------------------------------------------------------
+def _fixed(x):
+    """A Polars float expression in int64 billionths, as Cadence's `fixed` (half away from
+    zero; Polars' default rounds ties to even)."""
+    import polars as pl
+
+    return (x * NANO).round(mode="half_away_from_zero").cast(pl.Int64)
+
+
 def _polars_orders(orders: Path):
     import polars as pl
 
@@ -380,24 +377,24 @@ def _polars_orders(orders: Path):
         "amount",
         ts_us=pl.col("ordered_at").dt.epoch("us"),
         ts_s=pl.col("ordered_at").dt.epoch("us") // US,
-        amount_n=(pl.col("amount") * NANO).round().cast(pl.Int64),
+        amount_n=_fixed(pl.col("amount")),
     )
 
 
 def polars_one_pass(orders: Path, snaps: list[pd.Timestamp]):
-    """Orders crossed with the snapshots, filtered to `ts < snapshot`, one group-by (the std's
-    group mean a window expression over the same keys)."""
+    """The shift by the shopper's first order amount a window expression over the orders;
+    then orders crossed with the snapshots, filtered to `ts < snapshot`, one group-by."""
     import polars as pl
 
     s = pl.from_pandas(_snap_frame(snaps)).lazy()
-    j = _polars_orders(orders).join(s, how="cross").filter(pl.col("ts_us") < pl.col("snap_us"))
-    mean = pl.col("amount_n").sum().over(KEYS).cast(pl.Float64) / NANO
-    dev = pl.col("amount") - mean / pl.len().over(KEYS).cast(pl.Float64)
+    first = pl.col("amount").sort_by("ts_us", "amount").first().over("user_id")
+    o = _polars_orders(orders).with_columns(d=pl.col("amount") - first)
+    o = o.with_columns(d_n=_fixed(pl.col("d")), dd_n=_fixed(pl.col("d") * pl.col("d")))
+    j = o.join(s, how="cross").filter(pl.col("ts_us") < pl.col("snap_us"))
     j = j.with_columns(
         age_s=pl.col("snap_s") - pl.col("ts_s"),
         day=pl.col("ts_s") // DAY_S,
         ended=pl.col("ts_s") < pl.col("snap_day_s"),
-        dd_n=(dev * dev * NANO).round().cast(pl.Int64),
     )
     aggs = []
     for w in WINDOWS:
@@ -412,7 +409,8 @@ def polars_one_pass(orders: Path, snaps: list[pd.Timestamp]):
         (pl.col("age_s").min() / float(DAY_S)).alias("days_since_last_order"),
         pl.len().alias("n"),
         pl.col("amount_n").sum().alias("s1"),
-        pl.col("dd_n").sum().alias("dd"),
+        pl.col("d_n").sum().alias("m1"),
+        pl.col("dd_n").sum().alias("m2"),
         day.n_unique().alias("k"),
         (day.max() - day.min()).alias("span"),
     )
@@ -420,27 +418,28 @@ def polars_one_pass(orders: Path, snaps: list[pd.Timestamp]):
     # 86400.0): the reason this row's largest difference is not 0.
     n = pl.col("n").cast(pl.Float64)
     k = pl.col("k").cast(pl.Float64)
+    m1 = pl.col("m1").cast(pl.Float64) / NANO
+    m2 = pl.col("m2").cast(pl.Float64) / NANO
+    var = (m2 - m1 * m1 / n) / (n - 1)
     out = g.with_columns(
         *(pl.col(f"spend_{w}d").cast(pl.Float64) / NANO for w in WINDOWS),
         order_value_mean=pl.col("s1").cast(pl.Float64) / NANO / n,
-        order_value_std=pl.when(n >= 2).then(
-            (pl.col("dd").cast(pl.Float64) / NANO / (n - 1)).sqrt()
-        ),
+        order_value_std=pl.when(n >= 2).then(var.clip(lower_bound=0.0).sqrt()),
         gap_mean=pl.when(k >= 2).then(pl.col("span").cast(pl.Float64) / (k - 1)),
     )
-    return out.drop("n", "s1", "dd", "k", "span").collect()
+    return out.drop("n", "s1", "m1", "m2", "k", "span").collect()
 
 
 # --- 6. Polars + NumPy prefix sums ------------------------------------------------------------
 def prefix_sums(orders: Path, snaps: list[pd.Timestamp]) -> pd.DataFrame:
-    """Orders sorted by (user, second); key = user * span + second, so one `np.searchsorted`
-    over all users finds each (user, bound). Whole seconds are exact because the snapshots are
-    whole seconds: ts_us < snap_us iff floor(ts_us / 1e6) < snap_s. Counts, exact spend and
-    distinct order days come from prefix sums; the std needs each group's mean before its
-    squares, so it gathers the group's orders (`_std_two_pass`)."""
+    """Orders sorted by (user, time, amount); key = user * span + second, so one
+    `np.searchsorted` over all users finds each (user, bound). Whole seconds are exact because
+    the snapshots are whole seconds: ts_us < snap_us iff floor(ts_us / 1e6) < snap_s. Counts,
+    exact spend, distinct order days and the std's exact sums (of each amount less the
+    shopper's first, the first row in this order, and of its square) come from prefix sums."""
     import polars as pl
 
-    o = _polars_orders(orders).sort(["user_id", "ts_s"]).collect()
+    o = _polars_orders(orders).sort(["user_id", "ts_us", "amount"]).collect()
     user = o["user_id"]
     ts = o["ts_s"].to_numpy()
     amount = o["amount"].to_numpy()
@@ -449,6 +448,7 @@ def prefix_sums(orders: Path, snaps: list[pd.Timestamp]) -> pd.DataFrame:
     new_user[1:] = (user[1:] != user[:-1]).to_numpy()
     starts = np.flatnonzero(new_user)
     code = np.cumsum(new_user) - 1
+    d = amount - amount[starts][code]  # less the shopper's first order's amount
     ids = user.gather(pl.Series(starts)).to_numpy()
     day = ts // DAY_S
     new_day = new_user.copy()
@@ -463,6 +463,8 @@ def prefix_sums(orders: Path, snaps: list[pd.Timestamp]) -> pd.DataFrame:
         return out
 
     c1 = prefix(o["amount_n"].to_numpy())
+    cs1 = prefix(_rint_n(d))
+    cs2 = prefix(_rint_n(d * d))
     cd = prefix(new_day.astype(np.int64))
     snap_s = [s.value // 1000 // US for s in snaps]
     t0 = int(min(ts.min(), *snap_s))
@@ -488,10 +490,7 @@ def prefix_sums(orders: Path, snaps: list[pd.Timestamp]) -> pd.DataFrame:
         cnt = hi - lo_all
         s1 = (c1[hi] - c1[lo_all]).astype(np.float64)
         part["order_value_mean"] = s1 / NANO / cnt
-        # the std: each group's orders gathered (contiguous in the sorted order)
-        offsets = np.cumsum(cnt) - cnt
-        rows = np.arange(cnt.sum()) - np.repeat(offsets - lo_all, cnt)
-        part["order_value_std"] = _std_two_pass(amount[rows], offsets, cnt, s1)
+        part["order_value_std"] = _std_fixed(cnt, cs1[hi] - cs1[lo_all], cs2[hi] - cs2[lo_all])
         # gaps: distinct days that have ended; their mean telescopes to (last - first) / (k - 1)
         hd = bound(sec // DAY_S * DAY_S)[has]
         k = (cd[hd] - cd[lo_all]).astype(np.float64)
@@ -516,6 +515,10 @@ def floor_scan(orders: Path, snaps: list[pd.Timestamp]) -> pa.Table:
 
 
 # --- comparison ------------------------------------------------------------------------------
+def cadence_to_frame(t: pa.Table) -> pd.DataFrame:
+    return to_frame(cadence_frame(t))
+
+
 def to_frame(x) -> pd.DataFrame:
     if isinstance(x, pa.Table):
         x = x.to_pandas()
@@ -577,6 +580,7 @@ class Row:
     cells: dict[int, str] = dataclasses.field(default_factory=dict)
     worst: str | None = None  # per snapshot count run, '; '-joined
     notes: list[str] = dataclasses.field(default_factory=list)
+    frame: Callable[[object], pd.DataFrame] = to_frame  # the output, keyed and sorted
 
 
 def _best(fn, snaps, repeat: int):
@@ -612,6 +616,11 @@ def main() -> None:
     )
     ap.add_argument(
         "--skip-cadence-all", action="store_true", help="leave out Cadence's every-family rows"
+    )
+    ap.add_argument(
+        "--skip-cadence-join-all",
+        action="store_true",
+        help="leave out Cadence's every-family row on the join path (slow)",
     )
     args = ap.parse_args()
 
@@ -651,8 +660,9 @@ def main() -> None:
             if (raw / "users.parquet").exists()
             else len(ids.column("user_id").unique())
         )
-        # Exact int64 sums of squared amounts (1e-9 units) per user: refuse data where they
-        # could overflow rather than print wrong numbers.
+        # Exact int64 sums of squared shifted amounts (1e-9 units; a shift by the first order
+        # at most doubles a value) per user: refuse data where they could overflow rather
+        # than print wrong numbers.
         per_user = ids.group_by("user_id").aggregate([("amount", "count")])
         most = int(pa.compute.max(per_user.column("amount_count")).as_py())
         top = float(pa.compute.max(pa.compute.abs(ids.column("amount"))).as_py())
@@ -668,29 +678,43 @@ def main() -> None:
             f"{snaps12[0]:%Y-%m-%d} .. {snaps12[-1]:%Y-%m-%d}"
         )
 
-        subset_fams = _cadence_families(with_std=True)
-        (orders_fam, _) = _cadence_families(with_std=False)
+        subset_fams = ["orders", "gaps"]
         reference = Row(
-            "1. Cadence engine: orders + gaps (+ std) families = reference",
-            lambda s: cadence_families(orders, s, subset_fams),
+            "1. Cadence engine: orders + gaps families (prefix) = reference",
+            lambda s: cadence_subset(orders, s, subset_fams),
             SUBSET,
+            frame=cadence_to_frame,
         )
         rows = [
             reference,
             Row(
+                "1b. Cadence engine: orders + gaps families, join (the definition)",
+                lambda s: cadence_subset(orders, s, subset_fams, method="join"),
+                SUBSET,
+                frame=cadence_to_frame,
+            ),
+            Row(
                 "2a. Cadence engine: orders family only (all its features)",
-                lambda s: cadence_families(orders, s, (orders_fam,)),
+                lambda s: cadence_subset(orders, s, ["orders"]),
                 None,
             ),
         ]
         if not args.skip_cadence_all:
             rows.append(
                 Row(
-                    "2b. Cadence engine: every family, every raw table",
+                    "2b. Cadence engine: every family, every raw table (prefix)",
                     lambda s: cadence_all(tables, s),
                     None,
                 )
             )
+            if not args.skip_cadence_join_all:
+                rows.append(
+                    Row(
+                        "2c. Cadence engine: every family, every raw table, join",
+                        lambda s: cadence_all(tables, s, method="join"),
+                        None,
+                    )
+                )
         if args.skip_featuretools:
             rows.append(
                 Row("3. Featuretools DFS", None, SUBSET, 0, "skipped", "--skip-featuretools")
@@ -739,7 +763,7 @@ def main() -> None:
                 print(f"  running {row.label} at {k} snapshot(s)...", flush=True)
                 out, seconds = _best(row.fn, snaps, args.repeat)
                 if row is reference:
-                    refs[k] = to_frame(cadence_frame(out))
+                    refs[k] = row.frame(out)
                     row.cells[k] = f"{seconds:.2f}"
                     row.worst = "0 (the reference)"
                     row.notes.append(f"{k} snapshot(s): {len(refs[k]):,} (user, snapshot) rows")
@@ -747,7 +771,7 @@ def main() -> None:
                 if row.columns is None:
                     row.cells[k] = f"{seconds:.2f}"
                     continue
-                worst, problem = compare(refs[k], to_frame(out), row.columns)
+                worst, problem = compare(refs[k], row.frame(out), row.columns)
                 row.worst = worst if k == 1 or row.worst is None else f"{row.worst}; {worst}"
                 if problem is None:
                     row.cells[k] = f"{seconds:.2f}"
