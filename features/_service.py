@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import ibis.expr.types as ir
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from cadence.features._catalogue import (
+    DAY,
     Declare,
     Family,
     Feature,
@@ -16,6 +20,7 @@ from cadence.features._catalogue import (
     ratio,
     sum_of,
 )
+from cadence.features._prefix import US
 
 MEMBERSHIPS = ("basic", "plus", "vip")
 DEVICES = ("ios", "android", "web", "mini_program")
@@ -184,6 +189,33 @@ def _profile(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
     return j.select("user_id", "snapshot_at", **cols)
 
 
+def _profile_prefix(src: dict[str, ir.Table], rows: pa.Table) -> dict[str, pa.Array]:
+    """`_profile` without the join: each row's shopper looked up in the users table (every row
+    of the population signed up before its snapshot, so the join has each of them)."""
+    u = src["users"]
+    users = u.select("user_id", "signup_at", "city_tier", "membership", "device", "region")
+    users = users.to_pyarrow()
+    at = pc.index_in(rows.column("user_id"), value_set=users.column("user_id"))
+    mine = users.take(at)
+    signup = mine.column("signup_at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    snap = rows.column("snapshot_at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    seconds = np.floor_divide(snap.to_numpy(), US) - np.floor_divide(
+        pc.fill_null(signup, 0).to_numpy(), US
+    )
+    out = {
+        "tenure_days": pa.array(
+            seconds.astype(np.float64) / DAY, mask=signup.is_null().to_numpy(zero_copy_only=False)
+        ),
+        "city_tier": mine.column("city_tier").cast(pa.int64()).combine_chunks(),
+    }
+    for column, values in (("membership", MEMBERSHIPS), ("device", DEVICES), ("region", REGIONS)):
+        col = mine.column(column)
+        for v in values:
+            hit = pc.fill_null(pc.equal(col, v), False)
+            out[f"{column}_{v}"] = hit.cast(pa.int64()).combine_chunks()
+    return out
+
+
 PROFILE = Family(
     "profile",
     ("users",),
@@ -191,6 +223,7 @@ PROFILE = Family(
     None,
     build=_profile,
     built_features=PROFILE_FEATURES,
+    prefix=_profile_prefix,
 )
 
 d = Declare("trends")
