@@ -220,23 +220,6 @@ def exact_mean(value: ir.Value) -> ir.Value:
     return ratio(exact_sum(value), value.count())
 
 
-def group_mean(value: ir.Value, window) -> ir.Value:
-    """The exact mean of `value` over each row's `window` partition (a window function)."""
-    total = fixed(value).sum().over(window).cast("float64") / SCALE
-    return ratio(total, value.count().over(window))
-
-
-def exact_std(deviation: ir.Value) -> ir.Value:
-    """Sample standard deviation from each value's deviation from its group's mean
-    (`value - group_mean(value, window)`), summed exactly: two passes, so values that are all
-    equal give exactly 0, where sums of squares lose the difference to rounding. Null below
-    two values."""
-    d = deviation.cast("float64")
-    n = d.count().cast("float64")
-    var = exact_sum(d * d) / (n - 1)
-    return (n < 2).ifelse(ibis.null("float64"), var.sqrt())
-
-
 def sum_in(
     j: ir.Table, value: ir.Value, window: int | None, where: ir.BooleanValue | None = None
 ) -> ir.Value:

@@ -265,21 +265,6 @@ def test_the_order_value_std_is_exact_and_zero_for_equal_values(tmp_path):
     assert users.loc["mixed", "order_value_std"] == pytest.approx(expected, rel=1e-12)
 
 
-def test_a_standard_deviation_of_equal_prices_is_exactly_zero():
-    """Prices of 19.99 three times: a sum of squares leaves 3.4e-7 of rounding behind; the
-    deviations from the exact mean leave none."""
-    import ibis
-
-    from cadence.features._catalogue import exact_std, group_mean
-
-    t = ibis.memtable({"g": ["a"] * 3 + ["b"] * 3, "x": [19.99] * 3 + [1.0, 2.0, 4.0]})
-    t = t.mutate(dev=t.x - group_mean(t.x, ibis.window(group_by=t.g)))
-    out = connect("duckdb").execute(t.group_by("g").aggregate(std=exact_std(t.dev)).order_by("g"))
-    assert out["std"].tolist()[0] == 0.0
-    # Each squared deviation is kept to 9 decimals, as every exact sum is.
-    assert out["std"].tolist()[1] == pytest.approx(np.std([1.0, 2.0, 4.0], ddof=1), abs=1e-9)
-
-
 def test_the_cart_at_a_snapshot_is_each_items_last_action_before_it(tmp_path):
     """Per item, the last event strictly before the snapshot (by time, then id) decides:
     an add left in the cart counts, a remove or checkout takes it out, an event at the
