@@ -551,10 +551,12 @@ class PerSnapshot:
         first = np.ones(len(code), dtype=bool)
         first[1:] = code[1:] != code[:-1]
         self.starts = np.flatnonzero(first)
+        # Rows' shoppers are numbered 0..n-1 (`_codes`): each one's block, or -1 without events.
+        block_of = np.full(int(row_code.max(initial=-1)) + 1, -1, dtype=np.int64)
         block_code = code[self.starts]
-        b = np.minimum(np.searchsorted(block_code, row_code), max(len(block_code) - 1, 0))
-        known = (b < len(block_code)) & (block_code[b] == row_code) if len(block_code) else b < 0
-        self.row_block = np.where(known, b, -1)
+        mine = block_code >= 0
+        block_of[block_code[mine]] = np.flatnonzero(mine)
+        self.row_block = block_of[row_code]
         self.events = events
         self.snap_us = _micros(rows.column("snapshot_at").combine_chunks())
 
