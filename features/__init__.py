@@ -13,11 +13,13 @@ from cadence.features._docs import catalogue_markdown
 from cadence.features._engine import (
     ENGINES,
     FeatureInputError,
+    Prepared,
     Result,
     available,
     compute,
     connect,
     load_sources,
+    prepare,
     split_by_family,
 )
 from cadence.features._manifest import (
@@ -33,6 +35,7 @@ __all__ = [
     "FeatureInputError",
     "FeatureManifest",
     "MissingFeatures",
+    "Prepared",
     "Result",
     "available",
     "catalogue_markdown",
@@ -42,6 +45,7 @@ __all__ = [
     "default_grid",
     "load_sources",
     "parse_snapshots",
+    "prepare",
     "read_manifest",
     "split_by_family",
     "write_manifest",

@@ -309,18 +309,23 @@ d(
 )
 
 
-def _coupons_prefix(src: dict[str, ir.Table], rows: pa.Table) -> dict[str, pa.Array]:
+def _coupons_prefix(src: dict[str, ir.Table]):
     """The coupon features that depend on the snapshot (redeemed, open, days left), as the
-    join computes them: over coupons issued before the snapshot, null for a shopper with none."""
+    join computes them: over coupons issued before the snapshot, null for a shopper with none.
+    The coupons are read once; the returned function answers a batch of rows."""
     c = src["coupons"]
     ev = c.select("user_id", "issued_at", "redeemed_at", "expires_at").to_pyarrow()
-    g = PerSnapshot(ev, "user_id", rows)
+    g = PerSnapshot(ev, "user_id")
     issued, redeemed, expires = (g.micros(n) for n in ("issued_at", "redeemed_at", "expires_at"))
     redeemed_s = np.floor_divide(redeemed, US)
     expires_s = np.floor_divide(expires, US)
+    return lambda rows: _coupon_state(g, issued, redeemed, expires, redeemed_s, expires_s, rows)
+
+
+def _coupon_state(g: PerSnapshot, issued, redeemed, expires, redeemed_s, expires_s, rows):
     n = rows.num_rows
     out = {name: (np.zeros(n), np.zeros(n, dtype=bool)) for name in _COUPON_STATE}
-    for s_us, r, block in g.snapshots():
+    for s_us, r, block in g.snapshots(rows):
         s_s = s_us // US
         held = issued < s_us
         used = held & (redeemed != NULL_TIME) & (redeemed < s_us)

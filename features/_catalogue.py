@@ -116,10 +116,10 @@ class Family:
     extra: Callable[[dict[str, ir.Table], ir.Table], ir.Table] | None = None
     order: tuple[str, ...] = ()  # the columns' order, where it is not declaration order
     # The prefix path's own computation of `build` (or of `extra` and the aggregates that are
-    # not `Agg`s): the (entity, snapshot) rows
-    # -> one array per built feature, row-aligned. A second implementation, held to the
-    # first by `tests/features/test_prefix.py`.
-    prefix: Callable[[dict[str, ir.Table], pa.Table], dict[str, pa.Array]] | None = None
+    # not `Agg`s): it reads the raw tables once per build and returns a function from a batch
+    # of (entity, snapshot) rows to one array per built feature, row-aligned. A second
+    # implementation, held to the first by `tests/features/test_prefix.py`.
+    prefix: Callable[[dict[str, ir.Table]], Callable[[pa.Table], dict[str, pa.Array]]] | None = None
 
     @property
     def features(self) -> tuple[Feature, ...]:

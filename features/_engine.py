@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
+import functools
 import os
 import shutil
 import tempfile
@@ -26,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cadence.features._catalogue import Family
-from cadence.features._prefix import event_plan, fast_specs, prefix_columns
+from cadence.features._prefix import PrefixGroup, event_plan, fast_specs
 from cadence.features.catalogue import NODE_FAMILIES, USER_FAMILIES
 
 ENGINES = ("duckdb", "spark")
@@ -111,55 +112,143 @@ def compute(
     node features only when none are). `prefix` (the default) computes the families' window
     aggregates from per-shopper running totals (`_prefix.py`); `join` joins each event to
     every later snapshot, as the formulas are written. Both give the same values."""
+    return prepare(con, src, snapshots, method=method, families=families).compute(src, snapshots)
+
+
+def prepare(
+    con: ibis.BaseBackend,
+    src: dict[str, ir.Table],
+    snapshots: Sequence[dt.datetime],
+    *,
+    method: str = "prefix",
+    families: Sequence[str] | None = None,
+) -> Prepared:
+    """Reads what a build of `snapshots` needs once: who is present when, and (prefix) each
+    group of families' events, sorted. `Prepared.compute` then builds any batch of those
+    snapshots, from any thread, at the cost of that batch's rows."""
     if method not in METHODS:
         raise FeatureInputError(f"method must be one of {METHODS}, got '{method}'")
-    snaps = ibis.memtable(pd.DataFrame({"snapshot_at": pd.to_datetime(list(snapshots), utc=True)}))
     wanted = USER_FAMILIES
     if families is not None:
         unknown = set(families) - {f.name for f in USER_FAMILIES}
         if unknown:
             raise FeatureInputError(f"no feature family named {sorted(unknown)}")
         wanted = tuple(f for f in USER_FAMILIES if f.name in families)
-    families = available(wanted, set(src))
-    rows = _utc(_population(src, snaps).order_by(KEYS).to_pyarrow())
-    columns: dict[str, pa.Array] = {}  # row-aligned, from the prefix path
-    parts: list[pa.Table] = []  # keyed by (user, snapshot), from the engine
-    later: list[Family] = []  # families whose derived features wait for the assembled row
-    shared: dict[object, list] = {}  # prepare -> the fast specs of every family using it
-    for fam in families:
-        if fam.on_row or fam.fitted is not None:
-            continue
-        prefix = method == "prefix"
-        fast, rest = fast_specs(fam) if prefix and fam.prepare else ([], [])
-        if not fast and not (prefix and fam.prefix):
-            parts.append(_utc(fam.compute(src, snaps).to_pyarrow()))
-            continue
-        if fast:
-            shared.setdefault((fam.prepare, fam.entity), []).extend(fast)
-        if fam.prefix is not None:  # the rest, and the extra columns
-            columns.update(fam.prefix(src, rows))
+    return Prepared(src, snapshots, method, wanted)
+
+
+class Prepared:
+    """A build's shared inputs (see `prepare`); read-only once made."""
+
+    def __init__(
+        self,
+        src: dict[str, ir.Table],
+        snapshots: Sequence[dt.datetime],
+        method: str,
+        wanted: tuple[Family, ...],
+    ) -> None:
+        self.snapshots = frozenset(_micros_of(snapshots))
+        self.families = families = available(wanted, set(src))
+        self.with_nodes = wanted is USER_FAMILIES
+        self.population = _Population(src)
+        self.queries = []  # (src, snaps) -> a keyed part, from the engine, per batch
+        self.evaluators = []  # rows -> row-aligned columns (the families' own prefix forms)
+        self.later: list[Family] = []  # families whose derived features wait for the row
+        shared: dict[object, list] = {}  # prepare -> the fast specs of every family using it
+        for fam in families:
+            if fam.on_row or fam.fitted is not None:
+                continue
+            prefix = method == "prefix"
+            fast, rest = fast_specs(fam) if prefix and fam.prepare else ([], [])
+            if not fast and not (prefix and fam.prefix):
+                self.queries.append(fam.compute)
+                continue
+            if fast:
+                shared.setdefault((fam.prepare, fam.entity), []).extend(fast)
+            if fam.prefix is not None:  # the rest, and the extra columns
+                self.evaluators.append(fam.prefix(src))
+            else:
+                if rest:
+                    self.queries.append(functools.partial(_aggregate, fam, rest))
+                if fam.extra is not None:
+                    self.queries.append(fam.extra)
+            self.later.append(fam)
+        # Families built from the same events read and sort them once. Columns no formula
+        # reads before the fills come filled.
+        self.filled = frozenset(
+            f.name for fam in families for f in fam.features if f.fill is not None
+        ) - _read_by_derived(self.later)
+        snaps_us = np.array(sorted(self.snapshots), dtype=np.int64)
+        self.groups = [
+            PrefixGroup(specs, event_plan(prep, entity, src, specs), entity, snaps_us)
+            for (prep, entity), specs in shared.items()
+        ]
+
+    def compute(self, src: dict[str, ir.Table], snapshots: Sequence[dt.datetime]) -> Result:
+        """Every feature at `snapshots` (some of the prepared ones); `src` are the raw tables
+        on the caller's connection (the engine's own parts are queried there)."""
+        outside = set(_micros_of(snapshots)) - self.snapshots
+        if outside:
+            raise ValueError(f"{len(outside)} snapshot(s) were not prepared for this build")
+        rows = self.population.rows(snapshots)
+        snaps = ibis.memtable(
+            pd.DataFrame({"snapshot_at": pd.to_datetime(list(snapshots), utc=True)})
+        )
+        columns: dict[str, pa.Array] = {}  # row-aligned
+        for group in self.groups:
+            columns.update(group.columns(rows, self.filled))
+        for evaluate in self.evaluators:
+            columns.update(evaluate(rows))
+        parts = [_utc(query(src, snaps).to_pyarrow()) for query in self.queries]
+        families = self.families
+        users = _fit_families(_assemble(rows, columns, parts, self.later, families), families)
+        nodes = None
+        node_families = available(NODE_FAMILIES, set(src))
+        if node_families and self.with_nodes:
+            nodes = node_families[0].compute(src, snaps).order_by(["node_id", "snapshot_at"])
+            nodes = _utc(nodes.to_pyarrow())
+        return Result(_utc(users), nodes, families)
+
+
+def _aggregate(fam: Family, specs, src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
+    return fam.aggregate(src, snaps, specs)
+
+
+def _micros_of(snapshots: Sequence[dt.datetime]) -> list[int]:
+    stamps = pd.to_datetime(list(snapshots), utc=True)
+    return [int(x) for x in stamps.as_unit("us").asi8]
+
+
+class _Population:
+    """Every shopper and the time from which they are present: signed up (or, in an order
+    log, first ordered). A snapshot's rows are the shoppers present strictly before it."""
+
+    def __init__(self, src: dict[str, ir.Table]) -> None:
+        if "users" in src:
+            u = src["users"]
+            table = u.select("user_id", since=u.signup_at)
         else:
-            if rest:
-                parts.append(_utc(fam.aggregate(src, snaps, rest).to_pyarrow()))
-            if fam.extra is not None:
-                parts.append(_utc(fam.extra(src, snaps).to_pyarrow()))
-        later.append(fam)
-    # Families built from the same events read and sort them once. Columns no formula reads
-    # before the fills come filled.
-    filled = frozenset(
-        f.name for fam in families for f in fam.features if f.fill is not None
-    ) - _read_by_derived(later)
-    for (prepare, entity), specs in shared.items():
-        plan = event_plan(prepare, entity, src, specs)
-        events = plan.table.to_pyarrow()
-        columns.update(prefix_columns(specs, plan, events, entity, rows, filled))
-    users = _fit_families(_assemble(rows, columns, parts, later, families), families)
-    nodes = None
-    node_families = available(NODE_FAMILIES, set(src))
-    if node_families and wanted is USER_FAMILIES:
-        nodes = node_families[0].compute(src, snaps).order_by(["node_id", "snapshot_at"])
-        nodes = _utc(nodes.to_pyarrow())
-    return Result(_utc(users), nodes, families)
+            o = src["orders"]
+            table = o.group_by("user_id").aggregate(since=o.ordered_at.min())
+        table = table.filter(table.user_id.notnull()).to_pyarrow()
+        order = pc.sort_indices(table, [("user_id", "ascending")])
+        table = table.take(order)
+        self.ids = table.column("user_id").combine_chunks()
+        since = _micros(table.column("since"), null=np.iinfo(np.int64).max)
+        self.since = since
+
+    def rows(self, snapshots: Sequence[dt.datetime]) -> pa.Table:
+        """(user_id, snapshot_at) of everyone present at each snapshot, sorted by both."""
+        snaps = np.unique(np.array(_micros_of(snapshots), dtype=np.int64))
+        user, at = np.nonzero(self.since[:, None] < snaps[None, :])
+        return pa.table(
+            {
+                "user_id": self.ids.take(user),
+                "snapshot_at": pa.array(snaps[at], type=pa.int64()).cast(
+                    pa.timestamp("us", tz="UTC")
+                ),
+            }
+        )
 
 
 def _read_by_derived(families: list[Family]) -> frozenset[str]:
@@ -171,17 +260,6 @@ def _read_by_derived(families: list[Family]) -> frozenset[str]:
         for s in fam.derived:
             names |= {field.name for field in s.fn(t).op().find(ops.Field)}
     return frozenset(names)
-
-
-def _population(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
-    """Every shopper present at each snapshot: signed up (or, in an order log, first ordered)
-    before it."""
-    if "users" in src:
-        u = src["users"]
-        return u.join(snaps, u.signup_at < snaps.snapshot_at).select("user_id", "snapshot_at")
-    o = src["orders"]
-    first = o.group_by("user_id").aggregate(first=o.ordered_at.min())
-    return first.join(snaps, first.first < snaps.snapshot_at).select("user_id", "snapshot_at")
 
 
 def _assemble(
@@ -279,8 +357,9 @@ class _RowIndex:
         return pa.array(at, mask=at < 0)
 
 
-def _micros(col: pa.ChunkedArray) -> np.ndarray:
-    return col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
+def _micros(col: pa.ChunkedArray, *, null: int | None = None) -> np.ndarray:
+    us = col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    return (us if null is None else pc.fill_null(us, null)).to_numpy()
 
 
 def _local() -> ibis.BaseBackend:

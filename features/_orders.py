@@ -37,7 +37,7 @@ from cadence.features._catalogue import (
     sum_of,
     weekday_of,
 )
-from cadence.features._prefix import gap_columns, to_arrays
+from cadence.features._prefix import GapIndex, to_arrays
 
 CYCLE_CATEGORIES = ("infant_formula", "diapers", "pet_food", "coffee", "skincare", "household")
 OTHER_CATEGORIES = ("snacks", "electronics", "apparel", "books", "appliances", "toys")
@@ -226,10 +226,10 @@ def _gaps(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
     return g.select("user_id", "snapshot_at", *[f.name for f in GAPS_FEATURES])
 
 
-def _gaps_prefix(src: dict[str, ir.Table], rows: pa.Table) -> dict[str, pa.Array]:
-    days = order_days(_orders(src), ["user_id"]).to_pyarrow()
-    stats = gap_columns(days, "user_id", rows)
-    return to_arrays(stats, [(f.name, f.name) for f in GAPS_FEATURES])
+def _gaps_prefix(src: dict[str, ir.Table]):
+    index = GapIndex(order_days(_orders(src), ["user_id"]).to_pyarrow(), "user_id")
+    names = [(f.name, f.name) for f in GAPS_FEATURES]
+    return lambda rows: to_arrays(index.columns(rows), names)
 
 
 GAPS = Family(
@@ -322,16 +322,23 @@ def _category_cycles(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
     return g.group_by(["user_id", "snapshot_at"]).aggregate(**pivot)
 
 
-def _category_cycles_prefix(src: dict[str, ir.Table], rows: pa.Table) -> dict[str, pa.Array]:
+def _category_cycles_prefix(src: dict[str, ir.Table]):
     lines = _lines(src)
     cyc = lines.filter(lines.category.isin(CYCLE_CATEGORIES))
     days = order_days(cyc, ["user_id", "category"]).to_pyarrow()
-    out = {}
-    for c in CYCLE_CATEGORIES:
-        mine = days.filter(pc.equal(days.column("category"), c))
-        stats = gap_columns(mine, "user_id", rows, median=False)
-        out.update(to_arrays(stats, [(stat, f"{c}_{stat}") for stat in CYCLE_STATS]))
-    return out
+    indexes = {
+        c: GapIndex(days.filter(pc.equal(days.column("category"), c)), "user_id", median=False)
+        for c in CYCLE_CATEGORIES
+    }
+
+    def columns(rows: pa.Table) -> dict[str, pa.Array]:
+        out = {}
+        for c, index in indexes.items():
+            stats = index.columns(rows)
+            out.update(to_arrays(stats, [(stat, f"{c}_{stat}") for stat in CYCLE_STATS]))
+        return out
+
+    return columns
 
 
 CATEGORIES = Family(

@@ -17,6 +17,7 @@ a world with many snapshots.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -117,55 +118,109 @@ def _numbers(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | None]:
     return values, mask
 
 
-class _Sorted:
-    """A family's events sorted by shopper and time, with each row's positions in them."""
+def _numbered(ids: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """The distinct shoppers of `ids` (no null), and each entry's number among them (-1 for
+    null)."""
+    ids = ids.combine_chunks()
+    distinct = pc.drop_null(pc.unique(ids))
+    return distinct, _number(ids, distinct)
 
-    def __init__(self, events: pa.Table, entity: str, row_ids: pa.ChunkedArray, snap_us):
-        row_code, ev_code = _codes(row_ids, events.column(entity))
+
+def _number(ids: pa.ChunkedArray | pa.Array, distinct: pa.Array) -> np.ndarray:
+    """Each of `ids`' number in `distinct` (-1 where it is not there)."""
+    found = pc.index_in(ids.cast(distinct.type), value_set=distinct)
+    return pc.fill_null(found, -1).to_numpy().astype(np.int64)
+
+
+class EventIndex:
+    """A group of families' events sorted by shopper and time, once per build: every batch of
+    rows (`Lookup`) searches the same sorted events."""
+
+    def __init__(self, events: pa.Table, entity: str, snapshots_us: np.ndarray, columns):
+        self.ids, ev_code = _numbered(events.column(entity))
         ts_us = events.column("ts").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
         ts_us = ts_us.to_numpy()
         ts_s = np.floor_divide(ts_us, US)
-        snaps, at = np.unique(snap_us, return_inverse=True)  # the rows' few snapshots
-        # Events are found by a key of (shopper, time). When every snapshot is a whole second,
-        # "before the snapshot" and every window bound are questions about whole seconds, so
-        # the time is the second, offset from the first; otherwise it is the event time's rank.
-        whole = len(ts_s) > 0 and bool(np.all(snaps % US == 0))
-        if whole:
-            t0 = int(ts_s.min())
-            span = int(ts_s.max()) - t0 + 1
-            whole = (int(row_code.max(initial=0)) + 2) * (span + 1) < 2**62
-        if whole:
-            stride = span + 1
-            key = ev_code * stride + (ts_s - t0)
-
-            def rank(bound_us: np.ndarray) -> np.ndarray:
-                return np.clip(bound_us // US - t0, 0, span)
+        snaps = np.unique(snapshots_us)
+        # Events are found by a key of (shopper, time). When every snapshot of the build is a
+        # whole second, "before the snapshot" and every window bound are questions about whole
+        # seconds, so the time is the second, offset from the first; otherwise it is the
+        # event time's rank.
+        self.whole = len(ts_s) > 0 and bool(np.all(snaps % US == 0))
+        if self.whole:
+            self.t0 = int(ts_s.min())
+            self.span = int(ts_s.max()) - self.t0 + 1
+            self.whole = (len(self.ids) + 2) * (self.span + 1) < 2**62
+        if self.whole:
+            self.stride = self.span + 1
+            key = ev_code * self.stride + (ts_s - self.t0)
         else:
-            times, inverse = np.unique(ts_us, return_inverse=True)
-            stride = len(times) + 1
-            key = ev_code * stride + inverse
-
-            def rank(bound_us: np.ndarray) -> np.ndarray:
-                return np.searchsorted(times, bound_us, "left")
-
+            self.times, inverse = np.unique(ts_us, return_inverse=True)
+            self.stride = len(self.times) + 1
+            key = ev_code * self.stride + inverse
         self.order = np.argsort(key)  # ties are events of one shopper in one second
-        key = key[self.order]
+        self.key = key[self.order]
         code = ev_code[self.order]
         self.first = np.ones(len(key), dtype=bool)  # each shopper's first event
         self.first[1:] = code[1:] != code[:-1]
         self.ts_s = ts_s[self.order]
         self.n_events = len(key)
-        base = row_code * stride
+        self.cols: Columns = {c: self._take(events.column(c)) for c in columns}
+        self._memo: dict[tuple, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def rank(self, bound_us: np.ndarray) -> np.ndarray:
+        """Where a time bound falls among the events' times (the key's time part)."""
+        if self.whole:
+            return np.clip(bound_us // US - self.t0, 0, self.span)
+        return np.searchsorted(self.times, bound_us, "left")
+
+    def memo(self, key: tuple, make) -> np.ndarray:
+        """A per-event array that does not depend on the rows, made once per build."""
+        with self._lock:
+            if key not in self._memo:
+                self._memo[key] = make()
+            return self._memo[key]
+
+    def _take(self, col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | None]:
+        """A column in the sorted order, as NumPy: numbers (nulls as 0, and their mask),
+        times in microseconds (nulls as NULL_TIME), anything else as integer codes of its
+        distinct values (nulls as -1)."""
+        col = col.combine_chunks()
+        if pa.types.is_timestamp(col.type):
+            return _micros(col)[self.order], None
+        if pa.types.is_boolean(col.type):
+            return pc.fill_null(col, False).to_numpy(zero_copy_only=False)[self.order], None
+        if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+            codes = pc.fill_null(pc.dictionary_encode(col).indices, -1)
+            codes = codes.to_numpy().astype(np.int64)[self.order]
+            return codes, (codes < 0) if col.null_count else None
+        values, nulls = _numbers(col)
+        return values[self.order], None if nulls is None else nulls[self.order]
+
+
+class Lookup:
+    """Where each of a batch of rows (shopper, snapshot) falls in an `EventIndex`: its
+    shopper's first event, the first at or after its snapshot, and each window's start."""
+
+    def __init__(self, index: EventIndex, row_ids: pa.ChunkedArray, snap_us: np.ndarray):
+        self.index = index
+        self.n_events, self.first, self.ts_s = index.n_events, index.first, index.ts_s
+        code = _number(row_ids, index.ids)
+        known = code >= 0  # a shopper with no events has empty windows
+        snaps, at = np.unique(snap_us, return_inverse=True)  # the rows' few snapshots
+        base = np.where(known, code, 0) * index.stride
 
         def position(bound_us: np.ndarray) -> np.ndarray:
             """Each row's position of its first event at or after its bound (a function of
             its snapshot, given per distinct snapshot)."""
-            return np.searchsorted(key, base + rank(bound_us)[at], "left")
+            found = np.searchsorted(index.key, base + index.rank(bound_us)[at], "left")
+            return np.where(known, found, 0)
 
         self.snaps_s = np.floor_divide(snaps, US)
         self.snap_us = snap_us
         self.snap_s = np.floor_divide(snap_us, US)
-        self.start = np.searchsorted(key, base, "left")
+        self.start = np.where(known, np.searchsorted(index.key, base, "left"), 0)
         self.hi = position(snaps)
         self.has = self.hi > self.start  # an event before the snapshot: the join has the row
         self._position = position
@@ -188,22 +243,6 @@ class _Sorted:
             self._lo[window] = self._position((self.snaps_s - window * 86400) * US)
         return self._lo[window]
 
-    def take(self, col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | None]:
-        """A column in the sorted order, as NumPy: numbers (nulls as 0, and their mask),
-        times in microseconds (nulls as NULL_TIME), anything else as integer codes of its
-        distinct values (nulls as -1)."""
-        col = col.combine_chunks()
-        if pa.types.is_timestamp(col.type):
-            return _micros(col)[self.order], None
-        if pa.types.is_boolean(col.type):
-            return pc.fill_null(col, False).to_numpy(zero_copy_only=False)[self.order], None
-        if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
-            codes = pc.fill_null(pc.dictionary_encode(col).indices, -1)
-            codes = codes.to_numpy().astype(np.int64)[self.order]
-            return codes, (codes < 0) if col.null_count else None
-        values, nulls = _numbers(col)
-        return values[self.order], None if nulls is None else nulls[self.order]
-
 
 class _Leaf:
     """One aggregate's values per row: numbers and a validity mask."""
@@ -215,7 +254,7 @@ class _Leaf:
 Columns = dict[str, tuple[np.ndarray, np.ndarray | None]]
 
 
-def _evaluate(leaf: Agg, s: _Sorted, cols: Columns, plan: EventPlan) -> _Leaf:
+def _evaluate(leaf: Agg, s: Lookup, cols: Columns, plan: EventPlan) -> _Leaf:
     lo, hi = s.lo(leaf.window), s.hi
     flag = None
     if id(leaf) in plan.where:
@@ -289,9 +328,13 @@ def _evaluate(leaf: Agg, s: _Sorted, cols: Columns, plan: EventPlan) -> _Leaf:
             idx = np.minimum(s.start, s.n_events - 1)
             valid = s.has
         else:
-            idx_all = np.arange(s.n_events)
-            last = idx_all if flag is None else np.where(flag, idx_all, -1)
-            last = np.maximum.accumulate(last) if len(last) else last
+
+            def latest_match() -> np.ndarray:  # each event's latest matching event so far
+                idx_all = np.arange(s.n_events)
+                last = idx_all if flag is None else np.where(flag, idx_all, -1)
+                return np.maximum.accumulate(last) if len(last) else last
+
+            last = s.index.memo(("latest", plan.where.get(id(leaf))), latest_match)
             idx = last[np.maximum(hi - 1, 0)] if len(last) else np.zeros_like(hi)
             valid = s.has & (idx >= s.start)
             idx = np.maximum(idx, 0)
@@ -301,38 +344,55 @@ def _evaluate(leaf: Agg, s: _Sorted, cols: Columns, plan: EventPlan) -> _Leaf:
         return _Leaf(age, valid)
 
     if leaf.kind == "distinct":
-        return _Leaf(_distinct(*cols[plan.value[id(leaf)]], s, lo, hi), s.has)
+        vcol = plan.value[id(leaf)]
+        return _Leaf(_distinct(vcol, *cols[vcol], s, lo, hi), s.has)
 
     raise ValueError(f"aggregate kind '{leaf.kind}' has no prefix form")
 
 
 def _distinct(
-    values: np.ndarray, nulls: np.ndarray | None, s: _Sorted, lo: np.ndarray, hi: np.ndarray
+    name: str,
+    values: np.ndarray,
+    nulls: np.ndarray | None,
+    s: Lookup,
+    lo: np.ndarray,
+    hi: np.ndarray,
 ) -> np.ndarray:
-    """Distinct values among each row's events in [lo, hi). `values` are integers (codes of
-    text values, -1 for null, or numbers with their null mask)."""
+    """Distinct values among each row's events in [lo, hi). `values` (the column `name`) are
+    integers (codes of text values, -1 for null, or numbers with their null mask)."""
     n = s.n_events
     block = s.first
     if nulls is None:
-        new = block.copy()
-        new[1:] |= values[1:] != values[:-1]
-        if n < 2 or np.all((values[1:] >= values[:-1]) | block[1:]):
+
+        def changes() -> np.ndarray:  # running count of value changes; empty if values fall
+            new = block.copy()
+            new[1:] |= values[1:] != values[:-1]
+            if n < 2 or np.all((values[1:] >= values[:-1]) | block[1:]):
+                return _running(new)
+            return np.zeros(0, dtype=np.int64)
+
+        run = s.index.memo(("changes", name), changes)
+        if len(run):
             # Values that never fall within a shopper's events in time order (days): a value
             # is new where it changes, so a window holds one more value than changes inside it.
-            run = _running(new)
             inside = run[hi] - run[np.minimum(lo + 1, hi)]
             return np.where(hi > lo, inside + 1, 0)
+
     # Any values: an event counts if its value was not seen earlier in the window, i.e. its
     # previous occurrence (same shopper, same value) falls before the window's start.
+    def previous() -> np.ndarray:
+        shopper = np.cumsum(block) - 1
+        order = np.lexsort((np.arange(n), values, shopper))
+        same = np.zeros(n, dtype=bool)
+        same[1:] = (values[order][1:] == values[order][:-1]) & (
+            shopper[order][1:] == shopper[order][:-1]
+        )
+        prev = np.full(n, -1, dtype=np.int64)
+        prev[order[1:][same[1:]]] = order[:-1][same[1:]]
+        return prev
+
+    prev = s.index.memo(("previous", name), previous)
     known = np.ones(n, dtype=bool) if nulls is None else ~nulls
-    shopper = np.cumsum(block) - 1
-    order = np.lexsort((np.arange(n), values, shopper))
-    same = np.zeros(n, dtype=bool)
-    same[1:] = (values[order][1:] == values[order][:-1]) & (
-        shopper[order][1:] == shopper[order][:-1]
-    )
-    prev = np.full(n, -1, dtype=np.int64)
-    prev[order[1:][same[1:]]] = order[:-1][same[1:]]
     rows, pos = _expand(lo, hi)
     counts = (prev[pos] < lo[rows]) & known[pos]
     return np.bincount(rows, weights=counts, minlength=len(hi)).astype(np.int64)
@@ -364,51 +424,41 @@ def _combine(agg: Agg, s, cols, plan) -> _Leaf:
     return _Leaf(values, num.valid & den.valid & (den.values != 0))
 
 
-def prefix_columns(
-    specs: Sequence,
-    plan: EventPlan,
-    events: pa.Table,
-    entity: str,
-    rows: pa.Table,
-    filled: frozenset[str] = frozenset(),
-) -> dict[str, pa.Array]:
-    """Each spec's values for every row of `rows` (entity, snapshot_at), in its order; the
-    features named in `filled` come with their declared fill in place of null (no formula
-    reads them before the fills)."""
-    snap_us = rows.column("snapshot_at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    s = _Sorted(events, entity, rows.column(entity), snap_us.to_numpy())
-    needed = {*plan.value.values(), *plan.where.values(), *plan.square.values()}
-    needed |= set(plan.seen.values())
-    cols: Columns = {c: s.take(events.column(c)) for c in needed}
-    out = {}
+class PrefixGroup:
+    """The window aggregates (`specs`) of the families built from one set of events: the
+    events read and sorted once per build, then answered for any batch of rows."""
 
-    def shared(spec) -> tuple[str, str]:  # aggregates over the same values run one after another
-        first = _leaves(spec.fn)[0]
-        return plan.value.get(id(first), ""), plan.where.get(id(first), "")
+    def __init__(self, specs: Sequence, plan: EventPlan, entity: str, snapshots_us: np.ndarray):
+        self.specs, self.plan, self.entity = list(specs), plan, entity
+        needed = {*plan.value.values(), *plan.where.values(), *plan.square.values()}
+        needed |= set(plan.seen.values())
+        events = plan.table.to_pyarrow()
+        self.index = EventIndex(events, entity, snapshots_us, sorted(needed))
 
-    for spec in sorted(specs, key=shared):
-        leaf = _combine(spec.fn, s, cols, plan)
-        f = spec.feature
-        dtype = np.int64 if spec.fn.kind in _INT_KINDS else np.float64
-        values = leaf.values.astype(dtype, copy=False)
-        if f.name in filled and f.fill is not None:
-            values[~leaf.valid] = f.fill
-            out[f.name] = pa.array(values)
-        else:
-            out[f.name] = pa.array(values, mask=~leaf.valid)
-    return out
+    def columns(self, rows: pa.Table, filled: frozenset[str] = frozenset()) -> dict[str, pa.Array]:
+        """Each spec's values for every row of `rows` (entity, snapshot_at), in its order; the
+        features named in `filled` come with their declared fill in place of null (no formula
+        reads them before the fills)."""
+        snap_us = _micros(rows.column("snapshot_at").combine_chunks())
+        s = Lookup(self.index, rows.column(self.entity), snap_us)
+        plan, cols = self.plan, self.index.cols
+        out = {}
 
+        def shared(spec) -> tuple[str, str]:  # aggregates over the same values in a row
+            first = _leaves(spec.fn)[0]
+            return plan.value.get(id(first), ""), plan.where.get(id(first), "")
 
-def _codes(row_ids: pa.ChunkedArray, ids: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """The rows' shoppers numbered 0, 1, ... in row order (the rows are sorted by shopper), and
-    each event's shopper's number (-1 for a shopper with no row)."""
-    row_ids = row_ids.combine_chunks()
-    first = np.ones(len(row_ids), dtype=bool)
-    if len(row_ids) > 1:
-        first[1:] = pc.not_equal(row_ids[1:], row_ids[:-1]).to_numpy(zero_copy_only=False)
-    row_code = np.cumsum(first) - 1
-    found = pc.index_in(ids.cast(row_ids.type), value_set=row_ids.filter(pa.array(first)))
-    return row_code, pc.fill_null(found, -1).to_numpy().astype(np.int64)
+        for spec in sorted(self.specs, key=shared):
+            leaf = _combine(spec.fn, s, cols, plan)
+            f = spec.feature
+            dtype = np.int64 if spec.fn.kind in _INT_KINDS else np.float64
+            values = leaf.values.astype(dtype, copy=False)
+            if f.name in filled and f.fill is not None:
+                values[~leaf.valid] = f.fill
+                out[f.name] = pa.array(values)
+            else:
+                out[f.name] = pa.array(values, mask=~leaf.valid)
+        return out
 
 
 def _segmented(values: np.ndarray, block: np.ndarray, span: int, op) -> np.ndarray:
@@ -419,96 +469,107 @@ def _segmented(values: np.ndarray, block: np.ndarray, span: int, op) -> np.ndarr
     return np.minimum.accumulate(values - block * span) + block * span
 
 
-def gap_columns(
-    days: pa.Table, entity: str, rows: pa.Table, *, median: bool = True
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """`gap_stats` for each row of `rows` (entity, snapshot_at), from the key's distinct order
-    days (`order_days`: entity, day, gap): (values, valid) per statistic.
+class GapIndex:
+    """A key's distinct order days (`order_days`: entity, day, gap), sorted by key and day once
+    per build, with what does not depend on the rows: running counts and exact integer sums,
+    running minima and maxima, and each key's gaps in value order.
 
     The days a snapshot sees are a prefix of the key's days (those that ended before it), so
-    counts and exact integer sums come from running totals, the smallest and largest gap from
-    running minima and maxima, and the median from each snapshot's prefix, ranked once."""
-    snap_us = rows.column("snapshot_at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    snap_s = np.floor_divide(snap_us.to_numpy(), US)
-    if days.num_rows == 0:
-        nothing = (np.full(rows.num_rows, np.nan), np.zeros(rows.num_rows, dtype=bool))
-        return dict.fromkeys(GAP_STATS, nothing)
-    row_code, code = _codes(rows.column(entity), days.column(entity))
-    # Only rows whose key has days can have a value: the rest stay null.
-    with_days = np.zeros(int(row_code.max(initial=0)) + 1, dtype=bool)
-    with_days[code[code >= 0]] = True
-    some = np.flatnonzero(with_days[row_code])
-    stats = _gap_stats(days, code, row_code[some], snap_s[some], median)
-    out = {}
-    for name, (values, valid) in stats.items():
-        full, ok = np.full(rows.num_rows, np.nan), np.zeros(rows.num_rows, dtype=bool)
-        full[some], ok[some] = values, valid
-        out[name] = (full, ok)
-    return out
+    `columns` answers any batch of rows by binary search, and the median from each snapshot's
+    prefix."""
+
+    def __init__(self, days: pa.Table, entity: str, *, median: bool = True) -> None:
+        self.entity, self.median, self.n_days = entity, median, days.num_rows
+        if not self.n_days:
+            return
+        self.ids, code = _numbered(days.column(entity))
+        day = days.column("day").to_numpy().astype(np.int64)
+        gap, nulls = _numbers(days.column("gap").cast(pa.int64()))
+        known = np.ones(len(day), dtype=bool) if nulls is None else ~nulls
+        self.lo_day = int(day.min())
+        self.stride = int(day.max()) - self.lo_day + 2
+        key = code * self.stride + (day - self.lo_day)
+        order = np.argsort(key, kind="stable")
+        self.key, self.day, known = key[order], day[order], known[order]
+        first = np.ones(len(key), dtype=bool)
+        first[1:] = code[order][1:] != code[order][:-1]
+        self.block = np.cumsum(first) - 1
+        self.known = known
+        self.g = g = np.where(known, gap[order], 0)
+        self.runs = _running(known), _running(g), _running(g * g)
+        span = int(np.abs(g).max()) + 2
+        self.big = _segmented(np.where(known, g, -1), self.block, span, np.maximum)
+        self.small = _segmented(np.where(known, g, span - 1), self.block, span, np.minimum)
+        if median:
+            idx = np.flatnonzero(known)  # per key, gaps from smallest to largest
+            self.by_value = idx[np.lexsort((g[idx], self.block[idx]))]
+
+    def columns(self, rows: pa.Table) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """`gap_stats` for each row of `rows` (entity, snapshot_at): (values, valid) per
+        statistic."""
+        snap_s = np.floor_divide(_micros(rows.column("snapshot_at").combine_chunks()), US)
+        n_rows = rows.num_rows
+        if not self.n_days:
+            nothing = (np.full(n_rows, np.nan), np.zeros(n_rows, dtype=bool))
+            return dict.fromkeys(GAP_STATS, nothing)
+        code = _number(rows.column(self.entity), self.ids)
+        # Only rows whose key has days can have a value: the rest stay null.
+        some = np.flatnonzero(code >= 0)
+        stats = self._stats(code[some], snap_s[some])
+        out = {}
+        for name, (values, valid) in stats.items():
+            full, ok = np.full(n_rows, np.nan), np.zeros(n_rows, dtype=bool)
+            full[some], ok[some] = values, valid
+            out[name] = (full, ok)
+        return out
+
+    def _stats(self, row_code: np.ndarray, snap_s: np.ndarray):
+        key, g, known = self.key, self.g, self.known
+        # A day counts once it has ended before the snapshot: day < the snapshot's day.
+        cut = np.clip(np.floor_divide(snap_s, 86400) - self.lo_day, 0, self.stride - 1)
+        start = np.searchsorted(key, row_code * self.stride, "left")
+        hi = np.searchsorted(key, row_code * self.stride + cut, "left")
+        has = hi > start
+        last = np.maximum(hi - 1, 0)
+        n_run, s1_run, s2_run = self.runs
+        n = n_run[hi] - n_run[start]
+        s1 = s1_run[hi] - s1_run[start]
+        s2 = s2_run[hi] - s2_run[start]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = s1.astype(np.float64) / n.astype(np.float64)
+            var = (n * s2 - s1 * s1).astype(np.float64) / (n * (n - 1)).astype(np.float64)
+            std = np.sqrt(var)
+        out = {
+            "gap_count": (n.astype(np.float64), has),
+            "gap_mean": (mean, has & (n > 0)),
+            "gap_std": (std, has & (n >= 2)),
+            "gap_min": (self.small[last].astype(np.float64), has & (n > 0)),
+            "gap_max": (self.big[last].astype(np.float64), has & (n > 0)),
+            "gap_last": (g[last].astype(np.float64), has & known[last]),
+        }
+        since = snap_s.astype(np.float64) / DAY - self.day[last]
+        if self.median:
+            out["gap_median"] = _prefix_medians(
+                g, self.by_value, self.block, start, hi, has, snap_s
+            )
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for name, num, den in (
+                ("gap_cv", out["gap_std"], out["gap_mean"]),
+                ("dueness", (since, has), out["gap_mean"]),
+                ("dueness_median", (since, has), out.get("gap_median")),
+                ("dueness_z", (since - mean, out["gap_mean"][1]), out["gap_std"]),
+            ):
+                if den is not None:
+                    out[name] = (num[0] / den[0], num[1] & den[1] & (den[0] != 0))
+        return out
 
 
-def _gap_stats(days: pa.Table, code, row_code, snap_s, median: bool):
-    day = days.column("day").to_numpy().astype(np.int64)
-    gap, nulls = _numbers(days.column("gap").cast(pa.int64()))
-    known = np.ones(len(day), dtype=bool) if nulls is None else ~nulls
-    lo_day = int(day.min())
-    stride = int(day.max()) - lo_day + 2
-    key = code * stride + (day - lo_day)
-    order = np.argsort(key, kind="stable")
-    key, day, gap, known = key[order], day[order], gap[order], known[order]
-    first = np.ones(len(key), dtype=bool)
-    first[1:] = code[order][1:] != code[order][:-1]
-    block = np.cumsum(first) - 1
-
-    # A day counts once it has ended before the snapshot: day < the snapshot's day.
-    cut = np.clip(np.floor_divide(snap_s, 86400) - lo_day, 0, stride - 1)
-    start = np.searchsorted(key, row_code * stride, "left")
-    hi = np.searchsorted(key, row_code * stride + cut, "left")
-    has = hi > start
-    last = np.maximum(hi - 1, 0)
-
-    g = np.where(known, gap, 0)
-    n_run, s1_run, s2_run = _running(known), _running(g), _running(g * g)
-    n = n_run[hi] - n_run[start]
-    s1 = s1_run[hi] - s1_run[start]
-    s2 = s2_run[hi] - s2_run[start]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = s1.astype(np.float64) / n.astype(np.float64)
-        var = (n * s2 - s1 * s1).astype(np.float64) / (n * (n - 1)).astype(np.float64)
-        std = np.sqrt(var)
-    span = int(np.abs(g).max()) + 2
-    big = _segmented(np.where(known, g, -1), block, span, np.maximum)
-    small = _segmented(np.where(known, g, span - 1), block, span, np.minimum)
-    out = {
-        "gap_count": (n.astype(np.float64), has),
-        "gap_mean": (mean, has & (n > 0)),
-        "gap_std": (std, has & (n >= 2)),
-        "gap_min": (small[last].astype(np.float64), has & (n > 0)),
-        "gap_max": (big[last].astype(np.float64), has & (n > 0)),
-        "gap_last": (g[last].astype(np.float64), has & known[last]),
-    }
-    since = snap_s.astype(np.float64) / DAY - day[last]
-    if median:
-        out["gap_median"] = _prefix_medians(g, known, block, start, hi, has, snap_s)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for name, num, den in (
-            ("gap_cv", out["gap_std"], out["gap_mean"]),
-            ("dueness", (since, has), out["gap_mean"]),
-            ("dueness_median", (since, has), out.get("gap_median")),
-            ("dueness_z", (since - mean, out["gap_mean"][1]), out["gap_std"]),
-        ):
-            if den is not None:
-                out[name] = (num[0] / den[0], num[1] & den[1] & (den[0] != 0))
-    return out
-
-
-def _prefix_medians(g, known, block, start, hi, has, snap_s) -> tuple[np.ndarray, np.ndarray]:
+def _prefix_medians(g, by_value, block, start, hi, has, snap_s) -> tuple[np.ndarray, np.ndarray]:
     """The median of each row's gaps (the middle one or two of the prefix [start, hi)): per
-    snapshot, the keys' gaps in value order are kept where they fall inside the prefix."""
+    snapshot, the keys' gaps in value order (`by_value`) are kept where they fall inside the
+    prefix."""
     values = np.full(len(hi), np.nan)
     valid = np.zeros(len(hi), dtype=bool)
-    idx = np.flatnonzero(known)
-    by_value = idx[np.lexsort((g[idx], block[idx]))]  # per key, gaps from smallest to largest
     vb = block[by_value]
     n_blocks = int(block[-1]) + 1 if len(block) else 0
     for s in np.unique(snap_s):
@@ -540,35 +601,41 @@ def to_arrays(columns: dict[str, tuple[np.ndarray, np.ndarray]], names) -> dict[
 
 
 class PerSnapshot:
-    """Events grouped by shopper, for formulas whose every term depends on the snapshot (what
-    is open or redeemed as of it): each snapshot takes one vectorised pass over the events,
-    reducing per shopper. Cost: events times snapshots, in NumPy, with no join."""
+    """Events grouped by shopper (once per build), for formulas whose every term depends on
+    the snapshot (what is open or redeemed as of it): each snapshot of a batch of rows takes
+    one vectorised pass over the events, reducing per shopper. Cost: events times snapshots,
+    in NumPy, with no join."""
 
-    def __init__(self, events: pa.Table, entity: str, rows: pa.Table) -> None:
-        row_code, code = _codes(rows.column(entity), events.column(entity))
+    def __init__(self, events: pa.Table, entity: str) -> None:
+        self.entity = entity
+        self.ids, code = _numbered(events.column(entity))
         self.order = np.argsort(code, kind="stable")
         code = code[self.order]
         first = np.ones(len(code), dtype=bool)
         first[1:] = code[1:] != code[:-1]
         self.starts = np.flatnonzero(first)
-        # Rows' shoppers are numbered 0..n-1 (`_codes`): each one's block, or -1 without events.
-        block_of = np.full(int(row_code.max(initial=-1)) + 1, -1, dtype=np.int64)
+        # Each shopper's block of events (-1: none; null shoppers' events are a block no row
+        # reaches).
+        self.block_of = np.full(len(self.ids), -1, dtype=np.int64)
         block_code = code[self.starts]
         mine = block_code >= 0
-        block_of[block_code[mine]] = np.flatnonzero(mine)
-        self.row_block = block_of[row_code]
+        self.block_of[block_code[mine]] = np.flatnonzero(mine)
         self.events = events
-        self.snap_us = _micros(rows.column("snapshot_at").combine_chunks())
 
     def micros(self, name: str) -> np.ndarray:
         """An event time column (sorted by shopper) in microseconds; nulls as `NULL_TIME`."""
         return _micros(self.events.column(name).combine_chunks())[self.order]
 
-    def snapshots(self):
-        """(snapshot in microseconds, the rows at it, their shopper's block or -1)."""
-        for s in np.unique(self.snap_us):
-            r = np.flatnonzero(self.snap_us == s)
-            yield int(s), r, self.row_block[r]
+    def snapshots(self, rows: pa.Table):
+        """For each snapshot of `rows` (entity, snapshot_at): (the snapshot in microseconds,
+        the rows at it, their shopper's block or -1)."""
+        code = _number(rows.column(self.entity), self.ids)
+        row_block = np.full(len(code), -1, dtype=np.int64)
+        row_block[code >= 0] = self.block_of[code[code >= 0]]
+        snap_us = _micros(rows.column("snapshot_at").combine_chunks())
+        for s in np.unique(snap_us):
+            r = np.flatnonzero(snap_us == s)
+            yield int(s), r, row_block[r]
 
     def count(self, mask: np.ndarray) -> np.ndarray:
         """Per shopper block: how many events `mask` holds."""

@@ -189,12 +189,16 @@ def _profile(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
     return j.select("user_id", "snapshot_at", **cols)
 
 
-def _profile_prefix(src: dict[str, ir.Table], rows: pa.Table) -> dict[str, pa.Array]:
+def _profile_prefix(src: dict[str, ir.Table]):
     """`_profile` without the join: each row's shopper looked up in the users table (every row
     of the population signed up before its snapshot, so the join has each of them)."""
     u = src["users"]
     users = u.select("user_id", "signup_at", "city_tier", "membership", "device", "region")
     users = users.to_pyarrow()
+    return lambda rows: _profile_rows(users, rows)
+
+
+def _profile_rows(users: pa.Table, rows: pa.Table) -> dict[str, pa.Array]:
     at = pc.index_in(rows.column("user_id"), value_set=users.column("user_id"))
     mine = users.take(at)
     signup = mine.column("signup_at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())

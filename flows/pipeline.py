@@ -16,6 +16,9 @@ as they were.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,10 +143,13 @@ def _given_key(_context, parameters: dict[str, Any]) -> str:
 
 
 @task(name="feature-batch", cache_key_fn=_given_key, persist_result=True)
-def _feature_batch(plan, snapshots: list[dt.datetime], engine: str, key: str):
+def _feature_batch(plan, snapshots: list[dt.datetime], engine: str, build: str, key: str):
+    """One batch; the build's inputs are read once per process (`step.shared_build`), by the
+    first of its batches to run there."""
     from cadence.flows.steps import features as step
 
-    return step.compute_batch(plan, snapshots, engine)
+    prepared = step.shared_build.get(plan, engine, build)
+    return step.compute_batch(plan, snapshots, engine, prepared)
 
 
 @task(name="materialize", cache_policy=NONE)
@@ -193,27 +199,38 @@ def build_features(params: FeaturesParams = FeaturesParams()) -> dict[str, Any]:
         batch = _feature_batch.with_options(result_storage=_results(settings))
         # The batches run on the runner conf/flows.yaml names (threads or a Dask cluster),
         # however the flow is started: `cadence run`, the pipeline or a deployment.
-        with task_runner(settings) as runner:
-            futures = [
-                runner.submit(
-                    batch,
-                    {
-                        "plan": plan,
-                        "snapshots": s,
-                        "engine": params.engine,
-                        "key": _fingerprint.of("features", raw_key, params.engine, s),
-                    },
+        build = _fingerprint.of("build", raw_key, params.engine, plan.snapshots)
+
+        def submit(runner, s: list[dt.datetime]):
+            key = _fingerprint.of("features", raw_key, params.engine, s)
+            args = {"plan": plan, "snapshots": s, "engine": params.engine, "build": build}
+            return runner.submit(batch, {**args, "key": key})
+
+        def in_order(runner) -> Iterator[Any]:
+            """The batches' results in order, with at most one more batch in flight than
+            there are workers: a finished batch waits in memory only until it is written."""
+            pending: deque = deque()
+            todo = iter(plan.batches)
+            for s in itertools.islice(todo, workers + 1):
+                pending.append(submit(runner, s))
+            while pending:
+                result = pending.popleft().result()
+                for s in itertools.islice(todo, 1):
+                    pending.append(submit(runner, s))
+                yield result
+
+        try:
+            with task_runner(settings) as runner:
+                manifest = step.write_build(
+                    plan,
+                    in_order(runner),
+                    settings.features_dir,
+                    params.engine,
+                    raw_fingerprint=raw_key,
+                    report=_report("features"),
                 )
-                for s in plan.batches
-            ]
-            manifest = step.write_build(
-                plan,
-                (f.result() for f in futures),
-                settings.features_dir,
-                params.engine,
-                raw_fingerprint=raw_key,
-                report=_report("features"),
-            )
+        finally:
+            step.shared_build.release()
     out: dict[str, Any] = {
         "user_features": manifest.user_features,
         "rows": manifest.rows,

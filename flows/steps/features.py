@@ -8,6 +8,7 @@ written in snapshot order into a staged folder that replaces the old build whole
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +21,10 @@ from cadence.features import (
     FeatureInputError,
     FeatureManifest,
     check_range,
-    compute,
     connect,
     default_grid,
     load_sources,
+    prepare,
     read_manifest,
     split_by_family,
     write_manifest,
@@ -39,6 +40,7 @@ from cadence.ingest import read_manifest as read_raw_manifest
 if TYPE_CHECKING:
     import pandas as pd
 
+    from cadence.features import Prepared
     from cadence.features._store import Registered
 
 
@@ -113,14 +115,59 @@ def plan_build(
     )
 
 
-def compute_batch(plan: BuildPlan, snapshots: list[dt.datetime], engine: str) -> Batch:
-    """Every available feature as of each of `snapshots`, on its own engine connection."""
+def prepare_build(plan: BuildPlan, engine: str) -> Prepared:
+    """What every batch of the build shares, read once (`cadence.features.prepare`): who is
+    present when, and each group of families' events, sorted."""
     con = connect(engine)
-    result = compute(con, load_sources(con, plan.tables), snapshots)
+    return prepare(con, load_sources(con, plan.tables), plan.snapshots)
+
+
+def compute_batch(
+    plan: BuildPlan,
+    snapshots: list[dt.datetime],
+    engine: str,
+    prepared: Prepared | None = None,
+) -> Batch:
+    """Every available feature as of each of `snapshots`, on its own engine connection, from
+    the build's `prepared` inputs (read here for these snapshots alone when not given)."""
+    con = connect(engine)
+    src = load_sources(con, plan.tables)
+    if prepared is None:
+        prepared = prepare(con, src, snapshots)
+    result = prepared.compute(src, snapshots)
     parts = split_by_family(result.users, result.families)
     if result.nodes is not None:
         parts["_nodes"] = result.nodes
     return Batch(parts, [f.name for f in result.families], result.users.num_rows)
+
+
+class SharedBuild:
+    """One prepared build per process, for batches computed as separate tasks (the flow's
+    threads, or each Dask worker): the first batch of a build prepares it, the others wait
+    for it and share it. A build of other raw data, snapshots or engine replaces it;
+    `release` frees it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: str | None = None
+        self._prepared: Prepared | None = None
+
+    def get(self, plan: BuildPlan, engine: str, key: str) -> Prepared:
+        """The build `key` names (the raw data's fingerprint, the engine and the snapshots)."""
+        with self._lock:
+            if self._key != key:
+                self._prepared = None  # the old build's memory goes before the new is read
+                self._prepared = prepare_build(plan, engine)
+                self._key = key
+            assert self._prepared is not None
+            return self._prepared
+
+    def release(self) -> None:
+        with self._lock:
+            self._key, self._prepared = None, None
+
+
+shared_build = SharedBuild()
 
 
 def write_build(
@@ -212,14 +259,17 @@ def build_features(
     *,
     report: Report = silent,
 ) -> FeatureManifest:
-    """Plans the build and computes its batches one after another (memory stays bounded)."""
+    """Plans the build, reads its inputs once and computes its batches one after another
+    (memory stays bounded by a batch)."""
     raw_fingerprint = _fingerprint.files(raw)
     plan = plan_build(raw, snapshots, conf)
 
     def batches() -> Iterator[Batch]:
+        report(Progress("build", f"reading the raw tables for {len(plan.snapshots)} snapshots"))
+        prepared = prepare_build(plan, engine)
         for snaps in plan.batches:
             report(Progress("build", f"computing {len(snaps)} snapshot(s)"))
-            yield compute_batch(plan, snaps, engine)
+            yield compute_batch(plan, snaps, engine, prepared)
 
     return write_build(plan, batches(), out, engine, raw_fingerprint=raw_fingerprint, report=report)
 

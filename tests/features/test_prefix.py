@@ -4,15 +4,17 @@ definition (every event joined to every later snapshot): the same value in every
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from cadence.features import compute, connect, load_sources
+from cadence.features import compute, connect, load_sources, prepare
 from cadence.features._catalogue import Agg
 from cadence.features.catalogue import USER_FAMILIES
 from cadence.ingest import SCHEMAS
@@ -114,3 +116,27 @@ def test_an_imported_log_with_text_ids_and_missing_values_gets_the_same_features
     last = fast.users.to_pandas().set_index(["user_id", "snapshot_at"]).loc[("c-edge", t)]
     assert (last.orders_7d, last.orders_30d, last.orders_90d) == (1, 3, 5)
     assert last.orders_all == 6
+
+
+def test_a_build_read_once_and_computed_in_batches_on_threads_equals_one_pass(world_dir):
+    """The flow's way: the build's inputs prepared once, its batches computed on two threads,
+    each on its own connection; together they are the single computation's rows, in order."""
+    raw = world_dir / "raw"
+    paths = {t: raw / f"{t}.parquet" for t in SCHEMAS if (raw / f"{t}.parquet").exists()}
+    snaps = [dt.datetime(2025, 2, 3, tzinfo=UTC) + dt.timedelta(days=7 * k) for k in range(6)]
+    con = connect("duckdb")
+    src = load_sources(con, paths)
+    whole = compute(con, src, snaps).users
+    prepared = prepare(con, src, snaps)
+
+    def batch(when: list[dt.datetime]) -> pa.Table:
+        own = connect("duckdb")
+        return prepared.compute(load_sources(own, paths), when).users
+
+    with ThreadPoolExecutor(2) as pool:
+        parts = list(pool.map(batch, [snaps[:2], snaps[2:4], snaps[4:]]))
+    together = pa.concat_tables(parts)
+    order = pc.sort_indices(together, [("user_id", "ascending"), ("snapshot_at", "ascending")])
+    _assert_same(together.take(order), whole)
+    with pytest.raises(ValueError, match="not prepared"):
+        prepared.compute(src, [snaps[0] + dt.timedelta(days=1)])
