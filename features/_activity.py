@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from cadence.features._catalogue import (
     DAY,
+    SCALE,
     Declare,
     Family,
     Feature,
@@ -18,6 +19,7 @@ from cadence.features._catalogue import (
     declare_time_shares,
     distinct_of,
     exact_sum,
+    fixed,
     int_sum_of,
     latest_age,
     mean_of,
@@ -213,6 +215,55 @@ def _cart_state(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
     return out
 
 
+def _cart_state_prefix(src: dict[str, ir.Table]):
+    """`_cart_state` without the joins: each add holds its item in the cart from its time
+    until the item's next event (found once per build); a snapshot's cart is the adds it
+    falls inside, reduced per shopper in one pass over them."""
+    c = _cart(src)
+    w = ibis.window(group_by=[c.user_id, c.sku], order_by=[c.ts, c.event_id])
+    c = c.mutate(next_ts=c.ts.lead().over(w))
+    adds = c.filter(c.action == "add")
+    if "products" in src:
+        p = src["products"]
+        adds = adds.left_join(p, "sku").select(adds, p.price)
+    else:
+        adds = adds.mutate(price=ibis.null("float64"))
+    ev = adds.select(
+        "user_id", "ts", "next_ts", "quantity", value=fixed(adds.price * adds.quantity)
+    ).to_pyarrow()
+    g = PerSnapshot(ev, "user_id")
+    ts, until = g.micros("ts"), g.micros("next_ts")
+    ts_s = np.floor_divide(ts, US)
+    quantity, no_quantity = g.numbers("quantity")
+    value, no_value = g.numbers("value")
+
+    def columns(rows: pa.Table) -> dict[str, pa.Array]:
+        n = rows.num_rows
+        items, worth, oldest = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
+        has_items, has_worth, has = (np.zeros(n, dtype=bool) for _ in range(3))
+        for s_us, r, block in g.snapshots(rows):
+            held = (ts < s_us) & ((until == NULL_TIME) | (until >= s_us))
+            mine = block >= 0
+            b = block[mine]
+            at = r[mine]
+            if not len(b):
+                continue
+            has[at] = g.count(held)[b] > 0
+            has_items[at] = g.count(held & ~no_quantity)[b] > 0
+            items[at] = g.total(quantity, held)[b]
+            has_worth[at] = g.count(held & ~no_value)[b] > 0
+            worth[at] = g.total(value, held).astype(np.float64)[b] / SCALE
+            age = (s_us // US - ts_s).astype(np.float64) / DAY
+            oldest[at] = -g.least(-age, held)[b]
+        return {
+            "cart_open_items": pa.array(items, mask=~(has & has_items)),
+            "cart_open_value": pa.array(worth, mask=~(has & has_worth)),
+            "cart_oldest_item_days": pa.array(oldest, mask=~has),
+        }
+
+    return columns
+
+
 CART_STATE = Family(
     "cart_state",
     ("cart_events",),
@@ -220,6 +271,7 @@ CART_STATE = Family(
     None,
     build=_cart_state,
     built_features=CART_STATE_FEATURES,
+    prefix=_cart_state_prefix,
 )
 
 

@@ -179,6 +179,12 @@ class Prepared:
             f.name for fam in families for f in fam.features if f.fill is not None
         ) - _read_by_derived(self.later)
         snaps_us = np.array(sorted(self.snapshots), dtype=np.int64)
+        # The node features do not depend on the shoppers: every snapshot's, once.
+        self.nodes = None
+        node_families = available(NODE_FAMILIES, set(src))
+        if node_families and self.with_nodes:
+            nodes = node_families[0].compute(src, _snaps_table(snapshots))
+            self.nodes = _utc(nodes.order_by(["node_id", "snapshot_at"]).to_pyarrow())
         self.groups = [
             PrefixGroup(specs, event_plan(prep, entity, src, specs), entity, snaps_us)
             for (prep, entity), specs in shared.items()
@@ -191,9 +197,7 @@ class Prepared:
         if outside:
             raise ValueError(f"{len(outside)} snapshot(s) were not prepared for this build")
         rows = self.population.rows(snapshots)
-        snaps = ibis.memtable(
-            pd.DataFrame({"snapshot_at": pd.to_datetime(list(snapshots), utc=True)})
-        )
+        snaps = _snaps_table(snapshots)
         columns: dict[str, pa.Array] = {}  # row-aligned
         for group in self.groups:
             columns.update(group.columns(rows, self.filled))
@@ -203,11 +207,14 @@ class Prepared:
         families = self.families
         users = _fit_families(_assemble(rows, columns, parts, self.later, families), families)
         nodes = None
-        node_families = available(NODE_FAMILIES, set(src))
-        if node_families and self.with_nodes:
-            nodes = node_families[0].compute(src, snaps).order_by(["node_id", "snapshot_at"])
-            nodes = _utc(nodes.to_pyarrow())
+        if self.nodes is not None:
+            at = pa.array(_micros_of(snapshots), pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+            nodes = self.nodes.filter(pc.is_in(self.nodes.column("snapshot_at"), value_set=at))
         return Result(_utc(users), nodes, families)
+
+
+def _snaps_table(snapshots: Sequence[dt.datetime]) -> ir.Table:
+    return ibis.memtable(pd.DataFrame({"snapshot_at": pd.to_datetime(list(snapshots), utc=True)}))
 
 
 def _aggregate(fam: Family, specs, src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:

@@ -119,10 +119,12 @@ def _numbers(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _numbered(ids: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
-    """The distinct shoppers of `ids` (no null), and each entry's number among them (-1 for
-    null)."""
+    """The distinct shoppers of `ids` (no null) in sorted order, and each entry's number among
+    them (-1 for null). Rows sorted by shopper then number their shoppers in rising order,
+    which keeps their binary searches in the events close together."""
     ids = ids.combine_chunks()
     distinct = pc.drop_null(pc.unique(ids))
+    distinct = distinct.take(pc.sort_indices(distinct))
     return distinct, _number(ids, distinct)
 
 
@@ -636,6 +638,19 @@ class PerSnapshot:
         for s in np.unique(snap_us):
             r = np.flatnonzero(snap_us == s)
             yield int(s), r, row_block[r]
+
+    def numbers(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """A number column (sorted by shopper): values with nulls as 0, and the null mask."""
+        values, nulls = _numbers(self.events.column(name).combine_chunks())
+        if nulls is None:
+            nulls = np.zeros(len(values), dtype=bool)
+        return values[self.order], nulls[self.order]
+
+    def total(self, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Per shopper block: the sum of `values` where `mask` holds."""
+        if not len(self.starts):
+            return np.zeros(0, dtype=values.dtype)
+        return np.add.reduceat(np.where(mask, values, 0), self.starts)
 
     def count(self, mask: np.ndarray) -> np.ndarray:
         """Per shopper block: how many events `mask` holds."""
