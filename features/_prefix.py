@@ -142,6 +142,7 @@ class EventIndex:
         self.ids, ev_code = _numbered(events.column(entity))
         ts_us = events.column("ts").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
         ts_us = ts_us.to_numpy()
+        events = events.select(list(columns))
         ts_s = np.floor_divide(ts_us, US)
         snaps = np.unique(snapshots_us)
         # Events are found by a key of (shopper, time). When every snapshot of the build is a
@@ -167,7 +168,14 @@ class EventIndex:
         self.first[1:] = code[1:] != code[:-1]
         self.ts_s = ts_s[self.order]
         self.n_events = len(key)
-        self.cols: Columns = {c: self._take(events.column(c)) for c in columns}
+        del ts_us, ts_s, key, code, ev_code
+        # Column by column, each Arrow column let go once sorted: the events are not held
+        # twice (the caller hands over its only reference).
+        self.cols: Columns = {}
+        for c in columns:
+            self.cols[c] = self._take(events.column(c))
+            events = events.drop_columns([c])
+        del events
         self._memo: dict[tuple, np.ndarray] = {}
         self._lock = threading.Lock()
 
@@ -434,8 +442,7 @@ class PrefixGroup:
         self.specs, self.plan, self.entity = list(specs), plan, entity
         needed = {*plan.value.values(), *plan.where.values(), *plan.square.values()}
         needed |= set(plan.seen.values())
-        events = plan.table.to_pyarrow()
-        self.index = EventIndex(events, entity, snapshots_us, sorted(needed))
+        self.index = EventIndex(plan.table.to_pyarrow(), entity, snapshots_us, sorted(needed))
 
     def columns(self, rows: pa.Table, filled: frozenset[str] = frozenset()) -> dict[str, pa.Array]:
         """Each spec's values for every row of `rows` (entity, snapshot_at), in its order; the
