@@ -13,7 +13,6 @@ import functools
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,8 +287,22 @@ def _assemble(
         for name in part.column_names:
             if name not in KEYS:
                 cols[name] = part.column(name).combine_chunks().take(at)
+    con = _projections()
+    try:
+        return _assembled(con, rows, cols, later, families)
+    finally:
+        con.disconnect()
+
+
+def _assembled(
+    con: ibis.BaseBackend,
+    rows: pa.Table,
+    cols: dict[str, pa.Array],
+    later: list[Family],
+    families: tuple[Family, ...],
+) -> pa.Table:
     table = pa.table({**{k: rows.column(k) for k in KEYS}, **cols})
-    table = _with(table, {s.feature.name: s.fn for fam in later for s in fam.derived})
+    table = _with(con, table, {s.feature.name: s.fn for fam in later for s in fam.derived})
     fills = {f.name: f.fill for fam in families for f in fam.features if f.fill is not None}
     for name, value in fills.items():
         if name in table.column_names:
@@ -305,7 +318,7 @@ def _assemble(
                     if set(s.needs) <= set(table.column_names)
                 }
             )
-    table = _with(table, ready)
+    table = _with(con, table, ready)
     order = [f for fam in families for f in fam.features if f.name in table.column_names]
     return pa.table(
         {
@@ -322,12 +335,12 @@ def _filled(col: pa.ChunkedArray, value) -> pa.ChunkedArray:
     return pc.fill_null(col, pa.scalar(value).cast(col.type))
 
 
-def _with(table: pa.Table, formulas: dict) -> pa.Table:
+def _with(con: ibis.BaseBackend, table: pa.Table, formulas: dict) -> pa.Table:
     """`table` with each formula (over its columns) computed as a column, in row order."""
     if not formulas:
         return table
     t = ibis.memtable(table)
-    out = _local().to_pyarrow(t.select(**{name: fn(t) for name, fn in formulas.items()}))
+    out = con.to_pyarrow(t.select(**{name: fn(t) for name, fn in formulas.items()}))
     for name in out.column_names:
         col = out.column(name)
         if name in table.column_names:
@@ -369,16 +382,13 @@ def _micros(col: pa.ChunkedArray, *, null: int | None = None) -> np.ndarray:
     return (us if null is None else pc.fill_null(us, null)).to_numpy()
 
 
-def _local() -> ibis.BaseBackend:
-    """The in-process DuckDB that evaluates the row formulas: one per thread (the flow
-    computes batches on parallel threads, and a connection serves one query at a time)."""
-    con = getattr(_LOCAL, "con", None)
-    if con is None:
-        con = _LOCAL.con = connect("duckdb", memory_share=0.125)  # projections only
-    return con
-
-
-_LOCAL = threading.local()
+def _projections() -> ibis.BaseBackend:
+    """An in-process DuckDB for one assembly's row formulas (projections only: an eighth of
+    the memory, nothing to spill). Each assembly has its own, closed when it is done: the
+    flow assembles batches on parallel threads, a connection serves one query at a time, and
+    the tables a connection has read stay registered with it until it closes."""
+    share = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.125)
+    return ibis.duckdb.connect(memory_limit=f"{share // 2**20}MB")
 
 
 def _fit_families(users: pa.Table, families: tuple[Family, ...]) -> pa.Table:
