@@ -187,25 +187,34 @@ CART_STATE_FEATURES = (
 )
 
 
-def _cart_state(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
+def _cart_until(src: dict[str, ir.Table]) -> ir.Table:
+    """Cart events, each with the time of its item's next event (`next_ts`; null: none yet).
+    An item's last event before the snapshot says whether it sits in the cart, and each
+    event holds until the item's next one (by time, then id)."""
     c = _cart(src)
-    # An item's last event before the snapshot says whether it sits in the cart. Each event
-    # holds until the item's next one (by time, then id), so the last event before a snapshot
-    # is the one whose successor comes at or after it, or that has none: two range joins that
-    # keep one row per item and snapshot, instead of every event at every later snapshot.
     w = ibis.window(group_by=[c.user_id, c.sku], order_by=[c.ts, c.event_id])
-    c = c.mutate(next_ts=c.ts.lead().over(w))
+    return c.mutate(next_ts=c.ts.lead().over(w))
+
+
+def _priced(t: ir.Table, src: dict[str, ir.Table]) -> ir.Table:
+    """`t` with each sku's `price` (null without a products table)."""
+    if "products" not in src:
+        return t.mutate(price=ibis.null("float64"))
+    p = src["products"]
+    return t.left_join(p, "sku").select(t, p.price)
+
+
+def _cart_state(src: dict[str, ir.Table], snaps: ir.Table) -> ir.Table:
+    # The last event before a snapshot is the one whose successor comes at or after it, or
+    # that has none: two range joins that keep one row per item and snapshot, instead of
+    # every event at every later snapshot.
+    c = _cart_until(src)
     held = c.filter(c.next_ts.notnull())
     held = held.join(snaps, (held.ts < snaps.snapshot_at) & (held.next_ts >= snaps.snapshot_at))
     final = c.filter(c.next_ts.isnull())
     final = final.join(snaps, final.ts < snaps.snapshot_at)
     j = held.union(final)
-    last = j.filter(j.action == "add")
-    if "products" in src:
-        p = src["products"]
-        last = last.left_join(p, "sku").select(last, p.price)
-    else:
-        last = last.mutate(price=ibis.null("float64"))
+    last = _priced(j.filter(j.action == "add"), src)
     age = days(last.snapshot_at, last.ts)
     out = last.group_by(["user_id", "snapshot_at"]).aggregate(
         cart_open_items=last.quantity.sum().cast("int64"),
@@ -219,15 +228,8 @@ def _cart_state_prefix(src: dict[str, ir.Table]):
     """`_cart_state` without the joins: each add holds its item in the cart from its time
     until the item's next event (found once per build); a snapshot's cart is the adds it
     falls inside, reduced per shopper in one pass over them."""
-    c = _cart(src)
-    w = ibis.window(group_by=[c.user_id, c.sku], order_by=[c.ts, c.event_id])
-    c = c.mutate(next_ts=c.ts.lead().over(w))
-    adds = c.filter(c.action == "add")
-    if "products" in src:
-        p = src["products"]
-        adds = adds.left_join(p, "sku").select(adds, p.price)
-    else:
-        adds = adds.mutate(price=ibis.null("float64"))
+    c = _cart_until(src)
+    adds = _priced(c.filter(c.action == "add"), src)
     ev = adds.select(
         "user_id", "ts", "next_ts", "quantity", value=fixed(adds.price * adds.quantity)
     ).to_pyarrow()
