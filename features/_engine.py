@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cadence.features._catalogue import Family
-from cadence.features._prefix import PrefixGroup, event_plan, fast_specs
+from cadence.features._prefix import Budget, PrefixGroup, event_plan, fast_specs
 from cadence.features.catalogue import NODE_FAMILIES, USER_FAMILIES
 
 ENGINES = ("duckdb", "spark")
@@ -55,7 +55,7 @@ def connect(engine: str, *, memory_share: float = 0.5) -> ibis.BaseBackend:
     if engine == "duckdb":
         # A share of the memory (half by default), and a spill folder: the largest joins
         # (events x snapshots) then spill to disk instead of exhausting the machine.
-        share = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * memory_share)
+        share = _memory(memory_share)
         return ibis.duckdb.connect(
             memory_limit=f"{share // 2**20}MB",
             temp_directory=_scratch("cadence-duckdb-"),
@@ -111,7 +111,8 @@ def compute(
     node features only when none are). `prefix` (the default) computes the families' window
     aggregates from per-shopper running totals (`_prefix.py`); `join` joins each event to
     every later snapshot, as the formulas are written. Both give the same values."""
-    return prepare(con, src, snapshots, method=method, families=families).compute(src, snapshots)
+    once = prepare(con, src, snapshots, method=method, families=families, batches=1)
+    return once.compute(src, snapshots)
 
 
 def prepare(
@@ -121,10 +122,12 @@ def prepare(
     *,
     method: str = "prefix",
     families: Sequence[str] | None = None,
+    batches: int | None = None,
 ) -> Prepared:
     """Reads what a build of `snapshots` needs once: who is present when, and (prefix) each
     group of families' events, sorted. `Prepared.compute` then builds any batch of those
-    snapshots, from any thread, at the cost of that batch's rows."""
+    snapshots, from any thread, at the cost of that batch's rows. With `batches=1` (one
+    `compute` of them all), no running total is kept for later batches."""
     if method not in METHODS:
         raise FeatureInputError(f"method must be one of {METHODS}, got '{method}'")
     wanted = USER_FAMILIES
@@ -133,7 +136,7 @@ def prepare(
         if unknown:
             raise FeatureInputError(f"no feature family named {sorted(unknown)}")
         wanted = tuple(f for f in USER_FAMILIES if f.name in families)
-    return Prepared(src, snapshots, method, wanted)
+    return Prepared(src, snapshots, method, wanted, keep=batches != 1)
 
 
 class Prepared:
@@ -145,6 +148,8 @@ class Prepared:
         snapshots: Sequence[dt.datetime],
         method: str,
         wanted: tuple[Family, ...],
+        *,
+        keep: bool = True,
     ) -> None:
         self.snapshots = frozenset(_micros_of(snapshots))
         self.families = families = available(wanted, set(src))
@@ -178,6 +183,9 @@ class Prepared:
             f.name for fam in families for f in fam.features if f.fill is not None
         ) - _read_by_derived(self.later)
         snaps_us = np.array(sorted(self.snapshots), dtype=np.int64)
+        # Running totals are kept for later batches within an eighth of the memory; past it
+        # (or with no later batch), each batch makes its own.
+        budget = Budget(_memory(0.125) if keep else 0)
         # The node features do not depend on the shoppers: every snapshot's, once.
         self.nodes = None
         node_families = available(NODE_FAMILIES, set(src))
@@ -185,7 +193,14 @@ class Prepared:
             nodes = node_families[0].compute(src, _snaps_table(snapshots))
             self.nodes = _utc(nodes.order_by(["node_id", "snapshot_at"]).to_pyarrow())
         self.groups = [
-            PrefixGroup(specs, event_plan(prep, entity, src, specs), entity, snaps_us)
+            PrefixGroup(
+                specs,
+                event_plan(prep, entity, src, specs),
+                entity,
+                snaps_us,
+                self.population.ids if entity == "user_id" else None,
+                budget,
+            )
             for (prep, entity), specs in shared.items()
         ]
 
@@ -195,11 +210,11 @@ class Prepared:
         outside = set(_micros_of(snapshots)) - self.snapshots
         if outside:
             raise ValueError(f"{len(outside)} snapshot(s) were not prepared for this build")
-        rows = self.population.rows(snapshots)
+        rows, members = self.population.rows(snapshots)
         snaps = _snaps_table(snapshots)
         columns: dict[str, pa.Array] = {}  # row-aligned
         for group in self.groups:
-            columns.update(group.columns(rows, self.filled))
+            columns.update(group.columns(rows, self.filled, members))
         for evaluate in self.evaluators:
             columns.update(evaluate(rows))
         parts = [_utc(query(src, snaps).to_pyarrow()) for query in self.queries]
@@ -243,18 +258,13 @@ class _Population:
         since = _micros(table.column("since"), null=np.iinfo(np.int64).max)
         self.since = since
 
-    def rows(self, snapshots: Sequence[dt.datetime]) -> pa.Table:
-        """(user_id, snapshot_at) of everyone present at each snapshot, sorted by both."""
+    def rows(self, snapshots: Sequence[dt.datetime]) -> tuple[pa.Table, np.ndarray]:
+        """(user_id, snapshot_at) of everyone present at each snapshot, sorted by both; and
+        each row's shopper's position in `ids`."""
         snaps = np.unique(np.array(_micros_of(snapshots), dtype=np.int64))
         user, at = np.nonzero(self.since[:, None] < snaps[None, :])
-        return pa.table(
-            {
-                "user_id": self.ids.take(user),
-                "snapshot_at": pa.array(snaps[at], type=pa.int64()).cast(
-                    pa.timestamp("us", tz="UTC")
-                ),
-            }
-        )
+        when = pa.array(snaps[at], type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+        return pa.table({"user_id": self.ids.take(user), "snapshot_at": when}), user
 
 
 def _read_by_derived(families: list[Family]) -> frozenset[str]:
@@ -382,13 +392,17 @@ def _micros(col: pa.ChunkedArray, *, null: int | None = None) -> np.ndarray:
     return (us if null is None else pc.fill_null(us, null)).to_numpy()
 
 
+def _memory(share: float) -> int:
+    """`share` of the machine's memory, in bytes."""
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * share)
+
+
 def _projections() -> ibis.BaseBackend:
     """An in-process DuckDB for one assembly's row formulas (projections only: an eighth of
     the memory, nothing to spill). Each assembly has its own, closed when it is done: the
     flow assembles batches on parallel threads, a connection serves one query at a time, and
     the tables a connection has read stay registered with it until it closes."""
-    share = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.125)
-    return ibis.duckdb.connect(memory_limit=f"{share // 2**20}MB")
+    return ibis.duckdb.connect(memory_limit=f"{_memory(0.125) // 2**20}MB")
 
 
 def _fit_families(users: pa.Table, families: tuple[Family, ...]) -> pa.Table:

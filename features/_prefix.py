@@ -104,9 +104,11 @@ def event_plan(prepare, entity: str, src: dict[str, ir.Table], specs) -> EventPl
 
 def _running(x: np.ndarray) -> np.ndarray:
     """Running totals with a leading 0 (64-bit; a difference of two is exact even past
-    overflow, as long as the window's own total fits)."""
-    out = np.zeros(len(x) + 1, dtype=np.int64)
-    np.cumsum(x, dtype=np.int64, out=out[1:])
+    overflow, as long as the window's own total fits). Running counts (of a mask) fit in
+    32 bits below 2**31 events, which halves the memory they pass through."""
+    dtype = np.int32 if x.dtype == np.bool_ and len(x) < 2**31 - 1 else np.int64
+    out = np.zeros(len(x) + 1, dtype=dtype)
+    np.cumsum(x, dtype=dtype, out=out[1:])
     return out
 
 
@@ -134,11 +136,34 @@ def _number(ids: pa.ChunkedArray | pa.Array, distinct: pa.Array) -> np.ndarray:
     return pc.fill_null(found, -1).to_numpy().astype(np.int64)
 
 
+class Budget:
+    """Bytes a build may spend keeping running totals for all its batches (shared by its
+    groups, from any thread)."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.left = nbytes
+        self._lock = threading.Lock()
+
+    def take(self, nbytes: int) -> bool:
+        with self._lock:
+            if nbytes > self.left:
+                return False
+            self.left -= nbytes
+            return True
+
+
 class EventIndex:
     """A group of families' events sorted by shopper and time, once per build: every batch of
     rows (`Lookup`) searches the same sorted events."""
 
-    def __init__(self, events: pa.Table, entity: str, snapshots_us: np.ndarray, columns):
+    def __init__(
+        self,
+        events: pa.Table,
+        entity: str,
+        snapshots_us: np.ndarray,
+        columns,
+        budget: Budget | None = None,
+    ):
         self.ids, ev_code = _numbered(events.column(entity))
         ts_us = events.column("ts").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
         ts_us = ts_us.to_numpy()
@@ -166,7 +191,6 @@ class EventIndex:
         code = ev_code[self.order]
         self.first = np.ones(len(key), dtype=bool)  # each shopper's first event
         self.first[1:] = code[1:] != code[:-1]
-        self.ts_s = ts_s[self.order]
         self.n_events = len(key)
         del ts_us, ts_s, key, code, ev_code
         # Column by column, each Arrow column let go once sorted: the events are not held
@@ -175,8 +199,10 @@ class EventIndex:
         for c in columns:
             self.cols[c] = self._take(events.column(c))
             events = events.drop_columns([c])
-        del events
+        del events, self.order  # the sort is not needed once the columns are in its order
         self._memo: dict[tuple, np.ndarray] = {}
+        self._kept: dict[tuple, np.ndarray] = {}
+        self.budget = budget
         self._lock = threading.Lock()
 
     def rank(self, bound_us: np.ndarray) -> np.ndarray:
@@ -184,6 +210,25 @@ class EventIndex:
         if self.whole:
             return np.clip(bound_us // US - self.t0, 0, self.span)
         return np.searchsorted(self.times, bound_us, "left")
+
+    def seconds(self, at: np.ndarray) -> np.ndarray:
+        """The whole-second times of the events at positions `at` (read off the key)."""
+        part = self.key[at] % self.stride
+        if self.whole:
+            return part + self.t0
+        return np.floor_divide(self.times[np.minimum(part, len(self.times) - 1)], US)
+
+    def kept(self, key: tuple) -> np.ndarray | None:
+        return self._kept.get(key)
+
+    def keep(self, key: tuple, run: np.ndarray) -> bool:
+        """Keeps `run` for the build if the budget allows; whether it is kept."""
+        with self._lock:
+            if key not in self._kept:
+                if self.budget is None or not self.budget.take(run.nbytes):
+                    return False
+                self._kept[key] = run
+            return True
 
     def memo(self, key: tuple, make) -> np.ndarray:
         """A per-event array that does not depend on the rows, made once per build."""
@@ -213,10 +258,10 @@ class Lookup:
     """Where each of a batch of rows (shopper, snapshot) falls in an `EventIndex`: its
     shopper's first event, the first at or after its snapshot, and each window's start."""
 
-    def __init__(self, index: EventIndex, row_ids: pa.ChunkedArray, snap_us: np.ndarray):
+    def __init__(self, index: EventIndex, code: np.ndarray, snap_us: np.ndarray):
+        """`code`: each row's shopper's number in the index (-1: no events)."""
         self.index = index
-        self.n_events, self.first, self.ts_s = index.n_events, index.first, index.ts_s
-        code = _number(row_ids, index.ids)
+        self.n_events, self.first = index.n_events, index.first
         known = code >= 0  # a shopper with no events has empty windows
         snaps, at = np.unique(snap_us, return_inverse=True)  # the rows' few snapshots
         base = np.where(known, code, 0) * index.stride
@@ -238,12 +283,19 @@ class Lookup:
         self._runs: OrderedDict[tuple, np.ndarray] = OrderedDict()
 
     def running(self, key: tuple, make) -> np.ndarray:
-        """Running totals of `make()`, kept for the next aggregates over the same values (the
-        same count or sum over other windows); a few at a time, to bound memory."""
+        """Running totals of `make()`: kept for the whole build while its budget lasts
+        (every later batch reads them), otherwise for this batch's next aggregates over the
+        same values (the same count or sum over other windows), a few at a time."""
+        kept = self.index.kept(key)
+        if kept is not None:
+            return kept
         if key in self._runs:
             self._runs.move_to_end(key)
             return self._runs[key]
-        run = self._runs[key] = _running(make())
+        run = _running(make())
+        if self.index.keep(key, run):
+            return run
+        self._runs[key] = run
         if len(self._runs) > 4:
             self._runs.popitem(last=False)
         return run
@@ -350,7 +402,7 @@ def _evaluate(leaf: Agg, s: Lookup, cols: Columns, plan: EventPlan) -> _Leaf:
             idx = np.maximum(idx, 0)
         if s.n_events == 0:
             return _Leaf(np.zeros(len(hi)), valid)
-        age = (s.snap_s - s.ts_s[idx]).astype(np.float64) / DAY
+        age = (s.snap_s - s.index.seconds(idx)).astype(np.float64) / DAY
         return _Leaf(age, valid)
 
     if leaf.kind == "distinct":
@@ -438,18 +490,41 @@ class PrefixGroup:
     """The window aggregates (`specs`) of the families built from one set of events: the
     events read and sorted once per build, then answered for any batch of rows."""
 
-    def __init__(self, specs: Sequence, plan: EventPlan, entity: str, snapshots_us: np.ndarray):
+    def __init__(
+        self,
+        specs: Sequence,
+        plan: EventPlan,
+        entity: str,
+        snapshots_us: np.ndarray,
+        population: pa.Array | None = None,
+        budget: Budget | None = None,
+    ):
+        """`population`: the build's shoppers, whose numbers in the events are looked up once
+        (rows then give their shopper's position in it). `budget`: for running totals kept
+        across batches."""
         self.specs, self.plan, self.entity = list(specs), plan, entity
         needed = {*plan.value.values(), *plan.where.values(), *plan.square.values()}
         needed |= set(plan.seen.values())
-        self.index = EventIndex(plan.table.to_pyarrow(), entity, snapshots_us, sorted(needed))
+        events = plan.table.to_pyarrow()
+        self.index = EventIndex(events, entity, snapshots_us, sorted(needed), budget)
+        self.known = None if population is None else _number(population, self.index.ids)
 
-    def columns(self, rows: pa.Table, filled: frozenset[str] = frozenset()) -> dict[str, pa.Array]:
+    def columns(
+        self,
+        rows: pa.Table,
+        filled: frozenset[str] = frozenset(),
+        members: np.ndarray | None = None,
+    ) -> dict[str, pa.Array]:
         """Each spec's values for every row of `rows` (entity, snapshot_at), in its order; the
         features named in `filled` come with their declared fill in place of null (no formula
-        reads them before the fills)."""
+        reads them before the fills). `members`: each row's shopper's position in the
+        population the group was prepared with."""
         snap_us = _micros(rows.column("snapshot_at").combine_chunks())
-        s = Lookup(self.index, rows.column(self.entity), snap_us)
+        if members is not None and self.known is not None:
+            code = self.known[members]
+        else:
+            code = _number(rows.column(self.entity), self.index.ids)
+        s = Lookup(self.index, code, snap_us)
         plan, cols = self.plan, self.index.cols
         out = {}
 

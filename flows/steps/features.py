@@ -119,7 +119,8 @@ def prepare_build(plan: BuildPlan, engine: str) -> Prepared:
     """What every batch of the build shares, read once (`cadence.features.prepare`): who is
     present when, and each group of families' events, sorted."""
     con = connect(engine)
-    return prepare(con, load_sources(con, plan.tables), plan.snapshots)
+    tables = load_sources(con, plan.tables)
+    return prepare(con, tables, plan.snapshots, batches=len(plan.batches))
 
 
 def compute_batch(
@@ -133,7 +134,7 @@ def compute_batch(
     con = connect(engine)
     src = load_sources(con, plan.tables)
     if prepared is None:
-        prepared = prepare(con, src, snapshots)
+        prepared = prepare(con, src, snapshots, batches=1)
     result = prepared.compute(src, snapshots)
     parts = split_by_family(result.users, result.families)
     if result.nodes is not None:
