@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import ibis.expr.types as ir
 import numpy as np
@@ -61,7 +61,7 @@ def _leaves(agg: Agg) -> list[Agg]:
 class EventPlan:
     """The per-event projection of a family's aggregates: which column holds each part."""
 
-    table: ir.Table  # entity, ts, one column per distinct part
+    table: ir.Table | None  # entity, ts, one column per distinct part (None once read)
     value: dict[int, str]  # id(leaf) -> column of its value
     where: dict[int, str]  # id(leaf) -> column of its condition
     square: dict[int, str]  # id(leaf) -> column of its value squared (a std's)
@@ -502,9 +502,12 @@ class PrefixGroup:
         """`population`: the build's shoppers, whose numbers in the events are looked up once
         (rows then give their shopper's position in it). `budget`: for running totals kept
         across batches."""
-        self.specs, self.plan, self.entity = list(specs), plan, entity
+        # The plan is kept without its table: the events are read here, and the connection
+        # they came from need not outlive the preparation.
+        self.specs, self.plan, self.entity = list(specs), replace(plan, table=None), entity
         needed = {*plan.value.values(), *plan.where.values(), *plan.square.values()}
         needed |= set(plan.seen.values())
+        assert plan.table is not None
         events = plan.table.to_pyarrow()
         self.index = EventIndex(events, entity, snapshots_us, sorted(needed), budget)
         self.known = None if population is None else _number(population, self.index.ids)
