@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cadence.features._catalogue import Family
-from cadence.features._prefix import Budget, PrefixGroup, event_plan, fast_specs
+from cadence.features._prefix import Budget, PrefixGroup, fast_specs
 from cadence.features.catalogue import NODE_FAMILIES, USER_FAMILIES
 
 ENGINES = ("duckdb", "spark")
@@ -123,11 +123,14 @@ def prepare(
     method: str = "prefix",
     families: Sequence[str] | None = None,
     batches: int | None = None,
+    events_memory: int | None = None,
 ) -> Prepared:
     """Reads what a build of `snapshots` needs once: who is present when, and (prefix) each
     group of families' events, sorted. `Prepared.compute` then builds any batch of those
     snapshots, from any thread, at the cost of that batch's rows. With `batches=1` (one
-    `compute` of them all), no running total is kept for later batches."""
+    `compute` of them all), no running total is kept for later batches. The sorted events
+    held take at most `events_memory` bytes (three eighths of the machine's memory unless
+    given); a group past it is read again by each batch."""
     if method not in METHODS:
         raise FeatureInputError(f"method must be one of {METHODS}, got '{method}'")
     wanted = USER_FAMILIES
@@ -136,7 +139,7 @@ def prepare(
         if unknown:
             raise FeatureInputError(f"no feature family named {sorted(unknown)}")
         wanted = tuple(f for f in USER_FAMILIES if f.name in families)
-    return Prepared(src, snapshots, method, wanted, keep=batches != 1)
+    return Prepared(src, snapshots, method, wanted, keep=batches != 1, events_memory=events_memory)
 
 
 class Prepared:
@@ -150,6 +153,7 @@ class Prepared:
         wanted: tuple[Family, ...],
         *,
         keep: bool = True,
+        events_memory: int | None = None,
     ) -> None:
         self.snapshots = frozenset(_micros_of(snapshots))
         self.families = families = available(wanted, set(src))
@@ -192,14 +196,21 @@ class Prepared:
         if node_families and self.with_nodes:
             nodes = node_families[0].compute(src, _snaps_table(snapshots))
             self.nodes = _utc(nodes.order_by(["node_id", "snapshot_at"]).to_pyarrow())
+        # The sorted events themselves take at most three eighths of the memory: a group past
+        # that is read again by each batch.
+        room = None
+        if keep:
+            room = Budget(_memory(0.375) if events_memory is None else events_memory)
         self.groups = [
             PrefixGroup(
                 specs,
-                event_plan(prep, entity, src, specs),
+                prep,
                 entity,
+                src,
                 snaps_us,
                 self.population.ids if entity == "user_id" else None,
                 budget,
+                room,
             )
             for (prep, entity), specs in shared.items()
         ]
@@ -214,7 +225,7 @@ class Prepared:
         snaps = _snaps_table(snapshots)
         columns: dict[str, pa.Array] = {}  # row-aligned
         for group in self.groups:
-            columns.update(group.columns(rows, self.filled, members))
+            columns.update(group.columns(rows, self.filled, members, src))
         for evaluate in self.evaluators:
             columns.update(evaluate(rows))
         parts = [_utc(query(src, snaps).to_pyarrow()) for query in self.queries]

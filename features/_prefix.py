@@ -211,6 +211,12 @@ class EventIndex:
             return np.clip(bound_us // US - self.t0, 0, self.span)
         return np.searchsorted(self.times, bound_us, "left")
 
+    @property
+    def nbytes(self) -> int:
+        """What the sorted events hold."""
+        arrays = [self.key, self.first, *(a for pair in self.cols.values() for a in pair)]
+        return sum(a.nbytes for a in arrays if a is not None)
+
     def seconds(self, at: np.ndarray) -> np.ndarray:
         """The whole-second times of the events at positions `at` (read off the key)."""
         part = self.key[at] % self.stride
@@ -487,48 +493,74 @@ def _combine(agg: Agg, s, cols, plan) -> _Leaf:
 
 
 class PrefixGroup:
-    """The window aggregates (`specs`) of the families built from one set of events: the
-    events read and sorted once per build, then answered for any batch of rows."""
+    """The window aggregates (`specs`) of the families built from one set of events
+    (`prepare`): the events read and sorted once per build, then answered for any batch of
+    rows. A group whose sorted events do not fit the build's `room` is read again by each
+    batch instead (as every group was before builds were prepared)."""
 
     def __init__(
         self,
         specs: Sequence,
-        plan: EventPlan,
+        prepare,
         entity: str,
+        src: dict[str, ir.Table],
         snapshots_us: np.ndarray,
         population: pa.Array | None = None,
         budget: Budget | None = None,
+        room: Budget | None = None,
     ):
         """`population`: the build's shoppers, whose numbers in the events are looked up once
         (rows then give their shopper's position in it). `budget`: for running totals kept
-        across batches."""
-        # The plan is kept without its table: the events are read here, and the connection
-        # they came from need not outlive the preparation.
-        self.specs, self.plan, self.entity = list(specs), replace(plan, table=None), entity
+        across batches. `room`: for the sorted events themselves (None: no limit)."""
+        self.specs, self.prepare, self.entity = list(specs), prepare, entity
+        self.snapshots_us = snapshots_us
+        self.plan, self.index = self._read(src, budget)
+        self.known = None
+        if room is not None and not room.take(self.index.nbytes):
+            self.plan = self.index = None  # read by each batch
+            return
+        if population is not None:
+            self.known = _number(population, self.index.ids)
+
+    def _read(self, src: dict[str, ir.Table], budget: Budget | None):
+        """The events, sorted, and the plan naming their columns (kept without its table, so
+        the connection they came from need not outlive the reading)."""
+        plan = event_plan(self.prepare, self.entity, src, self.specs)
         needed = {*plan.value.values(), *plan.where.values(), *plan.square.values()}
         needed |= set(plan.seen.values())
         assert plan.table is not None
         events = plan.table.to_pyarrow()
-        self.index = EventIndex(events, entity, snapshots_us, sorted(needed), budget)
-        self.known = None if population is None else _number(population, self.index.ids)
+        index = EventIndex(events, self.entity, self.snapshots_us, sorted(needed), budget)
+        return replace(plan, table=None), index
+
+    @property
+    def per_batch(self) -> bool:
+        return self.index is None
 
     def columns(
         self,
         rows: pa.Table,
         filled: frozenset[str] = frozenset(),
         members: np.ndarray | None = None,
+        src: dict[str, ir.Table] | None = None,
     ) -> dict[str, pa.Array]:
         """Each spec's values for every row of `rows` (entity, snapshot_at), in its order; the
         features named in `filled` come with their declared fill in place of null (no formula
         reads them before the fills). `members`: each row's shopper's position in the
-        population the group was prepared with."""
+        population the group was prepared with. `src`: the batch's raw tables, for a group
+        read by each batch."""
         snap_us = _micros(rows.column("snapshot_at").combine_chunks())
-        if members is not None and self.known is not None:
-            code = self.known[members]
+        plan, index, known = self.plan, self.index, self.known
+        if index is None:
+            if src is None:
+                raise ValueError("a group read by each batch needs the batch's tables")
+            plan, index = self._read(src, None)
+        if members is not None and known is not None:
+            code = known[members]
         else:
-            code = _number(rows.column(self.entity), self.index.ids)
-        s = Lookup(self.index, code, snap_us)
-        plan, cols = self.plan, self.index.cols
+            code = _number(rows.column(self.entity), index.ids)
+        s = Lookup(index, code, snap_us)
+        cols = index.cols
         out = {}
 
         def shared(spec) -> tuple[str, str]:  # aggregates over the same values in a row

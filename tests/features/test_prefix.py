@@ -128,15 +128,23 @@ def test_a_build_read_once_and_computed_in_batches_on_threads_equals_one_pass(wo
     src = load_sources(con, paths)
     whole = compute(con, src, snaps).users
     prepared = prepare(con, src, snaps)
+    assert not any(g.per_batch for g in prepared.groups)
 
-    def batch(when: list[dt.datetime]) -> pa.Table:
-        own = connect("duckdb")
-        return prepared.compute(load_sources(own, paths), when).users
+    def batches(prepared) -> pa.Table:
+        def batch(when: list[dt.datetime]) -> pa.Table:
+            own = connect("duckdb")
+            return prepared.compute(load_sources(own, paths), when).users
 
-    with ThreadPoolExecutor(2) as pool:
-        parts = list(pool.map(batch, [snaps[:2], snaps[2:4], snaps[4:]]))
-    together = pa.concat_tables(parts)
-    order = pc.sort_indices(together, [("user_id", "ascending"), ("snapshot_at", "ascending")])
-    _assert_same(together.take(order), whole)
+        with ThreadPoolExecutor(2) as pool:
+            parts = list(pool.map(batch, [snaps[:2], snaps[2:4], snaps[4:]]))
+        together = pa.concat_tables(parts)
+        keys = [("user_id", "ascending"), ("snapshot_at", "ascending")]
+        return together.take(pc.sort_indices(together, keys))
+
+    _assert_same(batches(prepared), whole)
     with pytest.raises(ValueError, match="not prepared"):
         prepared.compute(src, [snaps[0] + dt.timedelta(days=1)])
+    # With no room for sorted events, every group is read again by each batch: same values.
+    tight = prepare(con, src, snaps, events_memory=0)
+    assert all(g.per_batch for g in tight.groups)
+    _assert_same(batches(tight), whole)
