@@ -129,8 +129,8 @@ def prepare(
     group of families' events, sorted. `Prepared.compute` then builds any batch of those
     snapshots, from any thread, at the cost of that batch's rows. With `batches=1` (one
     `compute` of them all), no running total is kept for later batches. The sorted events
-    held take at most `events_memory` bytes (three eighths of the machine's memory unless
-    given); a group past it is read again by each batch."""
+    held take at most `events_memory` bytes (a quarter of the machine's memory unless given);
+    a group past it is read again by each batch."""
     if method not in METHODS:
         raise FeatureInputError(f"method must be one of {METHODS}, got '{method}'")
     wanted = USER_FAMILIES
@@ -187,20 +187,21 @@ class Prepared:
             f.name for fam in families for f in fam.features if f.fill is not None
         ) - _read_by_derived(self.later)
         snaps_us = np.array(sorted(self.snapshots), dtype=np.int64)
-        # Running totals are kept for later batches within an eighth of the memory; past it
+        # Running totals are kept for later batches within a sixteenth of the memory; past it
         # (or with no later batch), each batch makes its own.
-        budget = Budget(_memory(0.125) if keep else 0)
+        budget = Budget(_memory(0.0625) if keep else 0)
         # The node features do not depend on the shoppers: every snapshot's, once.
         self.nodes = None
         node_families = available(NODE_FAMILIES, set(src))
         if node_families and self.with_nodes:
             nodes = node_families[0].compute(src, _snaps_table(snapshots))
             self.nodes = _utc(nodes.order_by(["node_id", "snapshot_at"]).to_pyarrow())
-        # The sorted events themselves take at most three eighths of the memory: a group past
-        # that is read again by each batch.
+        # The sorted events themselves take at most a quarter of the memory: a group past that
+        # is read again by each batch. (With a batch's own rows and a group read for it, a
+        # build of 1M shoppers then stays within the machine.)
         room = None
         if keep:
-            room = Budget(_memory(0.375) if events_memory is None else events_memory)
+            room = Budget(_memory(0.25) if events_memory is None else events_memory)
         self.groups = [
             PrefixGroup(
                 specs,
