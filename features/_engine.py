@@ -129,8 +129,8 @@ def prepare(
     group of families' events, sorted. `Prepared.compute` then builds any batch of those
     snapshots, from any thread, at the cost of that batch's rows. With `batches=1` (one
     `compute` of them all), no running total is kept for later batches. The sorted events
-    held take at most `events_memory` bytes (a quarter of the machine's memory unless given);
-    a group past it is read again by each batch."""
+    are held only if they fit in `events_memory` bytes (a quarter of the machine's memory
+    unless given); otherwise each batch reads them again."""
     if method not in METHODS:
         raise FeatureInputError(f"method must be one of {METHODS}, got '{method}'")
     wanted = USER_FAMILIES
@@ -196,9 +196,8 @@ class Prepared:
         if node_families and self.with_nodes:
             nodes = node_families[0].compute(src, _snaps_table(snapshots))
             self.nodes = _utc(nodes.order_by(["node_id", "snapshot_at"]).to_pyarrow())
-        # The sorted events themselves take at most a quarter of the memory: a group past that
-        # is read again by each batch. (With a batch's own rows and a group read for it, a
-        # build of 1M shoppers then stays within the machine.)
+        # The sorted events are held only if all of them fit in a quarter of the memory;
+        # otherwise each batch reads them again.
         room = None
         if keep:
             room = Budget(_memory(0.25) if events_memory is None else events_memory)
@@ -215,6 +214,11 @@ class Prepared:
             )
             for (prep, entity), specs in shared.items()
         ]
+        if room is not None and room.exceeded:
+            # Holding some groups would add their memory to each batch's reading of the
+            # others: every group is read by each batch, and a batch costs what it did alone.
+            for group in self.groups:
+                group.read_by_each_batch()
 
     def compute(self, src: dict[str, ir.Table], snapshots: Sequence[dt.datetime]) -> Result:
         """Every feature at `snapshots` (some of the prepared ones); `src` are the raw tables

@@ -137,16 +137,18 @@ def _number(ids: pa.ChunkedArray | pa.Array, distinct: pa.Array) -> np.ndarray:
 
 
 class Budget:
-    """Bytes a build may spend keeping running totals for all its batches (shared by its
-    groups, from any thread)."""
+    """Bytes a build may spend holding something for all its batches (sorted events, running
+    totals), shared by its groups, from any thread."""
 
     def __init__(self, nbytes: int) -> None:
         self.left = nbytes
+        self.exceeded = False  # a request was refused
         self._lock = threading.Lock()
 
     def take(self, nbytes: int) -> bool:
         with self._lock:
             if nbytes > self.left:
+                self.exceeded = True
                 return False
             self.left -= nbytes
             return True
@@ -495,8 +497,8 @@ def _combine(agg: Agg, s, cols, plan) -> _Leaf:
 class PrefixGroup:
     """The window aggregates (`specs`) of the families built from one set of events
     (`prepare`): the events read and sorted once per build, then answered for any batch of
-    rows. A group whose sorted events do not fit the build's `room` is read again by each
-    batch instead (as every group was before builds were prepared)."""
+    rows; or, when the build's sorted events do not fit its `room`, read again by each
+    batch."""
 
     def __init__(
         self,
@@ -514,13 +516,19 @@ class PrefixGroup:
         across batches. `room`: for the sorted events themselves (None: no limit)."""
         self.specs, self.prepare, self.entity = list(specs), prepare, entity
         self.snapshots_us = snapshots_us
+        self.plan = self.index = self.known = None  # None: read by each batch
+        if room is not None and room.exceeded:
+            return
         self.plan, self.index = self._read(src, budget)
-        self.known = None
         if room is not None and not room.take(self.index.nbytes):
-            self.plan = self.index = None  # read by each batch
+            self.read_by_each_batch()
             return
         if population is not None:
             self.known = _number(population, self.index.ids)
+
+    def read_by_each_batch(self) -> None:
+        """Lets go of the sorted events: each batch reads them again."""
+        self.plan = self.index = self.known = None
 
     def _read(self, src: dict[str, ir.Table], budget: Budget | None):
         """The events, sorted, and the plan naming their columns (kept without its table, so
