@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cadence.features._catalogue import Family
-from cadence.features._prefix import Budget, PrefixGroup, fast_specs
+from cadence.features._prefix import Budget, PrefixGroup, event_plan, fast_specs
 from cadence.features.catalogue import NODE_FAMILIES, USER_FAMILIES
 
 ENGINES = ("duckdb", "spark")
@@ -163,6 +163,7 @@ class Prepared:
         self.evaluators = []  # rows -> row-aligned columns (the families' own prefix forms)
         self.later: list[Family] = []  # families whose derived features wait for the row
         shared: dict[object, list] = {}  # prepare -> the fast specs of every family using it
+        source: dict[object, str] = {}  # prepare -> the raw table its events come from
         for fam in families:
             if fam.on_row or fam.fitted is not None:
                 continue
@@ -173,6 +174,7 @@ class Prepared:
                 continue
             if fast:
                 shared.setdefault((fam.prepare, fam.entity), []).extend(fast)
+                source.setdefault((fam.prepare, fam.entity), fam.tables[0])
             if fam.prefix is not None:  # the rest, and the extra columns
                 self.evaluators.append(fam.prefix(src))
             else:
@@ -201,6 +203,13 @@ class Prepared:
         room = None
         if keep:
             room = Budget(_memory(0.25) if events_memory is None else events_memory)
+            # A first guess from the tables' sizes, before anything is read.
+            guess = sum(
+                _guess_bytes(src[source[key]], len(event_plan(*key, src, specs).columns))
+                for key, specs in shared.items()
+            )
+            if not room.take(guess):
+                room.exceeded = True
         self.groups = [
             PrefixGroup(
                 specs,
@@ -241,6 +250,12 @@ class Prepared:
             at = pa.array(_micros_of(snapshots), pa.int64()).cast(pa.timestamp("us", tz="UTC"))
             nodes = self.nodes.filter(pc.is_in(self.nodes.column("snapshot_at"), value_set=at))
         return Result(_utc(users), nodes, families)
+
+
+def _guess_bytes(table: ir.Table, parts: int) -> int:
+    """About what a group's sorted events would hold: per row of the table they come from,
+    its key (8 bytes), first-event flag (1) and 8 bytes per part column."""
+    return int(table.count().execute()) * (9 + 8 * parts)
 
 
 def _snaps_table(snapshots: Sequence[dt.datetime]) -> ir.Table:

@@ -67,6 +67,13 @@ class EventPlan:
     square: dict[int, str]  # id(leaf) -> column of its value squared (a std's)
     seen: dict[int, str]  # id(leaf) -> column of the time it must be seen before the snapshot
 
+    @property
+    def columns(self) -> set[str]:
+        """The part columns the aggregates read."""
+        return {*self.value.values(), *self.where.values(), *self.square.values()} | set(
+            self.seen.values()
+        )
+
 
 def event_plan(prepare, entity: str, src: dict[str, ir.Table], specs) -> EventPlan:
     """The events `prepare` makes from the raw tables, with a column per part of `specs`."""
@@ -534,11 +541,9 @@ class PrefixGroup:
         """The events, sorted, and the plan naming their columns (kept without its table, so
         the connection they came from need not outlive the reading)."""
         plan = event_plan(self.prepare, self.entity, src, self.specs)
-        needed = {*plan.value.values(), *plan.where.values(), *plan.square.values()}
-        needed |= set(plan.seen.values())
         assert plan.table is not None
         events = plan.table.to_pyarrow()
-        index = EventIndex(events, self.entity, self.snapshots_us, sorted(needed), budget)
+        index = EventIndex(events, self.entity, self.snapshots_us, sorted(plan.columns), budget)
         return replace(plan, table=None), index
 
     @property
