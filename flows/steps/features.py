@@ -261,7 +261,7 @@ def build_features(
     report: Report = silent,
 ) -> FeatureManifest:
     """Plans the build, reads its inputs once and computes its batches one after another
-    (memory stays bounded by a batch)."""
+    (memory: the prepared inputs, held only within a quarter of the machine's, and a batch)."""
     raw_fingerprint = _fingerprint.files(raw)
     plan = plan_build(raw, snapshots, conf)
 
