@@ -131,10 +131,17 @@ def _numbered(ids: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
     """The distinct shoppers of `ids` (no null) in sorted order, and each entry's number among
     them (-1 for null). Rows sorted by shopper then number their shoppers in rising order,
     which keeps their binary searches in the events close together."""
-    ids = ids.combine_chunks()
-    distinct = pc.drop_null(pc.unique(ids))
-    distinct = distinct.take(pc.sort_indices(distinct))
-    return distinct, _number(ids, distinct)
+    # One hashing pass: the values met in order, and each entry's index among them.
+    encoded = pc.dictionary_encode(ids.combine_chunks())
+    met = encoded.dictionary  # nulls are null indices, not values
+    order = pc.sort_indices(met).to_numpy()
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    indices = encoded.indices
+    code = rank[pc.fill_null(indices, 0).to_numpy()] if len(rank) else np.zeros(len(indices))
+    if indices.null_count:
+        code[indices.is_null().to_numpy(zero_copy_only=False)] = -1
+    return met.take(pa.array(order)), code.astype(np.int64, copy=False)
 
 
 def _number(ids: pa.ChunkedArray | pa.Array, distinct: pa.Array) -> np.ndarray:
