@@ -202,14 +202,15 @@ class Prepared:
         # otherwise each batch reads them again.
         room = None
         if keep:
-            room = Budget(_memory(0.25) if events_memory is None else events_memory)
+            limit = _memory(0.25) if events_memory is None else events_memory
+            room = Budget(limit)
             # A first guess from the tables' sizes, before anything is read.
             guess = sum(
                 _guess_bytes(src[source[key]], len(event_plan(*key, src, specs).columns))
                 for key, specs in shared.items()
             )
-            if not room.take(guess):
-                room.exceeded = True
+            if guess > limit:
+                room.close()
         self.groups = [
             PrefixGroup(
                 specs,
@@ -286,8 +287,7 @@ class _Population:
         order = pc.sort_indices(table, [("user_id", "ascending")])
         table = table.take(order)
         self.ids = table.column("user_id").combine_chunks()
-        since = _micros(table.column("since"), null=np.iinfo(np.int64).max)
-        self.since = since
+        self.since = _micros(table.column("since"), null=np.iinfo(np.int64).max)
 
     def rows(self, snapshots: Sequence[dt.datetime]) -> tuple[pa.Table, np.ndarray]:
         """(user_id, snapshot_at) of everyone present at each snapshot, sorted by both; and

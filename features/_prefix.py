@@ -161,11 +161,16 @@ class Budget:
 
     def take(self, nbytes: int) -> bool:
         with self._lock:
-            if nbytes > self.left:
+            if self.exceeded or nbytes > self.left:
                 self.exceeded = True
                 return False
             self.left -= nbytes
             return True
+
+    def close(self) -> None:
+        """Grants nothing more."""
+        with self._lock:
+            self.exceeded = True
 
 
 class EventIndex:
